@@ -1,0 +1,190 @@
+"""Command line: parses arguments, configures logging, calls one stage function. Nothing else.
+
+User errors (bad input, missing files, unknown names) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from critiquelab.io import UserError
+
+__all__ = ["main"]
+
+log = logging.getLogger("critiquelab")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="critiquelab", description="Critique Fine-Tuning toolkit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help)
+        if config:
+            s.add_argument("--config", help="YAML recipe (a RunConfig; the stage's section is used)")
+            s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
+        return s
+
+    s = cmd("world", "generate the synthetic math world")
+    s.add_argument("--out", required=True)
+
+    s = cmd("pretrain", "pretrain the tiny base model from scratch on a world")
+    s.add_argument("--world", required=True)
+    s.add_argument("--out", required=True)
+
+    s = cmd("sample", "sample noisy candidate solutions")
+    s.add_argument("--problems", required=True)
+    s.add_argument("--model")
+    s.add_argument("--out", required=True)
+
+    s = cmd("critique", "critique solutions with a teacher")
+    s.add_argument("--input", required=True)
+    s.add_argument("--out", required=True)
+
+    s = cmd("build", "build CFT / SFT training sets")
+    s.add_argument("--solutions", required=True)
+    s.add_argument("--critiques", required=True)
+    s.add_argument("--out", required=True)
+
+    s = cmd("train", "fine-tune a model on a built dataset")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+
+    s = cmd("eval", "evaluate a model on benchmarks")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--benchmarks", help="comma-separated names (world, math-500, gsm8k, ...)")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--world", help="world directory (for the world benchmarks)")
+    s.add_argument("--benchmarks-dir")
+
+    s = cmd("grade", "grade a JSONL of {response, reference}", config=False)
+    s.add_argument("--responses", required=True)
+
+    s = cmd("report", "(re)write the report of a run directory", config=False)
+    s.add_argument("run_dir")
+
+    s = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report")
+    s.add_argument("--preset", default="fast")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--benchmarks-dir")
+    return p
+
+
+def _config(args):
+    from critiquelab.config import RunConfig, load_config
+
+    return load_config(RunConfig, args.config, args.overrides)
+
+
+def _run(args) -> str:
+    if args.cmd == "world":
+        from critiquelab.world import write_world
+
+        counts = write_world(_config(args).world, args.out)
+        return f"wrote world to {args.out}: {counts}"
+    if args.cmd == "pretrain":
+        from critiquelab.pretrain import pretrain
+
+        cfg = _config(args)
+        stats = pretrain(args.world, args.out, cfg.model, cfg.pretrain)
+        return f"pretrained {stats['params'] / 1e6:.2f}M params on {stats['tokens']} tokens -> {args.out}"
+    if args.cmd == "sample":
+        from critiquelab.sample import run_sample
+
+        s = run_sample(args.problems, args.out, _config(args).sample, args.model)
+        return f"wrote {s['solutions']} solutions to {args.out} (share correct: {s['share_correct']})"
+    if args.cmd == "critique":
+        from critiquelab.critique import run_critique
+
+        s = run_critique(args.input, args.out, _config(args).critique)
+        return f"wrote {s['critiques']} critiques to {args.out} ({s['right']} right, {s['wrong']} wrong)"
+    if args.cmd == "build":
+        from critiquelab.build import run_build
+
+        counts = run_build(args.solutions, args.critiques, args.out, _config(args).build)
+        return f"wrote datasets to {args.out}: {counts}"
+    if args.cmd == "train":
+        from critiquelab.train import run_train
+
+        s = run_train(args.model, args.data, args.out, _config(args).train)
+        return f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['train_loss']:.3f}) -> {args.out}"
+    if args.cmd == "eval":
+        from critiquelab.evaluate import run_eval
+
+        cfg = _config(args).eval
+        if args.benchmarks:
+            cfg.benchmarks = [b for b in args.benchmarks.split(",") if b]
+        if args.limit is not None:
+            cfg.limit = args.limit
+        s = run_eval(args.model, args.out, cfg, world_dir=args.world, bench_dir=args.benchmarks_dir)
+        accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
+        return f"{accs}; details in {args.out}"
+    if args.cmd == "grade":
+        from critiquelab.grading import grade
+        from critiquelab.io import read_jsonl
+
+        rows = read_jsonl(args.responses)
+        for i, r in enumerate(rows, start=1):
+            if "response" not in r or "reference" not in r:
+                raise UserError(f"{args.responses}:{i}: expected 'response' and 'reference' fields")
+        grades = [grade(r["response"], r["reference"]) for r in rows]
+        for g in grades:
+            print(f"{g.correct}\t{g.reason}\t{g.extracted}")
+        return f"{sum(g.correct for g in grades)}/{len(grades)} correct"
+    if args.cmd == "report":
+        from critiquelab.report import write_report
+
+        return f"report: {write_report(args.run_dir)}"
+    if args.cmd == "demo":
+        from critiquelab.demo import preset_config, run_demo
+
+        cfg = preset_config(args.preset, args.overrides) if not args.config else _config(args)
+        path = run_demo(cfg, args.out, bench_dir=args.benchmarks_dir)
+        return f"report: {path} (and {Path(path).with_suffix('.json')}, {Path(path).parent / 'accuracy.png'})"
+    raise AssertionError(args.cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, show_time=False)])
+    _quiet_libraries()
+    t0 = time.time()
+    try:
+        summary = _run(args)
+    except UserError as e:
+        print(f"critiquelab {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"{summary} [{time.time() - t0:.0f}s]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Evaluation: greedy batched generation on benchmarks, graded by final answer.
+
+Inputs: a model dir and benchmark names (`world` is the synthetic test split). Outputs in
+`out_dir`: `<benchmark>.jsonl` (one row per item: id, response, extracted answer, correct,
+reason), `results.json` (accuracy, n, 95% Wilson interval, format failures, sampling settings)
+and `results.md`. Items are appended as they are graded, so a rerun after an interruption
+only generates what is missing.
+
+    critiquelab eval --model runs/demo/models/cft --benchmarks world --world runs/demo/world --out runs/demo/eval/cft
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
+from critiquelab.grading import grade
+from critiquelab.io import append_jsonl, read_jsonl, write_json
+from critiquelab.llm import HFBackend, Sampling
+from critiquelab.sources import load_benchmark
+
+__all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
+
+log = logging.getLogger(__name__)
+
+PROMPTS = {
+    "cot": lambda q: [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": q}],
+    "plain": lambda q: [{"role": "user", "content": q}],
+}
+
+
+def conversation(question: str, prompt: str = "cot") -> list[dict]:
+    return PROMPTS[prompt](question)
+
+
+def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarize(items: list[dict]) -> dict:
+    n = len(items)
+    k = sum(bool(r["correct"]) for r in items)
+    lo, hi = wilson_ci(k, n)
+    return {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi],
+            "no_answer": sum(r["reason"] == "no_answer" for r in items),
+            "fallback": sum(bool(r.get("fallback")) for r in items)}
+
+
+def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,
+             bench_dir=None, backend=None) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
+            for b in cfg.benchmarks}  # every name and file is checked before any generation
+    if cfg.prompt not in PROMPTS:
+        from critiquelab.io import UserError
+        raise UserError(f"unknown prompt {cfg.prompt!r} (valid: {', '.join(PROMPTS)})")
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens)
+    backend = backend or HFBackend(model_dir, batch_size=cfg.batch_size)
+    results, t0 = {}, time.time()
+    with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as progress:
+        for name, rows in sets.items():
+            path = out_dir / f"{name}.jsonl"
+            done = {r["id"]: r for r in read_jsonl(path, tolerate_torn_tail=True)} if path.exists() else {}
+            todo = [r for r in rows if r["id"] not in done]
+            task = progress.add_task(name, total=len(rows), completed=len(rows) - len(todo))
+            chunk = max(cfg.batch_size * 4, 1)
+            for s in range(0, len(todo), chunk):
+                part = todo[s:s + chunk]
+                responses = backend.generate([conversation(r["question"], cfg.prompt) for r in part], sampling,
+                                             on_batch=lambda n, t=task: progress.advance(t, n))
+                graded = []
+                for r, resp in zip(part, responses, strict=True):
+                    g = grade(resp, r.get("answer"))
+                    graded.append({"id": r["id"], "reference": r.get("answer"), "response": resp,
+                                   "extracted": g.extracted, "correct": g.correct, "reason": g.reason,
+                                   "fallback": g.fallback})
+                append_jsonl(path, graded)
+                done.update({g["id"]: g for g in graded})
+            items = [done[r["id"]] for r in rows]
+            results[name] = summarize(items)
+    summary = {"model": str(model_dir), "benchmarks": results, "prompt": cfg.prompt,
+               "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1)}
+    write_json(out_dir / "results.json", summary)
+    lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} "
+                     f"| {r['n']} | {r['no_answer']} |")
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    return summary

@@ -1,0 +1,135 @@
+"""Answer extraction and equivalence: a cheap exact/numeric path, then math-verify.
+
+`extract_answer` takes the last `\\boxed{}` / `\\fbox{}` (nested braces), else "The answer is X",
+GSM8K's `#### N`, `A: N`, and finally the last number (marked as a fallback). `grade` compares
+with the reference after the normalisations math-verify lacks (text, units, thousands
+separators, degrees, percent, `\\dfrac`, trailing `.0`, True/False), then asks math-verify for
+symbolic equivalence under a time bound. Model output is parsed, never executed.
+
+    critiquelab grade --responses graded.jsonl   # rows {response, reference}
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from critiquelab.sources import last_boxed
+
+__all__ = ["Grade", "extract_answer", "extract", "normalize", "equivalent", "grade"]
+
+TIMEOUT_S = 2
+
+
+@dataclass
+class Grade:
+    correct: bool
+    extracted: str | None
+    reason: str            # exact | numeric | math_verify | mismatch | no_answer | no_reference | timeout
+    fallback: bool = False  # the answer came from the last-number fallback
+
+
+_NUM = r"-?\d[\d,]*(?:\.\d+)?"
+_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s*)?$", re.IGNORECASE | re.MULTILINE)
+_HASHES = re.compile(r"####\s*(" + _NUM + ")")
+_A_COLON = re.compile(r"(?:^|\n)\s*A:\s*(" + _NUM + ")")
+_LAST_NUM = re.compile(_NUM)
+
+
+def extract(text: str) -> tuple[str | None, bool]:
+    """(answer, is_fallback)."""
+    if not text:
+        return None, False
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed, False
+    for pattern in (_ANSWER_IS, _HASHES, _A_COLON):
+        found = pattern.findall(text)
+        if found:
+            return found[-1].strip(), False
+    nums = _LAST_NUM.findall(text)
+    return (nums[-1].rstrip(".,"), True) if nums else (None, False)
+
+
+def extract_answer(text: str) -> str | None:
+    return extract(text)[0]
+
+
+_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_UNITS = re.compile(r"\s*(?:\\[,;! ]|~)?\s*(?:cm|m|km|kg|g|mm|s|sec|seconds|minutes|hours|days|dollars|"
+                    r"cents|units|degrees|meters|feet|inches|miles|mph|sq|square)\b\.?(\^?\d)?$")
+
+
+def normalize(s: str) -> str:
+    s = s.strip().strip("$").strip()
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "").replace("\\%", "").replace("%", "")
+    s = s.replace("\\$", "").replace("\\!", "").replace("\\,", "").replace("\\ ", " ")
+    for _ in range(3):
+        s = _TEXT.sub(r"\1", s)
+    s = _UNITS.sub("", s).strip()
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    s = re.sub(r"^(-?\d+)\.0+$", r"\1", s)
+    s = s.rstrip(".").strip()
+    low = s.lower()
+    if low in ("true", "yes", "correct"):
+        return "True"
+    if low in ("false", "no", "incorrect"):
+        return "False"
+    return re.sub(r"\s+", "", s)
+
+
+def _as_float(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(-?\d+)\}|(-?\d+)/(\d+)", s)
+        if m:
+            a, b = (m[1], m[2]) if m[1] else (m[3], m[4])
+            return int(a) / int(b) if int(b) else None
+        return None
+
+
+def _math_verify(a: str, b: str) -> bool | None:
+    """math-verify on two answers; None when it timed out. Its timeouts use SIGALRM, which only
+    works on the main thread: elsewhere the call is made without them (see grading notes)."""
+    from math_verify import parse, verify
+
+    main = threading.current_thread() is threading.main_thread()
+    timeout = TIMEOUT_S if main else None
+    try:
+        gold = parse(f"${a}$", parsing_timeout=timeout)
+        pred = parse(f"${b}$", parsing_timeout=timeout)
+        if not gold or not pred:
+            return False
+        return bool(verify(gold, pred, timeout_seconds=timeout))
+    except TimeoutError:
+        return None
+    except Exception:  # math-verify raises many sympy errors on odd input: not equivalent
+        return False
+
+
+def equivalent(reference: str, answer: str) -> tuple[bool, str]:
+    ref, ans = normalize(reference), normalize(answer)
+    if ref == ans:
+        return True, "exact"
+    fr, fa = _as_float(ref), _as_float(ans)
+    if fr is not None and fa is not None:
+        same = abs(fr - fa) <= 1e-6 * max(1.0, abs(fr))
+        return same, "numeric" if same else "mismatch"
+    result = _math_verify(reference, answer)
+    if result is None:
+        return False, "timeout"
+    return result, "math_verify" if result else "mismatch"
+
+
+def grade(response: str, reference: str | None) -> Grade:
+    answer, fallback = extract(response)
+    if reference is None:
+        return Grade(False, answer, "no_reference", fallback)
+    if answer is None:
+        return Grade(False, None, "no_answer")
+    ok, reason = equivalent(reference, answer)
+    return Grade(ok, answer, reason, fallback)

@@ -1,0 +1,94 @@
+"""Generation backends behind one Protocol. For now: Hugging Face transformers.
+
+`HFBackend.generate(conversations, settings)` renders each conversation with the tokenizer's
+chat template, sorts by length, generates in left-padded batches with the KV cache, cuts the
+text at stop strings and returns completions in the input order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from critiquelab.io import UserError
+
+__all__ = ["Sampling", "Backend", "HFBackend"]
+
+
+@dataclass
+class Sampling:
+    max_new_tokens: int = 256
+    temperature: float = 0.0      # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    stop: list[str] = field(default_factory=lambda: ["[END]"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, conversations: list[list[dict]], sampling: Sampling,
+                 on_batch=None) -> list[str]: ...
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> str:
+    cut = len(text)
+    for s in stops:
+        i = text.find(s)
+        if i >= 0:
+            cut = min(cut, i + len(s))
+    return text[:cut]
+
+
+class HFBackend:
+    """Batched generation with a local (or hub-cached) transformers causal LM."""
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: not a model directory (no config.json)")
+        self.name = f"hf:{path}"
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.batch_size = batch_size
+
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+        import torch
+
+        prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                   for c in conversations]
+        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        out: list[str | None] = [None] * len(prompts)
+        greedy = sampling.temperature <= 0
+        gen = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            kwargs = {"do_sample": False} if greedy else {
+                "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            with torch.inference_mode():
+                seqs = self.model.generate(
+                    **batch, max_new_tokens=sampling.max_new_tokens, use_cache=True,
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                    **kwargs)
+            texts = self.tokenizer.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, t in zip(idx, texts, strict=True):
+                out[i] = _cut_at_stop(t, sampling.stop)
+            if on_batch:
+                on_batch(len(idx))
+        return out  # type: ignore[return-value]

@@ -1,0 +1,134 @@
+"""Tiny base model from scratch: a local tokenizer and a real Qwen2ForCausalLM.
+
+Inputs: the world's `pretrain.jsonl` (never validation/test problems). Output: a directory that
+`AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` load, with a chat
+template. Models are cached by a hash of (world, model, pretrain) configs, so a second demo
+reuses the first one's base model.
+
+    critiquelab pretrain --world runs/w --out runs/base
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, WorldConfig
+from critiquelab.io import read_jsonl, stable_hash, write_json
+
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain",
+           "cached_base_model", "cache_dir"]
+
+log = logging.getLogger(__name__)
+
+# Bumped whenever the tokenizer / corpus format changes, so stale cached models are not reused.
+FORMAT_VERSION = 2
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+# ChatML, as Qwen2 uses. Rendering the prompt alone (with the generation prompt) is a prefix of
+# rendering prompt + completion, which TRL's completion-only loss relies on.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CRITIQUELAB_CACHE", Path.home() / ".cache" / "critiquelab"))
+
+
+def corpus_messages(problem: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": problem["question"]},
+        {"role": "assistant", "content": problem["solution"]},
+    ]
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE with single-digit numbers, wrapped as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|pad|>",
+        unk_token=None, additional_special_tokens=["<|im_start|>", "<|endoftext|>"],
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    hf.padding_side = "left"
+    return hf
+
+
+def build_model(cfg: ModelConfig, tokenizer, seed: int = 0):
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False,
+    )
+    return model
+
+
+def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
+             cfg: PretrainConfig, max_length: int = 512) -> dict:
+    """Train tokenizer and model on the pretrain split; save to `out_dir` atomically."""
+    from critiquelab.train import fit
+
+    problems = read_jsonl(Path(world_dir) / "pretrain.jsonl")
+    tmp_tok = build_tokenizer([p["question"] + "\n" + p["solution"] for p in problems], 64)
+    texts = [tmp_tok.apply_chat_template(corpus_messages(p), tokenize=False) for p in problems]
+    tokenizer = build_tokenizer(texts, model_cfg.vocab_size)
+    model = build_model(model_cfg, tokenizer, seed=cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("pretraining %.2fM params on %d problems, %d tokens", n_params / 1e6, len(texts), cfg.tokens)
+    # Prompt-completion rows: the loss falls on the solutions, not on the (random) question text,
+    # which makes the tiny model learn to solve several times faster per token.
+    rows = [{"prompt": m[:2], "completion": m[2:]} for m in map(corpus_messages, problems)]
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    stats = fit(model, tokenizer, rows, tmp, lr=cfg.lr, batch_size=cfg.batch_size,
+                token_budget=cfg.tokens, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+                seed=cfg.seed, max_length=max_length, desc="pretrain", repeat=True)
+    stats["params"] = n_params
+    write_json(tmp / "critiquelab_pretrain.json", {"model": asdict(model_cfg), "pretrain": asdict(cfg),
+                                                   "stats": stats})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return stats
+
+
+def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: ModelConfig,
+                      cfg: PretrainConfig) -> tuple[Path, bool]:
+    """Return (path, was_cached) of the base model for these configs, pretraining if needed."""
+    key = stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
+                       "pretrain": asdict(cfg)})
+    path = cache_dir() / "models" / f"base-{key}"
+    if (path / "config.json").is_file() and (path / "critiquelab_pretrain.json").is_file():
+        return path, True
+    pretrain(world_dir, path, model_cfg, cfg)
+    return path, False

@@ -1,0 +1,108 @@
+"""Report: accuracy table with 95% intervals, bar chart, training details and provenance.
+
+Input: the run directory (`eval/<run>/results.json`, `models/<run>/train_log.json`,
+`manifest.json`). Outputs: `report.json` (`runs: [{method, seed, benchmark, accuracy, n, ci95}]`,
+`manifest`, `timings`, `training`), `report.md` and `accuracy.png`.
+
+    critiquelab report runs/demo
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from critiquelab.io import UserError, read_json, write_json
+
+__all__ = ["collect_runs", "write_report"]
+
+METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "cft"]
+
+
+def _method_seed(run: str) -> tuple[str, int | None]:
+    if run == "base":
+        return "base", None
+    method, _, seed = run.rpartition("-s")
+    return (method, int(seed)) if seed.isdigit() else (run, None)
+
+
+def collect_runs(run_dir: Path) -> list[dict]:
+    runs = []
+    for results in sorted((run_dir / "eval").glob("*/results.json")):
+        method, seed = _method_seed(results.parent.name)
+        for bench, r in read_json(results)["benchmarks"].items():
+            runs.append({"method": method, "seed": seed, "benchmark": bench, "accuracy": r["accuracy"],
+                         "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"]})
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    runs.sort(key=lambda r: (order.get(r["method"], 99), r["method"], r["seed"] or 0, r["benchmark"]))
+    return runs
+
+
+def _plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['method']}" + (f" s{r['seed']}" if r["seed"] is not None else "") + f"\n{r['benchmark']}"
+              for r in runs]
+    acc = [100 * r["accuracy"] for r in runs]
+    err = [[100 * (r["accuracy"] - r["ci95"][0]) for r in runs], [100 * (r["ci95"][1] - r["accuracy"]) for r in runs]]
+    colors = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
+              "cft": "#55a868"}
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(runs)), 3.6))
+    ax.bar(range(len(runs)), acc, yerr=err, capsize=4, color=[colors.get(r["method"], "#c44e52") for r in runs])
+    ax.set_xticks(range(len(runs)), labels, fontsize=8)
+    ax.set_ylabel("accuracy (%) with 95% CI")
+    ax.set_ylim(0, 100)
+    ax.set_title("Final-answer accuracy")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    runs = collect_runs(run_dir)
+    if not runs:
+        raise UserError(f"{run_dir}: no evaluation results (eval/*/results.json) to report")
+    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    training = {}
+    for log in sorted((run_dir / "models").glob("*/train_log.json")):
+        stats = read_json(log)
+        training[log.parent.name] = {k: v for k, v in stats.items() if k != "loss_curve"}
+    report = {"runs": runs, "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {}),
+              "training": training}
+    write_json(run_dir / "report.json", report)
+    _plot(runs, run_dir / "accuracy.png")
+
+    lines = [f"# critiquelab report: {run_dir.name}", "",
+             "| method | seed | benchmark | accuracy (%) | 95% CI | n | no answer |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['method']} | {'' if r['seed'] is None else r['seed']} | {r['benchmark']} | "
+                     f"{100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} | {r['n']} | "
+                     f"{r['no_answer']} |")
+    lines += ["", "![accuracy](accuracy.png)", ""]
+    if training:
+        lines += ["## Training", "", "| run | examples | tokens | steps | final loss | tokens/s |", "|---|---|---|---|---|---|"]
+        for name, t in training.items():
+            lines.append(f"| {name} | {t['examples']} | {t['tokens']} | {t['steps']} | {t['train_loss']:.3f} | "
+                         f"{t['tokens_per_s']} |")
+        lines.append("")
+    if report["timings"]:
+        lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in report["timings"].items()]
+        lines.append("")
+    m = report["manifest"]
+    if m:
+        prov = m.get("provenance", {})
+        lines += ["## Provenance", "", f"- git commit: {prov.get('git_commit')} (dirty: {prov.get('git_dirty')})",
+                  f"- versions: {prov.get('versions')}", f"- platform: {prov.get('platform')}, "
+                  f"torch threads {prov.get('torch_threads')}, GPU {prov.get('gpu')}",
+                  f"- seeds: {m.get('seeds')}; base model: {m.get('base_model')}", ""]
+    path = run_dir / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,141 @@
+"""Problem sources: the seven math benchmarks, the synthetic world, and user JSONL.
+
+Every loader returns rows `{"id", "question", "answer", ...}`; `answer` is the reference as a
+string (None when a file has none). Benchmarks are read by path from `../shared/benchmarks`
+(override with `--benchmarks-dir` or `CRITIQUELAB_BENCHMARKS`); nothing is downloaded.
+
+    critiquelab eval --model M --benchmarks world,gsm8k --limit 50
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from critiquelab.io import UserError, read_jsonl
+
+__all__ = ["BENCHMARKS", "benchmarks_dir", "load_benchmark", "last_boxed", "load_problems"]
+
+
+def benchmarks_dir(override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override)
+    if os.environ.get("CRITIQUELAB_BENCHMARKS"):
+        return Path(os.environ["CRITIQUELAB_BENCHMARKS"])
+    # The repository sits beside ../shared in a checkout; fall back to the working directory's.
+    here = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
+    return here if here.is_dir() else Path.cwd().parent / "shared" / "benchmarks"
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...}, nested braces included."""
+    best = None
+    for key in ("\\boxed", "\\fbox"):
+        i = text.rfind(key)
+        if i >= 0 and (best is None or i > best[0]):
+            best = (i, key)
+    if best is None:
+        return None
+    i = best[0] + len(best[1])
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text) or text[i] != "{":
+        return None
+    depth, start = 0, i
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:j].strip()
+    return None
+
+
+def _number(x) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _math500(r: dict, i: int) -> dict:
+    return {"id": r.get("unique_id", f"math-500-{i}"), "question": r["problem"], "answer": r["answer"],
+            "solution": r.get("solution")}
+
+
+def _minerva(r: dict, i: int) -> dict:
+    return {"id": f"minerva_math-{i}", "question": r["problem"], "answer": last_boxed(r["solution"]),
+            "solution": r["solution"]}
+
+
+def _gsm8k(r: dict, i: int) -> dict:
+    answer = r["answer"].split("####")[-1].strip().replace(",", "") if "####" in r["answer"] else None
+    return {"id": f"gsm8k-{i}", "question": r["question"], "answer": answer}
+
+
+def _olympiad(r: dict, i: int) -> dict:
+    answers = r["final_answer"]
+    if isinstance(answers, str):
+        answers = json.loads(answers)
+    question = r["question"] if not r.get("context") else r["context"] + "\n" + r["question"]
+    return {"id": f"olympiadbench-{r.get('id', i)}", "question": question,
+            "answer": ", ".join(a.strip("$ ") for a in answers), "unit": r.get("unit")}
+
+
+def _aime(r: dict, i: int) -> dict:
+    return {"id": f"aime24-{r.get('id', i)}", "question": r["problem"], "answer": _number(r["answer"])}
+
+
+def _amc(r: dict, i: int) -> dict:
+    return {"id": f"amc23-{r.get('id', i)}", "question": r["problem"], "answer": _number(r["answer"])}
+
+
+def _theoremqa(r: dict, i: int) -> dict:
+    return {"id": f"theoremqa-{i}", "question": r["problem"], "answer": str(r["answer"])}
+
+
+# name -> (folder, file, row converter)
+BENCHMARKS = {
+    "math-500": ("math-500", "test.jsonl", _math500),
+    "minerva_math": ("minerva_math", "test.jsonl", _minerva),
+    "gsm8k": ("gsm8k", "test.jsonl", _gsm8k),
+    "olympiadbench": ("olympiadbench", "test.jsonl", _olympiad),
+    "aime24": ("aime24", "test.jsonl", _aime),
+    "amc23": ("amc23", "test.jsonl", _amc),
+    "theoremqa": ("theoremqa", "test.jsonl", _theoremqa),
+}
+WORLD_BENCHMARKS = {"world": "test.jsonl", "world-validation": "validation.jsonl"}
+
+
+def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir: str | Path | None = None,
+                   limit: int | None = None) -> list[dict]:
+    if name in WORLD_BENCHMARKS:
+        if world_dir is None:
+            raise UserError(f"benchmark {name!r} needs a world directory (--world DIR)")
+        rows = read_jsonl(Path(world_dir) / WORLD_BENCHMARKS[name])
+    elif name in BENCHMARKS:
+        folder, file, convert = BENCHMARKS[name]
+        path = benchmarks_dir(bench_dir) / folder / file
+        if not path.is_file():
+            raise UserError(f"{path}: benchmark file not found (set --benchmarks-dir or CRITIQUELAB_BENCHMARKS)")
+        rows = []
+        for i, r in enumerate(read_jsonl(path)):
+            try:
+                rows.append(convert(r, i))
+            except (KeyError, TypeError, ValueError) as e:
+                raise UserError(f"{path}:{i + 1}: unexpected row layout ({type(e).__name__}: {e})") from None
+    else:
+        valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
+        raise UserError(f"unknown benchmark {name!r} (valid: {valid})")
+    return rows[:limit] if limit is not None else rows
+
+
+def load_problems(path: str | Path) -> list[dict]:
+    """User JSONL of problems: needs `id` and `question`; `answer` optional."""
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows, start=1):
+        missing = [k for k in ("id", "question") if k not in r]
+        if missing:
+            raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
+    return rows

@@ -1,0 +1,297 @@
+"""The synthetic math world: problems, noisy solutions and an exact step checker.
+
+A problem is a start value and 2-4 operations told as a word problem::
+
+    Mia has 23 apples. Then Mia buys 15 more. Then Mia loses 8. Then Mia triples them.
+    How many apples does Mia have now?
+
+Its reference solution is one line per step ending in a boxed answer::
+
+    Step 1: 23 + 15 = 38
+    Step 2: 38 - 8 = 30
+    Step 3: 30 * 3 = 90
+    The answer is \\boxed{90}.
+
+Splits (pretrain / train / validation / test) are decided by a hash of the problem's arithmetic
+(start, operations, operands), so a problem can never sit in two splits, whatever the seed or
+the sizes. `noisy_solution` injects one realistic error at a chosen step and lets it propagate;
+`check` walks a solution step by step against the true computation and writes a critique in the
+paper's style, ending `Conclusion: right [END]` or `Conclusion: wrong [END]`. It is the offline
+teacher: exact, and it never executes the text it reads.
+
+    critiquelab world --out runs/w   # writes {pretrain,train,validation,test}.jsonl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from critiquelab.config import WorldConfig
+from critiquelab.io import UserError, write_json, write_jsonl
+
+__all__ = [
+    "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "solution_text", "noisy_solution",
+    "check", "CheckResult", "apply_op",
+]
+
+SPLITS = ("pretrain", "train", "validation", "test")
+ERROR_KINDS = ("arithmetic_slip", "wrong_operand", "wrong_operation", "skipped_step", "copy_error",
+               "wrong_final")
+
+NAMES = ["Mia", "Leo", "Ava", "Noah", "Zoe", "Omar", "Ines", "Ravi", "Lena", "Kofi", "Yuki", "Sam"]
+ITEMS = ["apples", "marbles", "stamps", "coins", "books", "shells", "cards", "pencils", "stickers"]
+PHRASES = {
+    "+": ["buys {n} more", "finds {n} more", "gets {n} more from a friend", "picks up {n} more"],
+    "-": ["gives away {n}", "loses {n}", "sells {n}", "uses {n}"],
+    "*": ["ends up with {n} times as many"],
+    "/": ["splits them into {n} equal piles and keeps one pile"],
+}
+SPECIAL_MULT = {2: "doubles them", 3: "triples them"}
+
+
+def apply_op(op: str, a: int, b: int) -> int:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a // b if b else 0
+    raise ValueError(op)
+
+
+def _split_of(start: int, steps: list[tuple[str, int]], weights: dict[str, int]) -> str:
+    key = f"{start}|" + "|".join(f"{op}{n}" for op, n in steps)
+    bucket = int(hashlib.sha1(key.encode()).hexdigest(), 16) % sum(weights.values())
+    for split, w in weights.items():
+        if bucket < w:
+            return split
+        bucket -= w
+    raise AssertionError("unreachable")
+
+
+def _draw_problem(rng: random.Random, cfg: WorldConfig) -> tuple[int, list[tuple[str, int, str]]]:
+    while True:
+        value = start = rng.randint(2, cfg.max_number)
+        steps: list[tuple[str, int, str]] = []
+        for _ in range(rng.randint(cfg.min_steps, cfg.max_steps)):
+            options = []
+            for op in cfg.operations:
+                if op == "+":
+                    n = rng.randint(1, cfg.max_number)
+                    if value + n <= cfg.max_value:
+                        options.append((op, n))
+                elif op == "-" and value > 1:
+                    options.append((op, rng.randint(1, min(value - 1, cfg.max_number))))
+                elif op == "*":
+                    n = rng.randint(2, cfg.max_factor)
+                    if value * n <= cfg.max_value:
+                        options.append((op, n))
+                elif op == "/":
+                    divisors = [d for d in range(2, cfg.max_factor + 1) if value % d == 0]
+                    if divisors:
+                        options.append((op, rng.choice(divisors)))
+            if not options:
+                break
+            op, n = rng.choice(options)
+            text = SPECIAL_MULT[n] if op == "*" and n in SPECIAL_MULT and rng.random() < 0.7 else (
+                rng.choice(PHRASES[op]).format(n=n))
+            steps.append((op, n, text))
+            value = apply_op(op, value, n)
+        if len(steps) >= cfg.min_steps:
+            return start, steps
+
+
+def solution_text(start: int, steps: list[tuple[str, int]]) -> tuple[str, int]:
+    lines, value = [], start
+    for i, (op, n) in enumerate(steps, start=1):
+        new = apply_op(op, value, n)
+        lines.append(f"Step {i}: {value} {op} {n} = {new}")
+        value = new
+    lines.append(f"The answer is \\boxed{{{value}}}.")
+    return "\n".join(lines), value
+
+
+def generate_world(cfg: WorldConfig) -> dict[str, list[dict]]:
+    """Deterministic problems for every split; splits are disjoint by construction."""
+    bad = set(cfg.operations) - set("+-*/")
+    if bad or not cfg.operations:
+        raise UserError(f"world.operations={cfg.operations!r}: use a subset of '+-*/'")
+    if not 1 <= cfg.min_steps <= cfg.max_steps:
+        raise UserError(f"world.min_steps/max_steps: need 1 <= {cfg.min_steps} <= {cfg.max_steps}")
+    wanted = {"pretrain": cfg.n_pretrain, "train": cfg.n_train, "validation": cfg.n_validation,
+              "test": cfg.n_test}
+    # Hash buckets: 1/20 test, 1/20 validation, 4/20 train, 14/20 pretrain.
+    weights = {"test": 1, "validation": 1, "train": 4, "pretrain": 14}
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    seen: set[tuple] = set()
+    rng = random.Random(cfg.seed)
+    attempts, max_attempts = 0, 50 * max(1, sum(wanted.values()))
+    while any(len(out[s]) < wanted[s] for s in SPLITS):
+        attempts += 1
+        if attempts > max_attempts:
+            short = {s: f"{len(out[s])}/{wanted[s]}" for s in SPLITS}
+            raise UserError(f"world: cannot draw enough distinct problems {short}; widen the ranges")
+        start, steps = _draw_problem(rng, cfg)
+        key = (start, tuple((op, n) for op, n, _ in steps))
+        if key in seen:
+            continue
+        seen.add(key)
+        split = _split_of(start, [(op, n) for op, n, _ in steps], weights)
+        if len(out[split]) >= wanted[split]:
+            continue
+        name, item = rng.choice(NAMES), rng.choice(ITEMS)
+        sentences = [f"{name} has {start} {item}."] + [f"Then {name} {text}." for _, _, text in steps]
+        question = " ".join(sentences) + f" How many {item} does {name} have now?"
+        solution, answer = solution_text(start, [(op, n) for op, n, _ in steps])
+        pid = hashlib.sha1(repr(key).encode()).hexdigest()[:10]
+        out[split].append({
+            "id": f"world-{pid}", "split": split, "question": question, "answer": str(answer),
+            "solution": solution, "start": start, "steps": [[op, n, text] for op, n, text in steps],
+        })
+    return out
+
+
+def write_world(cfg: WorldConfig, out_dir: str | Path) -> dict[str, int]:
+    out_dir = Path(out_dir)
+    world = generate_world(cfg)
+    counts = {split: write_jsonl(out_dir / f"{split}.jsonl", rows) for split, rows in world.items()}
+    write_json(out_dir / "manifest.json", {"stage": "world", "config": cfg.__dict__, "counts": counts})
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Noisy solutions
+
+
+def _perturb(rng: random.Random, x: int) -> int:
+    while True:
+        y = x + rng.choice([-10, -3, -2, -1, 1, 2, 3, 10])
+        if y != x and y >= 0:
+            return y
+
+
+def noisy_solution(problem: dict, rng: random.Random, kind: str | None = None,
+                   step: int | None = None) -> tuple[str, dict]:
+    """A solution with one injected error of `kind` at 1-based `step` (random when None).
+
+    The error propagates: later steps compute correctly from the wrong value, as a student would.
+    Returns (text, {"error": kind, "step": step}).
+    """
+    steps = [(op, n) for op, n, _ in problem["steps"]]
+    kind = kind or rng.choice(ERROR_KINDS)
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; choose from {ERROR_KINDS}")
+    k = (step - 1) if step is not None else rng.randrange(len(steps))
+    lines, value, number = [], problem["start"], 0
+    for i, (op, n) in enumerate(steps):
+        if kind == "skipped_step" and i == k:
+            continue
+        a, o, b = value, op, n
+        if i == k:
+            if kind == "copy_error":
+                a = _perturb(rng, value)
+            elif kind == "wrong_operand":
+                b = _perturb(rng, n) if op in "+-" else rng.choice([d for d in range(2, 6) if d != n])
+            elif kind == "wrong_operation":
+                o = {"+": "-", "-": "+", "*": "+", "/": "*"}[op]
+        c = apply_op(o, a, b)
+        if i == k and kind == "arithmetic_slip":
+            c = _perturb(rng, c)
+        number += 1
+        lines.append(f"Step {number}: {a} {o} {b} = {c}")
+        value = c
+    final = _perturb(rng, value) if kind == "wrong_final" else value
+    lines.append(f"The answer is \\boxed{{{final}}}.")
+    return "\n".join(lines), {"error": kind, "step": k + 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact step checker
+
+STEP_RE = re.compile(r"^Step\s+(\d+):\s*(-?\d+)\s*([-+*/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+BOXED_RE = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+
+
+@dataclass
+class CheckResult:
+    correct: bool
+    critique: str
+    error_step: int | None = None   # 1-based step of the first error
+    error_kind: str | None = None
+
+
+def check(problem: dict, solution: str) -> CheckResult:
+    """Walk `solution` against the true computation; critique in the paper's style."""
+    truth = [(op, n, text) for op, n, text in problem["steps"]]
+    name = problem["question"].split(" ", 1)[0]
+    step_lines = [line.strip() for line in solution.splitlines() if line.strip().startswith("Step")]
+    parsed = [STEP_RE.match(line) for line in step_lines]
+    out: list[str] = []
+    value = problem["start"]
+    error: tuple[int, str, str] | None = None
+    for i, (op, n, text) in enumerate(truth):
+        true_next = apply_op(op, value, n)
+        right = f"{value} {op} {n} = {true_next}"
+        if i >= len(parsed):
+            error = (i + 1, "skipped_step", f"The solution stops before step {i + 1}: "
+                     f"{name} {text}, which is {right}.")
+            break
+        m = parsed[i]
+        if m is None:
+            error = (i + 1, "unreadable", f"Step {i + 1} is not a calculation I can follow: "
+                     f"{step_lines[i][:80]!r}. It should be {right}.")
+            break
+        a, o, b, c = int(m[2]), m[3], int(m[4]), int(m[5])
+        if (o, b) != (op, n) and i + 1 < len(truth) and (o, b) == tuple(truth[i + 1][:2]) and a == value:
+            error = (i + 1, "skipped_step", f"Step {i + 1} skips a step: first {name} {text}, "
+                     f"which is {right}.")
+        elif a != value:
+            where = f"{name} starts with {value}" if i == 0 else f"step {i} gave {value}"
+            error = (i + 1, "copy_error", f"Step {i + 1} starts from {a}, but {where}. It should be {right}.")
+        elif o != op:
+            error = (i + 1, "wrong_operation", f"Step {i + 1} uses {o}, but '{text}' means {op}. "
+                     f"It should be {right}.")
+        elif b != n:
+            error = (i + 1, "wrong_operand", f"Step {i + 1} uses {b}, but '{text}' means {op} {n}. "
+                     f"It should be {right}.")
+        elif c != apply_op(o, a, b):
+            error = (i + 1, "arithmetic_slip", f"Step {i + 1} has an arithmetic error: "
+                     f"{a} {o} {b} = {apply_op(o, a, b)}, not {c}.")
+        if error:
+            break
+        out.append(f"Step {i + 1}: {a} {o} {b} = {c} is correct.")
+        value = true_next
+    if error is None:
+        boxed = BOXED_RE.findall(solution)
+        if len(parsed) > len(truth):
+            error = (len(truth) + 1, "extra_step", f"Step {len(truth) + 1} is not in the problem: "
+                     f"after step {len(truth)} {name} has {value}.")
+        elif not boxed:
+            error = (len(truth) + 1, "missing_answer", f"The steps give {value}, but the solution "
+                     "never states a final answer in \\boxed{}.")
+        elif int(boxed[-1]) != value:
+            error = (len(truth) + 1, "wrong_final", f"The steps give {value}, but the final answer "
+                     f"says {boxed[-1]}.")
+    if error is None:
+        out.append(f"The final answer {value} is correct.")
+        out.append("Conclusion: right [END]")
+        return CheckResult(True, "\n".join(out))
+    step, kind, why = error
+    out.append(why)
+    if step <= len(truth):
+        out.append("The correct steps from there:")
+        v = int(problem["start"])
+        for j, (op, n, _) in enumerate(truth):
+            w = apply_op(op, v, n)
+            if j + 1 >= step:
+                out.append(f"Step {j + 1}: {v} {op} {n} = {w}")
+            v = w
+    out.append(f"The correct answer is {problem['answer']}.")
+    out.append("Conclusion: wrong [END]")
+    return CheckResult(False, "\n".join(out), step, kind)

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from critiquelab.config import RunConfig, load_config
+from critiquelab.demo import PRESETS, preset_config, recipes_dir
+from critiquelab.io import UserError, atomic_write, read_jsonl, write_jsonl
+
+
+def test_yaml_then_overrides_with_given_not_truthy_precedence(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  bf16: true\n  lr: 1e-4\nseeds: [1, 2]\n")
+    cfg = load_config(RunConfig, recipe, ["train.bf16=false", "train.batch_size=4"])
+    assert cfg.train.bf16 is False  # a CLI false beats a YAML true
+    assert cfg.train.lr == pytest.approx(1e-4)  # YAML reads 1e-4 as a string; coerced to float
+    assert cfg.train.batch_size == 4 and cfg.seeds == [1, 2]
+    assert cfg.train.epochs == RunConfig().train.epochs
+
+
+def test_unknown_keys_and_bad_types_are_reported_together(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lr: fast\n  learning_rate: 1\nwrold: {}\n")
+    with pytest.raises(UserError) as e:
+        load_config(RunConfig, recipe)
+    msg = str(e.value)
+    assert "train.lr: expected float" in msg and "train.learning_rate: unknown key" in msg and "wrold" in msg
+
+
+def test_override_needs_key_value():
+    with pytest.raises(UserError, match="key=value"):
+        load_config(RunConfig, None, ["train.lr"])
+
+
+def test_every_recipe_loads():
+    recipes = sorted(recipes_dir().glob("*.yaml"))
+    assert recipes, "no recipes found"
+    for r in recipes:
+        load_config(RunConfig, r)
+    for p in PRESETS:
+        preset_config(p)
+    with pytest.raises(UserError, match="unknown preset"):
+        preset_config("huge")
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_text('{"a": 1}\n{"a": \n{"a": 3}\n')
+    with pytest.raises(UserError, match=r"x\.jsonl:2: malformed JSON line"):
+        read_jsonl(f)
+    f.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(UserError, match=r"x\.jsonl:2: expected a JSON object"):
+        read_jsonl(f)
+
+
+def test_torn_tail_is_tolerated_only_when_asked(tmp_path):
+    f = tmp_path / "store.jsonl"
+    f.write_text('{"id": 1}\n{"id": 2')
+    assert read_jsonl(f, tolerate_torn_tail=True) == [{"id": 1}]
+    with pytest.raises(UserError):
+        read_jsonl(f)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    write_jsonl(target, [{"v": 1}])
+
+    def rows():
+        yield {"v": 2}
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(target, rows())
+    assert [json.loads(line) for line in target.read_text().splitlines()] == [{"v": 1}]
+    assert list(tmp_path.iterdir()) == [target]  # no temp file left behind
+    with pytest.raises(ValueError):
+        with atomic_write(tmp_path / "new.txt") as fh:
+            fh.write("partial")
+            raise ValueError
+    assert not (tmp_path / "new.txt").exists()
