@@ -71,7 +71,7 @@ def test_prompt_tokens_carry_no_loss(tmp_path, tiny_model):
     real = batch["attention_mask"][0].bool() if "attention_mask" in batch else ids != tok.pad_token_id
     labelled = tok.decode(ids[labels != -100])
     row = next(r for r in rows if r["completion"][0]["content"] in labelled)
-    prompt_ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True)
+    prompt_ids = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, return_dict=False)
     # every prompt token and every pad is masked; exactly the completion (and its end marker) is labelled
     assert labelled == row["completion"][0]["content"] + "<|im_end|>\n"
     assert int((labels != -100).sum()) == int(real.sum()) - len(prompt_ids)

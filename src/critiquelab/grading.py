@@ -57,7 +57,7 @@ def extract_answer(text: str) -> str | None:
 
 
 _TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-_UNITS = re.compile(r"\s*(?:\\[,;! ]|~)?\s*(?:cm|m|km|kg|g|mm|s|sec|seconds|minutes|hours|days|dollars|"
+_UNITS = re.compile(r"(?<=[\d}])\s*(?:\\[,;! ]|~)?\s*(?:cm|m|km|kg|g|mm|s|sec|seconds|minutes|hours|days|dollars|"
                     r"cents|units|degrees|meters|feet|inches|miles|mph|sq|square)\b\.?(\^?\d)?$")
 
 
@@ -73,6 +73,9 @@ def normalize(s: str) -> str:
         s = s.replace(",", "")
     s = re.sub(r"^(-?\d+)\.0+$", r"\1", s)
     s = s.rstrip(".").strip()
+    m = re.fullmatch(r"\(?([A-E])\)?", s)  # multiple choice: (C) == C
+    if m:
+        return m[1]
     low = s.lower()
     if low in ("true", "yes", "correct"):
         return "True"
@@ -92,13 +95,9 @@ def _as_float(s: str) -> float | None:
         return None
 
 
-def _math_verify(a: str, b: str) -> bool | None:
-    """math-verify on two answers; None when it timed out. Its timeouts use SIGALRM, which only
-    works on the main thread: elsewhere the call is made without them (see grading notes)."""
+def _verify_here(a: str, b: str, timeout: int | None) -> bool | None:
     from math_verify import parse, verify
 
-    main = threading.current_thread() is threading.main_thread()
-    timeout = TIMEOUT_S if main else None
     try:
         gold = parse(f"${a}$", parsing_timeout=timeout)
         pred = parse(f"${b}$", parsing_timeout=timeout)
@@ -109,6 +108,42 @@ def _math_verify(a: str, b: str) -> bool | None:
         return None
     except Exception:  # math-verify raises many sympy errors on odd input: not equivalent
         return False
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _math_verify(a: str, b: str) -> bool | None:
+    """math-verify on two answers, at most TIMEOUT_S; None on timeout.
+
+    math-verify bounds itself with SIGALRM, which only works on the main thread. Off the main
+    thread the call goes to a one-process worker pool (where it runs on that process's main
+    thread) and is abandoned after TIMEOUT_S; a stuck worker is replaced.
+    """
+    global _pool
+    if threading.current_thread() is threading.main_thread():
+        return _verify_here(a, b, TIMEOUT_S)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from multiprocessing import get_context
+
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+            _pool.submit(_verify_here, "1", "1", None).result(timeout=120)  # start-up is not grading time
+        pool = _pool
+    future = pool.submit(_verify_here, a, b, TIMEOUT_S)
+    try:
+        return future.result(timeout=TIMEOUT_S + 1)
+    except FutureTimeout:
+        with _pool_lock:
+            if _pool is pool:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+                _pool = None
+        return None
 
 
 def equivalent(reference: str, answer: str) -> tuple[bool, str]:

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 def _count_tokens(tokenizer, row: dict) -> int:
     if "text" in row:
         return len(tokenizer(row["text"])["input_ids"])
-    return len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True))
+    ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+    return len(ids)
 
 
 def select_by_budget(rows: list[dict], lengths: list[int], budget: int, seed: int,
