@@ -98,3 +98,15 @@ def test_grading_off_the_main_thread_is_bounded_and_correct():
     t.start()
     t.join(timeout=30)
     assert not t.is_alive() and out == {"a": True, "b": True}
+
+
+@pytest.mark.parametrize(("latex", "value"), [
+    ("2\\sqrt{2}", 2 * 2 ** 0.5), ("\\frac{\\sqrt{3}}{2}", 3 ** 0.5 / 2), ("-\\frac{1}{4}", -0.25),
+    ("6.02\\times10^{23}", 6.02e23), ("\\sqrt[3]{8}", 2.0), ("2^{10}", 1024.0), ("(1+2)\\cdot 3", 9.0),
+    ("(1,2)", None), ("x+1", None), ("1/0", None), ("2 3", None), ("9^9^9", None), ("\\sqrt{-1}", None),
+])
+def test_numeric_latex_fast_path(latex, value):
+    from critiquelab.grading import latex_number
+
+    got = latex_number(latex)
+    assert got == pytest.approx(value) if value is not None else got is None

@@ -93,7 +93,8 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
             items = [done[r["id"]] for r in rows]
             results[name] = summarize(items)
     summary = {"model": str(model_dir), "benchmarks": results, "prompt": cfg.prompt,
-               "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1)}
+               "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1),
+               "truncated_prompts": getattr(backend, "truncated", 0)}
     write_json(out_dir / "results.json", summary)
     lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
     for name, r in results.items():

@@ -88,11 +88,133 @@ def _as_float(s: str) -> float | None:
     try:
         return float(s)
     except ValueError:
-        m = re.fullmatch(r"\\frac\{(-?\d+)\}\{(-?\d+)\}|(-?\d+)/(\d+)", s)
-        if m:
-            a, b = (m[1], m[2]) if m[1] else (m[3], m[4])
-            return int(a) / int(b) if int(b) else None
+        return latex_number(s)
+
+
+_TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\frac|\\sqrt|\\pi|\\cdot|\\times|[-+*/^(){}\[\]])")
+
+
+def latex_number(s: str) -> float | None:
+    """Value of a purely numeric LaTeX expression (digits, + - * / ^, \\frac, \\sqrt, \\pi,
+    implicit products such as 2\\sqrt{3}); None for anything else. Parsed, never evaluated as code."""
+    pos, toks = 0, []
+    s = s.replace("{,}", "")
+    while pos < len(s):
+        m = _TOKEN.match(s, pos)
+        if not m:
+            return None if s[pos:].strip() else _finish(toks)
+        toks.append(m[1])
+        pos = m.end()
+    return _finish(toks)
+
+
+def _finish(toks: list[str]) -> float | None:
+    import math
+
+    i = 0
+
+    def peek():
+        return toks[i] if i < len(toks) else None
+
+    def take(expected=None):
+        nonlocal i
+        t = peek()
+        if t is None or (expected and t != expected):
+            raise ValueError
+        i += 1
+        return t
+
+    def expr():
+        v = term()
+        while peek() in ("+", "-"):
+            v = v + term() if take() == "+" else v - term()
+        return v
+
+    def term():
+        v = unary()
+        while peek() in ("*", "/", "\\cdot", "\\times", "\\frac", "\\sqrt", "\\pi", "(", "{"):
+            op = peek()
+            if op in ("*", "\\cdot", "\\times"):
+                take()
+                v *= unary()
+            elif op == "/":
+                take()
+                v /= unary()
+            else:  # implicit product: 2\sqrt{3}, 3\pi, 2(1+x)
+                v *= unary()
+        return v
+
+    def unary():
+        if peek() == "-":
+            take()
+            return -unary()
+        if peek() == "+":
+            take()
+            return unary()
+        return power()
+
+    def power():
+        v = atom()
+        if peek() == "^":
+            take()
+            e = unary() if peek() not in ("{", "(") else atom()
+            if abs(e) > 64 or abs(v) > 1e12:
+                raise ValueError
+            v = v ** e
+        return v
+
+    def group(open_, close):
+        take(open_)
+        v = expr()
+        take(close)
+        return v
+
+    def atom():
+        t = peek()
+        if t is None:
+            raise ValueError
+        if t[0].isdigit() or t[0] == ".":
+            take()
+            return float(t)
+        if t == "\\pi":
+            take()
+            return math.pi
+        if t == "\\frac":
+            take()
+            a = group("{", "}")
+            b = group("{", "}")
+            return a / b
+        if t == "\\sqrt":
+            take()
+            n = group("[", "]") if peek() == "[" else 2.0
+            x = group("{", "}") if peek() == "{" else atom()
+            if x < 0:
+                raise ValueError
+            return x ** (1 / n)
+        if t == "(":
+            return group("(", ")")
+        if t == "{":
+            return group("{", "}")
+        raise ValueError
+
+    try:
+        v = expr()
+        if i != len(toks) or isinstance(v, complex):
+            return None
+        return float(v)
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         return None
+
+
+_NEUTRAL = re.compile(r"\\(?:frac|sqrt|pi|cdot|times)")
+
+
+def _symbolic(s: str) -> bool:
+    """Holds symbols or several parts (letters, commas), and is no equation to solve for."""
+    if "=" in s:
+        return False
+    rest = _NEUTRAL.sub("", s)
+    return "," in rest or re.search(r"[A-Za-z]", rest) is not None
 
 
 def _verify_here(a: str, b: str, timeout: int | None) -> bool | None:
@@ -154,6 +276,8 @@ def equivalent(reference: str, answer: str) -> tuple[bool, str]:
     if fr is not None and fa is not None:
         same = abs(fr - fa) <= 1e-6 * max(1.0, abs(fr))
         return same, "numeric" if same else "mismatch"
+    if (fr is None) != (fa is None) and _symbolic(ans if fa is None else ref):
+        return False, "mismatch"  # a number never equals a tuple, a list or an expression in symbols
     result = _math_verify(reference, answer)
     if result is None:
         return False, "timeout"

@@ -63,6 +63,7 @@ class HFBackend:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
+        self.truncated = 0  # prompts cut to fit the context window
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
         import torch
@@ -70,6 +71,13 @@ class HFBackend:
         prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                    for c in conversations]
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        # A prompt that cannot fit beside max_new_tokens keeps its end (where the question and the
+        # generation prompt are); the count is kept for the results.
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit:
+            keep = max(1, limit - sampling.max_new_tokens)
+            self.truncated += sum(len(e) > keep for e in encoded)
+            encoded = [e[-keep:] for e in encoded]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[str | None] = [None] * len(prompts)
         greedy = sampling.temperature <= 0
