@@ -126,7 +126,12 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 64
     max_new_tokens: int = 200
-    prompt: str = "cot"
+    prompt: str = "cot"           # cot (the paper's) | plain | fewshot (4 GSM8K-train examples)
+    backend: str = "hf"           # hf | openai (any OpenAI-compatible endpoint) | vllm
+    base_url: str | None = None   # openai backend: e.g. http://127.0.0.1:8000/v1
+    api_model: str | None = None  # openai backend: the served model's name
+    api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
+    concurrency: int = 16
 
 
 @dataclass

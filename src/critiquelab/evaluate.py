@@ -13,28 +13,59 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
 from critiquelab.grading import grade
-from critiquelab.io import append_jsonl, read_jsonl, write_json
-from critiquelab.llm import HFBackend, Sampling
-from critiquelab.sources import load_benchmark
+from critiquelab.io import UserError, append_jsonl, read_jsonl, write_json
+from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend
+from critiquelab.sources import benchmarks_dir, load_benchmark
 
 __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
 
 log = logging.getLogger(__name__)
 
+def _fewshot(question: str, bench_dir=None, k: int = 4) -> list[dict]:
+    """k worked GSM8K-train examples as earlier chat turns (the only training split shipped)."""
+    global _SHOTS
+    if _SHOTS is None:
+        rows = read_jsonl(benchmarks_dir(bench_dir) / "gsm8k" / "train.jsonl")[:k]
+        _SHOTS = []
+        for r in rows:
+            work, answer = r["answer"].split("####")
+            work = re.sub(r"<<[^>]*>>", "", work).strip()
+            _SHOTS += [{"role": "user", "content": r["question"]},
+                       {"role": "assistant", "content": f"{work}\nThe answer is \\boxed{{{answer.strip()}}}."}]
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *_SHOTS, {"role": "user", "content": question}]
+
+
+_SHOTS: list[dict] | None = None
 PROMPTS = {
-    "cot": lambda q: [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": q}],
-    "plain": lambda q: [{"role": "user", "content": q}],
+    "cot": lambda q, _=None: [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": q}],
+    "plain": lambda q, _=None: [{"role": "user", "content": q}],
+    "fewshot": _fewshot,
 }
 
 
-def conversation(question: str, prompt: str = "cot") -> list[dict]:
-    return PROMPTS[prompt](question)
+def conversation(question: str, prompt: str = "cot", bench_dir=None) -> list[dict]:
+    return PROMPTS[prompt](question, bench_dir)
+
+
+def make_backend(model: str | Path | None, cfg: EvalConfig):
+    """The generation backend named by `cfg.backend`."""
+    if cfg.backend == "hf":
+        return HFBackend(model, batch_size=cfg.batch_size)
+    if cfg.backend == "openai":
+        if not cfg.base_url:
+            raise UserError("backend=openai needs eval.base_url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAIBackend(cfg.base_url, cfg.api_model or str(model), api_key_env=cfg.api_key_env,
+                             concurrency=cfg.concurrency)
+    if cfg.backend == "vllm":
+        return VLLMBackend(model)
+    raise UserError(f"unknown backend {cfg.backend!r} (valid: hf, openai, vllm)")
 
 
 def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -65,10 +96,9 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
     sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
             for b in cfg.benchmarks}  # every name and file is checked before any generation
     if cfg.prompt not in PROMPTS:
-        from critiquelab.io import UserError
         raise UserError(f"unknown prompt {cfg.prompt!r} (valid: {', '.join(PROMPTS)})")
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens)
-    backend = backend or HFBackend(model_dir, batch_size=cfg.batch_size)
+    backend = backend or make_backend(model_dir, cfg)
     results, t0 = {}, time.time()
     with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn()) as progress:
@@ -80,7 +110,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
             chunk = max(cfg.batch_size * 4, 1)
             for s in range(0, len(todo), chunk):
                 part = todo[s:s + chunk]
-                responses = backend.generate([conversation(r["question"], cfg.prompt) for r in part], sampling,
+                responses = backend.generate([conversation(r["question"], cfg.prompt, bench_dir) for r in part], sampling,
                                              on_batch=lambda n, t=task: progress.advance(t, n))
                 graded = []
                 for r, resp in zip(part, responses, strict=True):
@@ -92,7 +122,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                 done.update({g["id"]: g for g in graded})
             items = [done[r["id"]] for r in rows]
             results[name] = summarize(items)
-    summary = {"model": str(model_dir), "benchmarks": results, "prompt": cfg.prompt,
+    summary = {"model": str(model_dir), "backend": backend.name, "benchmarks": results, "prompt": cfg.prompt,
                "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1),
                "truncated_prompts": getattr(backend, "truncated", 0)}
     write_json(out_dir / "results.json", summary)

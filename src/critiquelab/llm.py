@@ -100,3 +100,78 @@ class HFBackend:
             if on_batch:
                 on_batch(len(idx))
         return out  # type: ignore[return-value]
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat endpoint (a served model, vLLM, a hosted API).
+
+    Requests run concurrently (at most `concurrency` in flight) through the official async
+    client, which retries 429 / 5xx / timeouts itself (`max_retries`). The API key is read from
+    the environment variable named by `api_key_env` and is never written anywhere.
+    """
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
+        import os
+
+        self.name = f"openai:{model}@{base_url}"
+        self.base_url, self.model = base_url, model
+        self.api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+        import asyncio
+
+        return asyncio.run(self._generate(conversations, sampling, on_batch))
+
+    async def _generate(self, conversations, sampling: Sampling, on_batch) -> list[str]:
+        import asyncio
+
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                             max_retries=self.max_retries)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(messages: list[dict]) -> str:
+            async with gate:
+                resp = await client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                    stop=sampling.stop or None)
+            if on_batch:
+                on_batch(1)
+            if not resp.choices:
+                raise RuntimeError(f"{self.base_url}: response without choices")
+            return _cut_at_stop(resp.choices[0].message.content or "", sampling.stop)
+
+        try:
+            return list(await asyncio.gather(*(one(c) for c in conversations)))
+        finally:
+            await client.close()
+
+
+class VLLMBackend:
+    """vLLM offline engine (GPU machines; `pip install vllm`), tensor-parallel over all GPUs."""
+
+    def __init__(self, model_dir: str | Path, tensor_parallel_size: int | None = None):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise UserError("backend=vllm needs vLLM installed (pip install vllm; GPU machines)") from None
+        import torch
+
+        self.name = f"vllm:{model_dir}"
+        tp = tensor_parallel_size or max(1, torch.cuda.device_count())
+        self.llm = LLM(model=str(model_dir), tensor_parallel_size=tp)
+
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                                top_p=sampling.top_p, seed=sampling.seed, stop=sampling.stop or None,
+                                include_stop_str_in_output=True)
+        outputs = self.llm.chat(conversations, params, use_tqdm=False)
+        if on_batch:
+            on_batch(len(conversations))
+        return [o.outputs[0].text for o in outputs]
