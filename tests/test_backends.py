@@ -12,7 +12,7 @@ from tests.servers import transformers_serve
 @pytest.fixture(scope="module")
 def served(tiny_model, tmp_path_factory):
     with transformers_serve(tiny_model, tmp_path_factory.mktemp("serve") / "serve.log") as url:
-        yield url
+        yield url + "/v1"
 
 
 def test_batched_generation_matches_batch_size_one(tiny_model, tiny_world):

@@ -33,15 +33,16 @@ def test_stages_hand_off_through_files(tmp_path, tiny_world, tiny_model, tiny_cf
     sols = read_jsonl(tmp_path / "solutions.jsonl")
     assert all({"id", "problem_id", "question", "solution", "correct", "steps"} <= set(r) for r in sols)
 
-    c = run_critique(tmp_path / "solutions.jsonl", tmp_path / "critiques.jsonl", tiny_cfg.critique)
-    crits = read_jsonl(tmp_path / "critiques.jsonl")
-    assert c["critiques"] == 40 and all(parse_verdict(x["critique"]) in ("right", "wrong") for x in crits)
+    c = run_critique(tmp_path / "solutions.jsonl", tmp_path / "critique", tiny_cfg.critique)
+    crits = read_jsonl(tmp_path / "critique" / "critiques.jsonl")
+    assert c["ok"] == 40 and all(parse_verdict(x["critique"]) in ("right", "wrong") for x in crits)
     # the exact checker agrees with answer grading wherever the solution's steps are right
     for sol, crit in zip(sols, crits, strict=True):
         if crit["verdict"] == "right":
             assert sol["correct"]
 
-    counts = run_build(tmp_path / "solutions.jsonl", tmp_path / "critiques.jsonl", tmp_path / "ds", tiny_cfg.build)
+    counts = run_build(tmp_path / "solutions.jsonl", tmp_path / "critique" / "critiques.jsonl", tmp_path / "ds",
+                       tiny_cfg.build)
     assert counts["cft"] == counts["sft_noisy"] == 40 and 0 < counts["sft_reference"] <= 40
     cft = read_jsonl(tmp_path / "ds" / "cft.jsonl")[0]
     assert "\n\nQuestion:\n" in cft["prompt"][0]["content"] and "\n\nSolution:\n" in cft["prompt"][0]["content"]

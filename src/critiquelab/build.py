@@ -5,10 +5,10 @@ prompt-completion format (`{"prompt": [messages], "completion": [messages]}`).
 - `sft_noisy`: question -> the noisy candidate solution
 - `cft`: "critique this" + `Question:\\n{q}\\n\\nSolution:\\n{s}` -> the teacher's critique
 
-Inputs: `solutions.jsonl` and `critiques.jsonl`. Output: `dataset/<method>.jsonl` and
+Inputs: `solutions.jsonl` and the critique store `critique/critiques.jsonl` (latest ok record per item). Output: `dataset/<method>.jsonl` and
 `dataset/manifest.json` with counts.
 
-    critiquelab build --solutions runs/demo/solutions.jsonl --critiques runs/demo/critiques.jsonl --out runs/demo/dataset
+    critiquelab build --solutions runs/demo/solutions.jsonl --critiques runs/demo/critique/critiques.jsonl --out runs/demo/dataset
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from critiquelab.config import BuildConfig
+from critiquelab.critique import latest_ok
 from critiquelab.io import UserError, read_jsonl, write_json, write_jsonl
 
 __all__ = ["METHODS", "cft_prompt", "run_build"]
@@ -38,7 +39,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
     solutions = read_jsonl(solutions_path)
-    critiques = {c["id"]: c for c in read_jsonl(critiques_path)}
+    critiques = latest_ok(critiques_path)
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     seen_problems: set[str] = set()
     for s in solutions:

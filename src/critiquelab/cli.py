@@ -57,9 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model")
     s.add_argument("--out", required=True)
 
-    s = cmd("critique", "critique solutions with a teacher")
+    s = cmd("critique", "critique solutions with a teacher (resumable store)")
     s.add_argument("--input", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="directory for critiques.jsonl and ledger.json")
+    s.add_argument("--shard", help="i/n: this machine's share of the job")
+    s.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing")
 
     s = cmd("build", "build CFT / SFT training sets")
     s.add_argument("--solutions", required=True)
@@ -118,8 +120,12 @@ def _run(args) -> str:
     if args.cmd == "critique":
         from critiquelab.critique import run_critique
 
-        s = run_critique(args.input, args.out, _config(args).critique)
-        return f"wrote {s['critiques']} critiques to {args.out} ({s['right']} right, {s['wrong']} wrong)"
+        s = run_critique(args.input, args.out, _config(args).critique, shard=args.shard, dry_run=args.dry_run)
+        if s.get("dry_run"):
+            return "dry run: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "dry_run")
+        return (f"critiques in {args.out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, "
+                f"{s['wrong']} wrong, {s['no_verdict']} without verdict), {s['failed']} failed (retried on "
+                f"rerun); tokens {s['prompt_tokens']}+{s['completion_tokens']}, cost ${s['cost_usd']}")
     if args.cmd == "build":
         from critiquelab.build import run_build
 

@@ -63,7 +63,7 @@ class PretrainConfig:
 
     tokens: int = 2_000_000
     lr: float = 2e-3
-    batch_size: int = 32
+    batch_size: int = 8           # small batches: more steps per token, which the tiny model needs
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     seed: int = 0
@@ -86,9 +86,25 @@ class SampleConfig:
 
 @dataclass
 class CritiqueConfig:
-    """Teacher that critiques solutions; `checker` is the exact step checker of the world."""
+    """Teacher that critiques solutions: `checker` (the world's exact step checker), `openai`
+    (any OpenAI-compatible endpoint) or `hf` (a local model through the HF backend)."""
 
     teacher: str = "checker"
+    prompt: str = "critique_paper"        # a template in critiquelab/prompts/, or a path to a YAML file
+    base_url: str | None = None           # openai: e.g. https://api.openai.com/v1
+    model: str | None = None              # openai: model name; hf: model directory
+    api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
+    temperature: float = 0.3
+    top_p: float = 0.95
+    max_tokens: int = 3200
+    seed: int = 0
+    concurrency: int = 64
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout: float = 120.0                # seconds per request
+    max_attempts: int = 6                 # per item and run; failures are recorded and retried next run
+    price_in_per_mtok: float = 0.0        # cost ledger, USD per million prompt tokens
+    price_out_per_mtok: float = 0.0       # USD per million completion tokens
 
 
 @dataclass

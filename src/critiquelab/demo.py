@@ -84,10 +84,11 @@ def run_demo(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None =
                lambda: run_sample(world_dir / "train.jsonl", run / "solutions.jsonl", cfg.sample, base))
     key["sample"] = asdict(cfg.sample)
     stages.run("critique", {**key, "critique": asdict(cfg.critique)},
-               lambda: run_critique(run / "solutions.jsonl", run / "critiques.jsonl", cfg.critique))
+               lambda: run_critique(run / "solutions.jsonl", run / "critique", cfg.critique))
     key["critique"] = asdict(cfg.critique)
     stages.run("build", {**key, "build": asdict(cfg.build)},
-               lambda: run_build(run / "solutions.jsonl", run / "critiques.jsonl", run / "dataset", cfg.build))
+               lambda: run_build(run / "solutions.jsonl", run / "critique" / "critiques.jsonl", run / "dataset",
+                                 cfg.build))
     key["build"] = asdict(cfg.build)
 
     models, weights = {"base": base}, {"base": str(base)}

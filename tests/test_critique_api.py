@@ -1,0 +1,119 @@
+"""The API teacher against a real OpenAI-compatible server, with faults injected by a proxy."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from critiquelab.config import CritiqueConfig
+from critiquelab.critique import latest_ok, read_store, run_critique, shard_filter
+from critiquelab.io import UserError, read_jsonl, write_jsonl
+from tests.servers import FaultProxy, transformers_serve
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    with transformers_serve(tiny_model, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture()
+def solutions(tmp_path, tiny_world):
+    rows = [{"id": f"p{i}-s0", "problem_id": f"p{i}", "question": p["question"], "solution": p["solution"]}
+            for i, p in enumerate(read_jsonl(tiny_world / "train.jsonl")[:24])]
+    path = tmp_path / "solutions.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def api_cfg(url, model, **kw) -> CritiqueConfig:
+    settings = dict(teacher="openai", base_url=url + "/v1", model=str(model), max_tokens=16, timeout=3,
+                    concurrency=8, max_attempts=6, price_in_per_mtok=2.5, price_out_per_mtok=10.0)
+    return CritiqueConfig(**{**settings, **kw})
+
+
+def test_every_fault_is_survived_and_nothing_lost_or_duplicated(server, tiny_model, solutions, tmp_path):
+    faults = ["429", "500", "malformed", "empty", "slow", "cut"]
+    plan = lambda i: faults[i // 2] if i < 2 * len(faults) and i % 2 == 0 else None  # noqa: E731
+    with FaultProxy(server, plan, slow_s=5.0) as proxy:
+        s = run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model))
+    assert sorted(set(proxy.faults)) == sorted(faults)
+    assert s["ok"] == s["items"] == 24 and s["failed"] == 0
+    ok = latest_ok(tmp_path / "c" / "critiques.jsonl")
+    assert sorted(ok) == sorted(r["id"] for r in read_jsonl(solutions))
+    lines = read_jsonl(tmp_path / "c" / "critiques.jsonl")
+    assert sum(r["status"] == "ok" for r in lines) == 24  # each item exactly once
+    ledger = json.loads((tmp_path / "c" / "ledger.json").read_text())
+    assert ledger["prompt_tokens"] > 0 and ledger["cost_usd"] > 0
+
+
+def test_permanent_failures_are_recorded_then_retried_next_run(server, tiny_model, solutions, tmp_path):
+    with FaultProxy(server, lambda i: "500" if i < 100 else None) as proxy:
+        cfg = api_cfg(proxy.url, tiny_model, max_attempts=2)
+        first = run_critique(solutions, tmp_path / "c", cfg)
+        assert first["failed"] > 0 and first["ok"] + first["failed"] == 24
+        failed = [r for r in read_jsonl(tmp_path / "c" / "critiques.jsonl") if r["status"] == "failed"]
+        assert all("InternalServerError" in r["error"] for r in failed)
+        while proxy.requests < 100:  # use up the failing part of the plan
+            run_critique(solutions, tmp_path / "c", cfg)
+        second = run_critique(solutions, tmp_path / "c", cfg)
+    assert second["ok"] == 24 and second["failed"] == 0
+
+
+def test_wrong_api_key_stops_at_once(server, tiny_model, solutions, tmp_path):
+    with FaultProxy(server, lambda i: "401") as proxy:
+        with pytest.raises(UserError, match="OPENAI_API_KEY"):
+            run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model, concurrency=2))
+        assert proxy.requests <= 3  # no retry storm
+
+
+def test_dry_run_sends_nothing(tiny_model, solutions, tmp_path):
+    with FaultProxy(None) as proxy:
+        est = run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model), dry_run=True)
+        assert proxy.requests == 0
+    assert est["items_to_do"] == 24 and est["prompt_tokens_est"] > 0 and est["cost_usd_max"] > 0
+    assert not (tmp_path / "c" / "critiques.jsonl").exists()
+
+
+def test_shards_partition_the_items(solutions):
+    rows = read_jsonl(solutions)
+    parts = [shard_filter(rows, f"{i}/3") for i in range(3)]
+    ids = [r["id"] for p in parts for r in p]
+    assert sorted(ids) == sorted(r["id"] for r in rows)
+    with pytest.raises(UserError, match="shard"):
+        shard_filter(rows, "3/3")
+
+
+def test_api_key_is_never_written(server, tiny_model, solutions, tmp_path, monkeypatch):
+    secret = "sk-test-SECRET-never-on-disk"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    with FaultProxy(server) as proxy:
+        run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model))
+    for f in (tmp_path / "c").iterdir():
+        assert secret not in f.read_text()
+
+
+def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tiny_model, solutions, tmp_path):
+    out = tmp_path / "c"
+    with FaultProxy(None, latency_s=0.3) as proxy:
+        args = [sys.executable, "-m", "critiquelab.cli", "critique", "--input", str(solutions), "--out", str(out),
+                "critique.teacher=openai", f"critique.base_url={proxy.url}/v1", f"critique.model={tiny_model}",
+                "critique.concurrency=2"]
+        env = {**os.environ, "OPENAI_API_KEY": "local"}
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        store = out / "critiques.jsonl"
+        deadline = time.time() + 120
+        while (not store.exists() or len(store.read_text().splitlines()) < 6) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_before = len(latest_ok(store))
+        assert 0 < done_before < 24
+        subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
+    ok_lines = [r for r in read_jsonl(store, tolerate_torn_tail=True) if r["status"] == "ok"]
+    assert sorted(r["id"] for r in ok_lines) == sorted(r["id"] for r in read_jsonl(solutions))  # 0 lost, 0 dup
+    assert len(read_store(store)) == 24
