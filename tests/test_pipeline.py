@@ -42,7 +42,7 @@ def test_stages_hand_off_through_files(tmp_path, tiny_world, tiny_model, tiny_cf
             assert sol["correct"]
 
     counts = run_build(tmp_path / "solutions.jsonl", tmp_path / "critique" / "critiques.jsonl", tmp_path / "ds",
-                       tiny_cfg.build)
+                       tiny_cfg.build)["counts"]
     assert counts["cft"] == counts["sft_noisy"] == 40 and 0 < counts["sft_reference"] <= 40
     cft = read_jsonl(tmp_path / "ds" / "cft.jsonl")[0]
     assert "\n\nQuestion:\n" in cft["prompt"][0]["content"] and "\n\nSolution:\n" in cft["prompt"][0]["content"]

@@ -1,63 +1,154 @@
-"""Training sets from problems, solutions and critiques, in TRL's conversational
-prompt-completion format (`{"prompt": [messages], "completion": [messages]}`).
+"""Training sets from solutions and critiques: variants, filters and exports.
 
+Variants, all from the same items (TRL conversational prompt-completion rows):
 - `sft_reference`: question -> reference solution (one per problem)
 - `sft_noisy`: question -> the noisy candidate solution
+- `sft_verified`: question -> noisy solutions the teacher judged right
+- `sft_teacher`: question -> a solution the teacher wrote (critique records with `teacher_solution`)
 - `cft`: "critique this" + `Question:\\n{q}\\n\\nSolution:\\n{s}` -> the teacher's critique
+- `cft_sft_mix`: CFT and SFT-reference examples, `mix_ratio` of them CFT
 
-Inputs: `solutions.jsonl` and the critique store `critique/critiques.jsonl` (latest ok record per item). Output: `dataset/<method>.jsonl` and
-`dataset/manifest.json` with counts.
+Filters, each reported with counts in `dataset/manifest.json`: dedupe (normalised question
+text), decontamination (word n-gram overlap with every benchmark test set), and verdict
+consistency (the teacher's verdict against the reference-graded correctness: keep, drop or flag).
+
+Inputs: `solutions.jsonl` and the critique store. Output: `dataset/<variant>.jsonl`, exports
+(`export.py`) and `dataset/manifest.json`.
 
     critiquelab build --solutions runs/demo/solutions.jsonl --critiques runs/demo/critique/critiques.jsonl --out runs/demo/dataset
 """
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 
 from critiquelab.config import BuildConfig
 from critiquelab.critique import latest_ok
 from critiquelab.io import UserError, read_jsonl, write_json, write_jsonl
+from critiquelab.sources import BENCHMARKS, load_benchmark
 
-__all__ = ["METHODS", "cft_prompt", "run_build"]
+__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "run_build"]
 
-METHODS = ("sft_reference", "sft_noisy", "cft")
+METHODS = ("sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix")
 
 
 def cft_prompt(question: str, solution: str, instruction: str) -> str:
     return f"{instruction}\n\nQuestion:\n{question}\n\nSolution:\n{solution}"
 
 
-def _sft(system: str, question: str, answer: str) -> dict:
-    return {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+def sft_example(system: str, question: str, answer: str) -> dict:
+    prompt = [{"role": "system", "content": system}] if system else []
+    return {"prompt": prompt + [{"role": "user", "content": question}],
             "completion": [{"role": "assistant", "content": answer}]}
 
 
+def cft_example(instruction: str, question: str, solution: str, critique: str) -> dict:
+    return {"prompt": [{"role": "user", "content": cft_prompt(question, solution, instruction)}],
+            "completion": [{"role": "assistant", "content": critique}]}
+
+
+def _norm(q: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", q.lower())).strip()
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = _norm(text).split()
+    return {tuple(words[i:i + n]) for i in range(max(0, len(words) - n + 1))}
+
+
+def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) -> tuple[list[dict], dict]:
+    """Drop rows whose question shares >= `threshold` of its word n-grams with a benchmark question."""
+    index: dict[tuple[str, ...], str] = {}
+    for name in BENCHMARKS:
+        try:
+            for r in load_benchmark(name, bench_dir=bench_dir):
+                for g in _ngrams(r["question"], n):
+                    index.setdefault(g, name)
+        except UserError:
+            continue  # a benchmark file that is not present cannot contaminate
+    kept, removed = [], {}
+    for r in rows:
+        grams = _ngrams(r["question"], n)
+        hits = [index[g] for g in grams if g in index]
+        if grams and len(hits) / len(grams) >= threshold:
+            removed[hits[0]] = removed.get(hits[0], 0) + 1
+        else:
+            kept.append(r)
+    return kept, removed
+
+
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
-              cfg: BuildConfig) -> dict:
+              cfg: BuildConfig, bench_dir=None) -> dict:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
+    if cfg.consistency not in ("keep", "drop", "flag"):
+        raise UserError(f"build.consistency={cfg.consistency!r}: use keep, drop or flag")
     solutions = read_jsonl(solutions_path)
     critiques = latest_ok(critiques_path)
+    report: dict = {"solutions": len(solutions)}
+
+    if cfg.dedupe:  # one problem text (with all its solutions) per normalised question
+        owner: dict[str, str] = {}
+        kept = []
+        for s in solutions:
+            pid = owner.setdefault(_norm(s["question"]), s.get("problem_id", s["id"]))
+            if pid == s.get("problem_id", s["id"]):
+                kept.append(s)
+        report["dedupe_removed"] = len(solutions) - len(kept)
+        solutions = kept
+    if cfg.decontaminate:
+        solutions, removed = decontaminate(solutions, cfg.ngram, cfg.overlap_threshold, bench_dir)
+        report["decontaminate_removed"] = removed
+
+    disagree = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    seen_problems: set[str] = set()
+    cft_rows, seen_problems = [], set()
     for s in solutions:
-        if "sft_reference" in data and s["problem_id"] not in seen_problems and s.get("reference_solution"):
+        c = critiques.get(s["id"])
+        verdict = c["verdict"] if c else None
+        mismatch = verdict is not None and s.get("correct") is not None and (verdict == "right") != s["correct"]
+        disagree += mismatch
+        if "sft_reference" in data and s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
-            data["sft_reference"].append(_sft(cfg.system_prompt, s["question"], s["reference_solution"]))
+            data["sft_reference"].append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
         if "sft_noisy" in data:
-            data["sft_noisy"].append(_sft(cfg.system_prompt, s["question"], s["solution"]))
-        if "cft" in data and s["id"] in critiques:
-            data["cft"].append({
-                "prompt": [{"role": "user", "content": cft_prompt(s["question"], s["solution"],
-                                                                   cfg.critique_instruction)}],
-                "completion": [{"role": "assistant", "content": critiques[s["id"]]["critique"]}]})
+            data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
+        if c is None or (mismatch and cfg.consistency == "drop") or (cfg.require_verdict and verdict is None):
+            continue
+        if "sft_verified" in data and verdict == "right":
+            data["sft_verified"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
+        if "sft_teacher" in data and c.get("teacher_solution"):
+            data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], c["teacher_solution"]))
+        ex = cft_example(cfg.critique_instruction, s["question"], s["solution"], c["critique"])
+        if mismatch and cfg.consistency == "flag":
+            ex["flag"] = "verdict_disagrees_with_reference"
+        cft_rows.append(ex)
+    if "cft" in data:
+        data["cft"] = cft_rows
+    if "cft_sft_mix" in data:
+        refs = [sft_example(cfg.system_prompt, s["question"], s["reference_solution"]) for s in solutions
+                if s.get("reference_solution")]
+        n_sft = round(len(cft_rows) * (1 - cfg.mix_ratio) / max(cfg.mix_ratio, 1e-9))
+        mix = cft_rows + refs[:n_sft]
+        random.Random(cfg.seed).shuffle(mix)
+        data["cft_sft_mix"] = mix
+    report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency}
+    report["no_critique_or_verdict"] = sum(1 for s in solutions if not critiques.get(s["id"]) or
+                                           critiques[s["id"]]["verdict"] is None)
+
     out_dir = Path(out_dir)
     counts = {m: write_jsonl(out_dir / f"{m}.jsonl", rows) for m, rows in data.items()}
-    for m, n in counts.items():
-        if n == 0:
-            raise UserError(f"build: the {m} set came out empty (check the solutions and critiques files)")
-    write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts,
+    empty = [m for m, n in counts.items() if n == 0]
+    if empty:
+        raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
+                        "and filters)")
+    if cfg.exports:
+        from critiquelab.export import export_all
+
+        report["exports"] = export_all(out_dir, data, cfg.exports)
+    write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
                                            "inputs": [str(solutions_path), str(critiques_path)]})
-    return counts
+    return {"counts": counts, **report}

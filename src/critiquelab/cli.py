@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--world", required=True)
     s.add_argument("--out", required=True)
 
-    s = cmd("sample", "sample noisy candidate solutions")
-    s.add_argument("--problems", required=True)
+    s = cmd("sample", "sample noisy candidate solutions (or import them: sample.source=import)")
+    s.add_argument("--problems")
     s.add_argument("--model")
     s.add_argument("--out", required=True)
 
@@ -63,9 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", help="i/n: this machine's share of the job")
     s.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing")
 
-    s = cmd("build", "build CFT / SFT training sets")
-    s.add_argument("--solutions", required=True)
-    s.add_argument("--critiques", required=True)
+    s = cmd("build", "build CFT / SFT training sets, filtered, with exports")
+    s.add_argument("--solutions")
+    s.add_argument("--critiques", help="the critique store (critique/critiques.jsonl)")
+    s.add_argument("--from-alpaca", help="import a WebInstruct-CFT style file (instruction/input/output)")
     s.add_argument("--out", required=True)
 
     s = cmd("train", "fine-tune a model on a built dataset")
@@ -129,8 +130,16 @@ def _run(args) -> str:
     if args.cmd == "build":
         from critiquelab.build import run_build
 
-        counts = run_build(args.solutions, args.critiques, args.out, _config(args).build)
-        return f"wrote datasets to {args.out}: {counts}"
+        if args.from_alpaca:
+            from critiquelab.export import import_alpaca_cft
+
+            n = import_alpaca_cft(args.from_alpaca, Path(args.out) / "cft.jsonl")
+            return f"imported {n} CFT examples to {args.out}/cft.jsonl"
+        if not (args.solutions and args.critiques):
+            raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
+        res = run_build(args.solutions, args.critiques, args.out, _config(args).build)
+        return f"wrote datasets to {args.out}: {res['counts']}; filters: {res.get('decontaminate_removed')} " \
+               f"decontaminated, {res.get('dedupe_removed')} duplicates, {res['verdict_disagreements']}"
     if args.cmd == "train":
         from critiquelab.train import run_train
 

@@ -71,9 +71,14 @@ class PretrainConfig:
 
 @dataclass
 class SampleConfig:
-    """Noisy candidate solutions: from a model (`model`) or by error injection (`synthetic`)."""
+    """Noisy candidate solutions: from a model (`model`), by error injection (`synthetic`), or
+    imported from a file / HF dataset (`import`) with a field mapping."""
 
-    source: str = "model"         # "model" | "synthetic"
+    source: str = "model"         # "model" | "synthetic" | "import"
+    import_path: str | None = None        # import: JSONL / JSON / parquet / saved HF dataset / hub name
+    import_preset: str = "custom"         # import: webinstruct | metamathqa | numinamath | custom
+    import_fields: dict[str, str] = field(default_factory=dict)  # ours -> theirs: question, solution, answer, id
+    import_split: str = "train"
     n_problems: int = 3000
     n_per_problem: int = 1
     temperature: float = 1.0
@@ -114,6 +119,15 @@ class BuildConfig:
     methods: list[str] = field(default_factory=lambda: ["sft_reference", "sft_noisy", "cft"])
     system_prompt: str = DEFAULT_SYSTEM_PROMPT   # used by SFT examples (the solving prompt)
     critique_instruction: str = "Please critique whether the following solution to the question is correct."
+    consistency: str = "keep"     # verdict vs reference-graded correctness: keep | drop | flag disagreements
+    require_verdict: bool = True  # CFT examples need a parseable verdict
+    dedupe: bool = True           # one problem text once (normalised), across all solutions' problems
+    decontaminate: bool = True    # drop questions overlapping any benchmark test set
+    ngram: int = 13               # word n-gram size for decontamination
+    overlap_threshold: float = 0.5  # share of a question's n-grams found in a benchmark question
+    mix_ratio: float = 0.5        # cft_sft_mix: share of CFT examples (the rest SFT-reference)
+    exports: list[str] = field(default_factory=list)  # trl_text | hf | parquet | alpaca (trl JSONL always)
+    seed: int = 0
 
 
 @dataclass
@@ -178,6 +192,10 @@ def _check_type(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _check_type(value, inner[0], where, errors)
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping, got {value!r}")
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):  # "a,b" from the command line

@@ -16,12 +16,12 @@ from pathlib import Path
 from critiquelab.config import SampleConfig
 from critiquelab.evaluate import conversation
 from critiquelab.grading import grade
-from critiquelab.io import UserError, write_jsonl
+from critiquelab.io import UserError, read_json, read_jsonl, write_jsonl
 from critiquelab.llm import HFBackend, Sampling
 from critiquelab.sources import load_problems
 from critiquelab.world import noisy_solution
 
-__all__ = ["run_sample"]
+__all__ = ["IMPORT_PRESETS", "import_solutions", "run_sample"]
 
 _CARRY = ("start", "steps", "solution")
 
@@ -37,10 +37,75 @@ def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None =
     return row
 
 
-def run_sample(problems_path: str | Path, out_path: str | Path, cfg: SampleConfig,
+# Field layouts of public noisy-solution sets: ours -> theirs.
+IMPORT_PRESETS = {
+    "webinstruct": {"question": "question", "solution": "answer"},
+    "metamathqa": {"question": "query", "solution": "response"},
+    "numinamath": {"question": "problem", "solution": "solution"},
+    "custom": {},
+}
+
+
+def _load_records(path: str, split: str) -> list[dict]:
+    """JSONL / JSON list / parquet / a saved HF dataset dir / a hub dataset name."""
+    p = Path(path)
+    if p.suffix == ".jsonl":
+        return read_jsonl(p)
+    if p.suffix == ".json":
+        rows = read_json(p)
+        if not isinstance(rows, list):
+            raise UserError(f"{p}: expected a JSON list of records")
+        return rows
+    import datasets
+
+    if p.suffix == ".parquet":
+        if not p.is_file():
+            raise UserError(f"{p}: file not found")
+        return datasets.Dataset.from_parquet(str(p)).to_list()
+    if p.is_dir():
+        ds = datasets.load_from_disk(str(p))
+        return (ds[split] if isinstance(ds, datasets.DatasetDict) else ds).to_list()
+    try:
+        return datasets.load_dataset(path, split=split).to_list()
+    except Exception as e:  # offline, unknown name, ...
+        raise UserError(f"sample.import_path={path!r}: not a file and not loadable as an HF dataset ({e})") from None
+
+
+def import_solutions(cfg: SampleConfig) -> list[dict]:
+    if cfg.import_preset not in IMPORT_PRESETS:
+        raise UserError(f"sample.import_preset={cfg.import_preset!r} (valid: {', '.join(IMPORT_PRESETS)})")
+    if not cfg.import_path:
+        raise UserError("sample.source=import needs sample.import_path")
+    fields = {**IMPORT_PRESETS[cfg.import_preset], **cfg.import_fields}
+    missing = [k for k in ("question", "solution") if k not in fields]
+    if missing:
+        raise UserError(f"sample.import_fields: map {', '.join(missing)} (e.g. sample.import_fields.question=problem)")
+    rows = []
+    for i, r in enumerate(_load_records(cfg.import_path, cfg.import_split)[: cfg.n_problems]):
+        where = f"{cfg.import_path}:{i + 1}"
+        absent = [theirs for theirs in (fields["question"], fields["solution"]) if not r.get(theirs)]
+        if absent:
+            raise UserError(f"{where}: missing field(s) {', '.join(absent)}")
+        pid = str(r[fields["id"]]) if "id" in fields and fields["id"] in r else f"import-{i}"
+        problem = {"id": pid, "question": r[fields["question"]],
+                   "answer": str(r[fields["answer"]]) if "answer" in fields and r.get(fields["answer"]) is not None
+                   else None}
+        rows.append(_row(problem, 0, r[fields["solution"]], f"import:{cfg.import_path}"))
+    return rows
+
+
+def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
                model_dir: str | Path | None = None) -> dict:
-    problems = load_problems(problems_path)[: cfg.n_problems]
     rows: list[dict] = []
+    if cfg.source == "import":
+        rows = import_solutions(cfg)
+        write_jsonl(out_path, rows)
+        graded = [r["correct"] for r in rows if r["correct"] is not None]
+        return {"solutions": len(rows), "problems": len(rows),
+                "share_correct": sum(graded) / len(graded) if graded else None}
+    if problems_path is None:
+        raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
+    problems = load_problems(problems_path)[: cfg.n_problems]
     if cfg.source == "synthetic":
         rng = random.Random(cfg.seed)
         for p in problems:
@@ -69,7 +134,7 @@ def run_sample(problems_path: str | Path, out_path: str | Path, cfg: SampleConfi
             for j in range(cfg.n_per_problem):
                 rows.append(_row(p, j, next(it), f"model:{model_dir}"))
     else:
-        raise UserError(f"sample.source={cfg.source!r}: use 'model' or 'synthetic'")
+        raise UserError(f"sample.source={cfg.source!r}: use 'model', 'synthetic' or 'import'")
     write_jsonl(out_path, rows)
     graded = [r["correct"] for r in rows if r["correct"] is not None]
     return {"solutions": len(rows), "problems": len(problems),
