@@ -1,11 +1,13 @@
 """The whole loop at a tiny size: every stage's files, the loss masking, the report schema."""
 
 import json
+from dataclasses import replace
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from critiquelab.build import run_build
+from critiquelab.config import TrainConfig
 from critiquelab.critique import parse_verdict, run_critique
 from critiquelab.demo import run_demo
 from critiquelab.evaluate import run_eval
@@ -48,7 +50,9 @@ def test_stages_hand_off_through_files(tmp_path, tiny_world, tiny_model, tiny_cf
     assert "\n\nQuestion:\n" in cft["prompt"][0]["content"] and "\n\nSolution:\n" in cft["prompt"][0]["content"]
     assert cft["completion"][0]["content"].rstrip().endswith("[END]")
 
-    stats = run_train(tiny_model, tmp_path / "ds" / "cft.jsonl", tmp_path / "cft", tiny_cfg.train)
+    cfg = replace(tiny_cfg.train, model=str(tiny_model), data=str(tmp_path / "ds" / "cft.jsonl"),
+                  output_dir=str(tmp_path / "cft"))
+    stats = run_train(cfg)
     assert stats["tokens"] >= tiny_cfg.train.token_budget and stats["loss_curve"]
     before, _ = load_model(tiny_model)
     after = AutoModelForCausalLM.from_pretrained(tmp_path / "cft")
@@ -66,7 +70,7 @@ def test_prompt_tokens_carry_no_loss(tmp_path, tiny_model):
     model, tok = load_model(tiny_model)
     rows = [{"prompt": [{"role": "user", "content": f"Question {i}: 12 + {i}?"}],
              "completion": [{"role": "assistant", "content": f"Step 1: 12 + {i} = {12 + i}"}]} for i in range(8)]
-    trainer, _ = make_trainer(model, tok, rows, tmp_path, lr=1e-3, batch_size=8, token_budget=1, repeat=False)
+    trainer, _ = make_trainer(model, tok, rows, tmp_path, TrainConfig(batch_size=8, token_budget=1), repeat=False)
     batch = next(iter(trainer.get_train_dataloader()))
     labels, ids = batch["labels"][0], batch["input_ids"][0]
     real = batch["attention_mask"][0].bool() if "attention_mask" in batch else ids != tok.pad_token_id

@@ -69,10 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--from-alpaca", help="import a WebInstruct-CFT style file (instruction/input/output)")
     s.add_argument("--out", required=True)
 
-    s = cmd("train", "fine-tune a model on a built dataset")
-    s.add_argument("--model", required=True)
-    s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
+    s = cmd("train", "fine-tune a model on a built dataset (SFT or CFT; full or LoRA)")
+    s.add_argument("--model", help="shortcut for train.model=")
+    s.add_argument("--data", help="shortcut for train.data=")
+    s.add_argument("--out", help="shortcut for train.output_dir=")
+    s.add_argument("--world", help="world directory (when selecting on world-validation)")
+    s.add_argument("--benchmarks-dir")
+    s.add_argument("--dry-run", action="store_true", help="print the effective config, world size, steps, tokens")
 
     s = cmd("eval", "evaluate a model on benchmarks")
     s.add_argument("--model", required=True)
@@ -143,8 +146,24 @@ def _run(args) -> str:
     if args.cmd == "train":
         from critiquelab.train import run_train
 
-        s = run_train(args.model, args.data, args.out, _config(args).train)
-        return f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['train_loss']:.3f}) -> {args.out}"
+        cfg = _config(args).train
+        for flag, key in (("model", "model"), ("data", "data"), ("out", "output_dir")):
+            if getattr(args, flag):
+                setattr(cfg, key, getattr(args, flag))
+        if args.dry_run:
+            import json
+
+            from critiquelab.train import plan
+
+            p = plan(cfg)
+            print(json.dumps(p, indent=2))
+            return (f"dry run: world size {p['world_size']}, global batch {p['global_batch']}, "
+                    f"{p['planned_steps']} steps, {p['examples']} examples, {p['tokens']} tokens")
+        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir)
+        if not s:
+            return "done (worker process)"
+        return (f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['train_loss']:.3f}, "
+                f"{s['tokens_per_s']} tokens/s) -> {cfg.output_dir}")
     if args.cmd == "eval":
         from critiquelab.evaluate import run_eval
 

@@ -132,20 +132,46 @@ class BuildConfig:
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning with TRL's SFTTrainer (prompt-completion, loss on the completion only)."""
+    """Fine-tuning with TRL's SFTTrainer (prompt-completion, loss on the completion only).
 
-    token_budget: int = 300_000   # every method sees the same number of training tokens
+    Data volume: `token_budget` > 0 takes examples (cycling if needed) until their tokens reach
+    it, so methods compare at equal compute; `token_budget: 0` trains `epochs` over all examples
+    (the paper's recipe). Batch: per_device `batch_size` x `grad_accum` x world size.
+    """
+
+    model: str | None = None      # base model dir or hub name (the demo fills it in)
+    data: str | None = None       # a dataset JSONL from `build` (prompt/completion rows)
+    output_dir: str | None = None
+    token_budget: int = 300_000
+    epochs: float = 1.0
+    max_steps: int = -1           # > 0 overrides epochs
     lr: float = 5e-4
-    batch_size: int = 32
+    batch_size: int = 32          # per device
     grad_accum: int = 1
-    epochs: int = 1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     lr_scheduler: str = "cosine"
-    max_length: int = 512
+    max_length: int = 512         # cutoff in tokens (the paper: 2048)
+    too_long: str = "truncate"    # truncate | drop examples longer than max_length (counted in the log)
     seed: int = 0
     bf16: bool = False
-    group_by_length: bool = True
+    gradient_checkpointing: bool = False
+    group_by_length: bool = True  # length-grouped batches + dynamic padding (the fast path on CPU)
+    packing: bool = False         # padding-free packing (GPU with FlashAttention); exact per-example attention
+    lora: bool = False            # PEFT LoRA adapters instead of full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                             "gate_proj", "up_proj", "down_proj"])
+    merge_lora: bool = True       # save merged full weights (loadable with AutoModelForCausalLM)
+    save_steps: int = 0           # > 0: checkpoint every N steps; a rerun resumes from the last one
+    save_total_limit: int | None = None
+    select_best_on: str | None = None  # a benchmark (world-validation, math-500, ...) to pick the best checkpoint
+    select_limit: int | None = 200
+    deepspeed: str | None = None  # DeepSpeed JSON config (launch with `accelerate launch`)
+    report_to: str = "none"       # none | tensorboard | wandb
+    logging_steps: int = 0        # 0: about 50 log points per run
 
 
 @dataclass

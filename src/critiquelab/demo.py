@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from critiquelab.build import run_build
@@ -95,11 +95,11 @@ def run_demo(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None =
     for seed in cfg.seeds:
         for method in cfg.build.methods:
             name = f"{method}-s{seed}"
-            train_cfg = type(cfg.train)(**{**asdict(cfg.train), "seed": seed})
+            train_cfg = replace(cfg.train, seed=seed, model=str(base), data=str(run / "dataset" / f"{method}.jsonl"),
+                                output_dir=str(run / "models" / name))
             tkey = {**key, "train": asdict(train_cfg), "method": method}
-            stages.run(f"train-{name}", tkey,
-                       lambda m=method, n=name, c=train_cfg: run_train(
-                           base, run / "dataset" / f"{m}.jsonl", run / "models" / n, c, desc=f"train {n}"))
+            stages.run(f"train-{name}", tkey, lambda c=train_cfg, n=name: _train_summary(
+                run_train(c, desc=f"train {n}", world_dir=world_dir, bench_dir=bench_dir)))
             models[name], weights[name] = run / "models" / name, stable_hash(tkey)
     for name, path in models.items():
         stages.run(f"eval-{name}", {"eval": asdict(cfg.eval), "weights": weights[name]},
@@ -110,6 +110,10 @@ def run_demo(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None =
                      "base_model_cached": cached, "config": asdict(cfg)},
         "timings": stages.timings})
     return write_report(run)
+
+
+def _train_summary(stats: dict) -> dict:
+    return {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
 
 
 def _eval(model: Path, out: Path, cfg: EvalConfig, world_dir: Path, bench_dir) -> dict:

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, WorldConfig
+from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, TrainConfig, WorldConfig
 from critiquelab.io import read_jsonl, stable_hash, write_json
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain",
@@ -111,9 +111,11 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    stats = fit(model, tokenizer, rows, tmp, lr=cfg.lr, batch_size=cfg.batch_size,
-                token_budget=cfg.tokens, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-                seed=cfg.seed, max_length=max_length, desc="pretrain", repeat=True)
+    train_cfg = TrainConfig(token_budget=cfg.tokens, lr=cfg.lr, batch_size=cfg.batch_size,
+                            warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                            max_length=max_length, group_by_length=True)
+    stats = fit(model, tokenizer, rows, tmp, train_cfg, desc="pretrain", repeat=True)
+    stats.pop("config", None)
     stats["params"] = n_params
     write_json(tmp / "critiquelab_pretrain.json", {"model": asdict(model_cfg), "pretrain": asdict(cfg),
                                                    "stats": stats})

@@ -71,7 +71,7 @@ def write_report(run_dir: str | Path) -> Path:
     training = {}
     for log in sorted((run_dir / "models").glob("*/train_log.json")):
         stats = read_json(log)
-        training[log.parent.name] = {k: v for k, v in stats.items() if k != "loss_curve"}
+        training[log.parent.name] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
     report = {"runs": runs, "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {}),
               "training": training}
     write_json(run_dir / "report.json", report)

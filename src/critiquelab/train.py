@@ -1,12 +1,18 @@
 """Fine-tuning with TRL's SFTTrainer: SFT and CFT are the same trainer on different data.
 
-Inputs: a base model dir and a dataset JSONL written by `build` (TRL conversational
-prompt-completion rows). Output: a model dir that `AutoModelForCausalLM.from_pretrained` loads,
-plus `train_log.json` (loss curve, tokens, timings). The loss is on the completion only
-(`completion_only_loss=True`, set explicitly) and every method gets the same token budget:
-examples are taken (cycling when the set is small) until their tokens reach `token_budget`.
+Inputs: a base model (dir or hub name) and a dataset JSONL written by `build` (TRL
+conversational prompt-completion rows). Output: a model dir that
+`AutoModelForCausalLM.from_pretrained` loads, with `train_log.json` (loss curve, tokens,
+throughput, peak memory). The loss is on the completion only (`completion_only_loss=True`, set
+explicitly, as are `loss_type`, packing and padding-free).
 
-    critiquelab train --model runs/base --data runs/demo/dataset/cft.jsonl --out runs/demo/models/cft
+Work happens in `<output_dir>.partial/`; with `save_steps` it holds checkpoints, and rerunning
+the same command after an interruption resumes from the last one (optimizer, scheduler, RNG
+and data order restored). The finished model is renamed into place. With `select_best_on`, every
+checkpoint is evaluated on that benchmark and the best is copied to `<output_dir>/best/`.
+
+    critiquelab train --config recipes/tiny-cpu.yaml train.model=runs/demo/base train.data=runs/demo/dataset/cft.jsonl
+    accelerate launch --config_file recipes/accelerate/zero3-8gpu.yaml -m critiquelab.cli train --config recipes/qwen2.5-math-7b-cft.yaml
 
 This is the only module that imports TRL.
 """
@@ -14,15 +20,17 @@ This is the only module that imports TRL.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import TrainConfig
 from critiquelab.io import UserError, read_jsonl, write_json
 
-__all__ = ["fit", "make_trainer", "load_model", "run_train", "select_by_budget"]
+__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -53,84 +61,144 @@ def select_by_budget(rows: list[dict], lengths: list[int], budget: int, seed: in
     return chosen, total
 
 
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repeat: bool) -> tuple[list[dict], dict]:
+    """Length accounting, the too-long policy and the token budget, before any training step."""
+    if not rows:
+        raise UserError(f"{desc}: the training set is empty")
+    if cfg.too_long not in ("truncate", "drop"):
+        raise UserError(f"train.too_long={cfg.too_long!r}: use truncate or drop")
+    lengths = [_count_tokens(tokenizer, r) for r in rows]
+    too_long = sum(n > cfg.max_length for n in lengths)
+    if too_long:
+        log.warning("%s: %d of %d examples exceed max_length=%d and are %s", desc, too_long, len(rows),
+                    cfg.max_length, "dropped" if cfg.too_long == "drop" else "truncated")
+        if cfg.too_long == "drop":
+            kept = [(r, n) for r, n in zip(rows, lengths, strict=True) if n <= cfg.max_length]
+            if not kept:
+                raise UserError(f"{desc}: every example is longer than max_length={cfg.max_length}")
+            rows, lengths = [r for r, _ in kept], [n for _, n in kept]
+    if cfg.token_budget > 0:
+        chosen, tokens = select_by_budget(rows, lengths, cfg.token_budget, cfg.seed, repeat)
+    else:
+        chosen, tokens = rows, sum(lengths)
+    per_step = cfg.batch_size * cfg.grad_accum * _world_size()
+    epochs = 1 if cfg.token_budget > 0 else cfg.epochs
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, int(-(-len(chosen) * epochs // per_step)))
+    return chosen, {"examples": len(chosen), "unique_examples": len({id(r) for r in chosen}),
+                    "tokens": int(tokens * epochs), "too_long": too_long, "too_long_policy": cfg.too_long,
+                    "global_batch": per_step, "world_size": _world_size(), "planned_steps": steps}
+
+
 def _progress_callback(total_steps: int, desc: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
-            self.progress = Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                     transient=False)
-            self.progress.start()
-            self.task = self.progress.add_task(desc, total=total_steps, info="")
+            self.progress = None
+            if state.is_world_process_zero:
+                self.progress = Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(),
+                                         TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+                self.progress.start()
+                self.task = self.progress.add_task(desc, total=state.max_steps or total_steps, info="")
 
         def on_step_end(self, args, state, control, **kw):
-            self.progress.update(self.task, completed=state.global_step)
+            if self.progress:
+                self.progress.update(self.task, completed=state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                self.progress.update(self.task, info=f"loss {logs['loss']:.3f}")
+            if self.progress and logs and "loss" in logs:
+                self.progress.update(self.task, info=f"loss {logs['loss']:.3f} lr {logs.get('learning_rate', 0):.2e}")
 
         def on_train_end(self, args, state, control, **kw):
-            self.progress.stop()
+            if self.progress:
+                self.progress.stop()
 
     return RichProgress()
 
 
-def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, *, lr: float, batch_size: int,
-                 token_budget: int, warmup_ratio: float = 0.1, weight_decay: float = 0.0, seed: int = 0,
-                 max_length: int = 512, grad_accum: int = 1, lr_scheduler: str = "cosine", bf16: bool = False,
-                 group_by_length: bool = True, desc: str = "train", repeat: bool = True):
-    """An SFTTrainer over `rows` ({"text"} for LM, or conversational prompt/completion) cut to the
-    token budget, with every loss-relevant option set explicitly. Returns (trainer, info)."""
+def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfig, *,
+                 desc: str = "train", repeat: bool = True):
+    """An SFTTrainer over `rows` ({"text"} for LM, or conversational prompt/completion) with
+    every loss-relevant option set explicitly. Returns (trainer, info)."""
     import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    if not rows:
-        raise UserError(f"{desc}: the training set is empty")
-    lengths = [_count_tokens(tokenizer, r) for r in rows]
-    too_long = sum(n > max_length for n in lengths)
-    if too_long:
-        log.warning("%s: %d of %d examples exceed max_length=%d and are truncated", desc, too_long,
-                    len(rows), max_length)
-    chosen, tokens = select_by_budget(rows, lengths, token_budget, seed, repeat)
-    steps = max(1, -(-len(chosen) // (batch_size * grad_accum)))
+    chosen, info = prepare_rows(rows, tokenizer, cfg, desc, repeat)
+    steps = info["planned_steps"]
     args = SFTConfig(
-        output_dir=str(out_dir), per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum, learning_rate=lr, lr_scheduler_type=lr_scheduler,
-        warmup_steps=int(warmup_ratio * steps), weight_decay=weight_decay, num_train_epochs=1, seed=seed,
-        data_seed=seed, max_length=max_length, bf16=bf16, logging_steps=max(1, steps // 50),
-        save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        completion_only_loss=True, assistant_only_loss=False, packing=False, padding_free=False,
-        loss_type="nll", train_sampling_strategy="group_by_length" if group_by_length else "random",
-        dataset_num_proc=None, use_cpu=not torch.cuda.is_available(),
+        output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(cfg.warmup_ratio * steps), weight_decay=cfg.weight_decay,
+        num_train_epochs=1 if cfg.token_budget > 0 else cfg.epochs, max_steps=cfg.max_steps, seed=cfg.seed,
+        data_seed=cfg.seed, max_length=cfg.max_length, bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps or max(1, steps // 50),
+        save_strategy="steps" if cfg.save_steps > 0 else "no", save_steps=max(cfg.save_steps, 1),
+        save_total_limit=cfg.save_total_limit, report_to=cfg.report_to, disable_tqdm=True,
+        dataloader_num_workers=0, completion_only_loss=True, assistant_only_loss=False,
+        packing=cfg.packing, padding_free=cfg.packing, loss_type="nll",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
+        deepspeed=cfg.deepspeed, use_cpu=not torch.cuda.is_available(),
     )
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(chosen),
-                         processing_class=tokenizer, callbacks=[_progress_callback(steps, desc)])
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[_progress_callback(steps, desc)])
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; logs go to train_log.json
-    info = {"examples": len(chosen), "unique_examples": len({id(r) for r in chosen}), "tokens": tokens,
-            "too_long": too_long}
     return trainer, info
 
 
-def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, **kwargs) -> dict:
-    """Train (see `make_trainer` for the options) and save model, tokenizer and `train_log.json`."""
+def _last_checkpoint(work: Path) -> str | None:
+    ckpts = sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfig, *, desc: str = "train",
+        repeat: bool = True) -> dict:
+    """Train, resuming from the last checkpoint in `out_dir` if there is one; save the model
+    (LoRA adapters merged when `merge_lora`), the tokenizer and `train_log.json`."""
+    import torch
+
     out_dir = Path(out_dir)
-    trainer, info = make_trainer(model, tokenizer, rows, out_dir, **kwargs)
+    trainer, info = make_trainer(model, tokenizer, rows, out_dir, cfg, desc=desc, repeat=repeat)
+    resume = _last_checkpoint(out_dir)
+    if resume:
+        log.info("%s: resuming from %s", desc, resume)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t0
-    trainer.save_model(str(out_dir))
+    if not trainer.is_world_process_zero():
+        return {}
+    final = trainer.model
+    if cfg.lora and cfg.merge_lora:
+        final = final.merge_and_unload()
+    final.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     model.generation_config.save_pretrained(str(out_dir))
+    import resource
+
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     loss_curve = [{"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate")}
                   for h in trainer.state.log_history if "loss" in h]
-    stats = {**info, "steps": trainer.state.global_step, "seconds": round(seconds, 1),
+    stats = {**info, "steps": trainer.state.global_step, "seconds": round(seconds, 1), "resumed_from": resume,
              "tokens_per_s": round(info["tokens"] / max(seconds, 1e-9)), "train_loss": result.training_loss,
-             "loss_curve": loss_curve}
+             "peak_memory_gib": round(peak, 3), "peak_memory_kind": "cuda" if torch.cuda.is_available() else "rss",
+             "config": asdict(cfg), "loss_curve": loss_curve}
     write_json(out_dir / "train_log.json", stats)
     return stats
 
@@ -138,32 +206,95 @@ def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, **kwargs) -> di
 def load_model(path: str | Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise UserError(f"{path}: not a model directory (no config.json)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     return model, tokenizer
 
 
-def run_train(model_dir: str | Path, data: str | Path, out_dir: str | Path, cfg: TrainConfig,
-              desc: str = "train") -> dict:
-    """Fine-tune a copy of `model_dir` on `data`; write to `out_dir` atomically."""
-    import os
-
-    rows = read_jsonl(data)
+def _check_inputs(cfg: TrainConfig) -> list[dict]:
+    """Everything that can fail before the first step fails here, with a clear message."""
+    problems = [f"train.{k} is required" for k in ("model", "data", "output_dir") if not getattr(cfg, k)]
+    if problems:
+        raise UserError("; ".join(problems))
+    mp = Path(cfg.model)
+    if (mp.exists() or cfg.model.startswith((".", "/"))) and not (mp / "config.json").is_file():
+        raise UserError(f"train.model={cfg.model}: not a model directory (no config.json)")
+    if cfg.lora and cfg.select_best_on:
+        raise UserError("train.select_best_on works with full fine-tuning (or lora with merge_lora and save_steps=0)")
+    rows = read_jsonl(cfg.data)
     for i, r in enumerate(rows, start=1):
         if not ("prompt" in r and "completion" in r):
-            raise UserError(f"{data}:{i}: expected 'prompt' and 'completion' fields")
-    model, tokenizer = load_model(model_dir)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    stats = fit(model, tokenizer, rows, tmp, lr=cfg.lr, batch_size=cfg.batch_size,
-                token_budget=cfg.token_budget, warmup_ratio=cfg.warmup_ratio,
-                weight_decay=cfg.weight_decay, seed=cfg.seed, max_length=cfg.max_length,
-                grad_accum=cfg.grad_accum, lr_scheduler=cfg.lr_scheduler, bf16=cfg.bf16,
-                group_by_length=cfg.group_by_length, desc=desc)
+            raise UserError(f"{cfg.data}:{i}: expected 'prompt' and 'completion' fields")
+    if not rows:
+        raise UserError(f"{cfg.data}: the dataset is empty")
+    return rows
+
+
+class _CharTokenizer:
+    """Stands in for a tokenizer that cannot be loaded (offline dry run): ~3.5 characters a token."""
+
+    def apply_chat_template(self, messages, **kw):
+        return [0] * (sum(len(m["content"]) for m in messages) * 2 // 7 + 4 * len(messages))
+
+    def __call__(self, text):
+        return {"input_ids": [0] * (len(text) * 2 // 7)}
+
+
+def plan(cfg: TrainConfig) -> dict:
+    """Dry run: the effective config, world size, steps and tokens, without loading the model."""
+    from transformers import AutoTokenizer
+
+    rows = _check_inputs(cfg)
+    try:
+        tokenizer, counted = AutoTokenizer.from_pretrained(cfg.model), "tokenizer"
+    except (OSError, ValueError):
+        tokenizer, counted = _CharTokenizer(), "estimated (tokenizer not available offline)"
+    _, info = prepare_rows(rows, tokenizer, cfg, "dry-run", repeat=True)
+    return {"config": asdict(cfg), **info, "token_counts": counted}
+
+
+def _select_best(work: Path, out_dir: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
+    from critiquelab.config import EvalConfig
+    from critiquelab.evaluate import run_eval
+
+    scores = {}
+    ecfg = EvalConfig(benchmarks=[cfg.select_best_on], limit=cfg.select_limit)
+    for ckpt in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        res = run_eval(ckpt, ckpt / "select-eval", ecfg, world_dir=world_dir, bench_dir=bench_dir)
+        scores[ckpt.name] = res["benchmarks"][cfg.select_best_on]["accuracy"]
+    if not scores:
+        return {}
+    best = max(scores, key=lambda k: (scores[k], int(k.split("-")[1])))
+    dest = out_dir / "best"
+    shutil.copytree(work / best, dest, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
+                                                                      "select-eval"))
+    from critiquelab.sources import BENCHMARKS
+
+    leak = cfg.select_best_on in BENCHMARKS  # a reported test set: selecting on it leaks test information
+    if leak:
+        log.warning("selecting the checkpoint on %s, which is also a reported benchmark", cfg.select_best_on)
+    summary = {"checkpoint": best, "benchmark": cfg.select_best_on, "accuracy": scores[best], "all": scores,
+               "overlaps_reported_benchmark": leak}
+    write_json(dest / "critiquelab_best.json", summary)
+    return summary
+
+
+def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_dir=None) -> dict:
+    """Fine-tune `cfg.model` on `cfg.data` into `cfg.output_dir` (resumable; see the module doc)."""
+    rows = _check_inputs(cfg)
+    out_dir = Path(cfg.output_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    if not _last_checkpoint(work) and int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    model, tokenizer = load_model(cfg.model)
+    stats = fit(model, tokenizer, rows, work, cfg, desc=desc)
+    if not stats:  # not the main process
+        return stats
+    if cfg.select_best_on:
+        stats["selection"] = _select_best(work, work, cfg, world_dir, bench_dir)
+        write_json(work / "train_log.json", stats)
+    for ckpt in work.glob("checkpoint-*"):
+        shutil.rmtree(ckpt)
     shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    os.replace(work, out_dir)
     return stats

@@ -1,0 +1,150 @@
+"""Training: dry runs of the paper recipes, resume after kill -9, LoRA, best-checkpoint selection,
+bad input before any step, and 2-process data-parallel training on CPU."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from critiquelab.build import cft_example
+from critiquelab.config import RunConfig, TrainConfig, load_config
+from critiquelab.demo import recipes_dir
+from critiquelab.io import UserError, read_jsonl, write_jsonl
+from critiquelab.train import plan, run_train
+from critiquelab.world import check, noisy_solution
+from tests.servers import free_port
+
+CLI = [sys.executable, "-m", "critiquelab.cli"]
+
+
+@pytest.fixture(scope="module")
+def cft_data(tiny_world, tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for p in read_jsonl(tiny_world / "train.jsonl"):
+        sol, _ = noisy_solution(p, rng)
+        rows.append(cft_example("Please critique.", p["question"], sol, check(p, sol).critique))
+    path = tmp_path_factory.mktemp("data") / "cft.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def tiny_train(tiny_model, data, out, **kw) -> TrainConfig:
+    base = TrainConfig(model=str(tiny_model), data=str(data), output_dir=str(out), token_budget=0, max_steps=12,
+                       batch_size=4, lr=1e-3, group_by_length=True)
+    return replace(base, **kw)
+
+
+@pytest.mark.parametrize("recipe", ["qwen2.5-math-7b-cft", "qwen2.5-7b-cft", "deepseek-math-7b-cft",
+                                    "qwen2.5-math-7b-cft-lora"])
+def test_paper_recipes_dry_run(recipe, cft_data, monkeypatch):
+    cfg = load_config(RunConfig, recipes_dir() / f"{recipe}.yaml", [f"train.data={cft_data}"]).train
+    world = 1 if "lora" in recipe else 8
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    p = plan(cfg)
+    assert p["global_batch"] == 512 and p["world_size"] == world
+    assert p["planned_steps"] == 1 and p["examples"] == len(read_jsonl(cft_data)) and p["tokens"] > 0
+    assert p["config"]["lr"] == (1e-4 if "lora" in recipe else 5e-6)
+
+
+def test_dry_run_cli_prints_plan(tiny_model, cft_data):
+    r = subprocess.run([*CLI, "train", "--config", str(recipes_dir() / "demo-fast.yaml"), "--model", str(tiny_model),
+                        "--data", str(cft_data), "--out", "/tmp/never", "--dry-run"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "planned_steps" in r.stdout and "world size 1" in r.stdout
+
+
+def test_kill_9_then_resume_matches_uninterrupted_run(tiny_model, cft_data, tmp_path):
+    args = ["train", "--model", str(tiny_model), "--data", str(cft_data), "train.token_budget=0",
+            "train.max_steps=60", "train.batch_size=4", "train.save_steps=5", "train.lr=1e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run([*CLI, *args, "--out", str(ref)], check=True, capture_output=True, env=env, timeout=600)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*CLI, *args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    partial = tmp_path / "run.partial"
+    deadline = time.time() + 300
+    while not list(partial.glob("checkpoint-1[05]")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed"
+    subprocess.run([*CLI, *args, "--out", str(out)], check=True, capture_output=True, env=env, timeout=600)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["resumed_from"] and log["steps"] == 60
+    a = AutoModelForCausalLM.from_pretrained(ref).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_lora_merged_model_loads_and_differs(tiny_model, cft_data, tmp_path):
+    cfg = tiny_train(tiny_model, cft_data, tmp_path / "lora", lora=True, lora_r=4, lora_alpha=8,
+                     lora_targets=["q_proj", "v_proj"], lr=1e-2)
+    stats = run_train(cfg)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    names = [n for n, p in merged.named_parameters() if not torch.equal(p, base.state_dict()[n])]
+    assert names and all("q_proj" in n or "v_proj" in n for n in names)
+    assert stats["steps"] == 12
+
+
+def test_best_checkpoint_is_selected_on_validation(tiny_model, tiny_world, cft_data, tmp_path):
+    cfg = tiny_train(tiny_model, cft_data, tmp_path / "m", save_steps=4, select_best_on="world-validation",
+                     select_limit=8)
+    stats = run_train(cfg, world_dir=tiny_world)
+    best = json.loads((tmp_path / "m" / "best" / "critiquelab_best.json").read_text())
+    assert set(best["all"]) == {"checkpoint-4", "checkpoint-8", "checkpoint-12"}
+    assert best["accuracy"] == max(best["all"].values()) and not best["overlaps_reported_benchmark"]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m" / "best") is not None
+    assert stats["selection"]["checkpoint"] == best["checkpoint"]
+    assert not list((tmp_path / "m").glob("checkpoint-*"))
+
+
+def test_bad_input_fails_before_training(tiny_model, cft_data, tmp_path):
+    with pytest.raises(UserError, match="not a model directory"):
+        run_train(tiny_train(tmp_path / "missing", cft_data, tmp_path / "o"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(UserError, match="empty"):
+        run_train(tiny_train(tiny_model, empty, tmp_path / "o"))
+    with pytest.raises(UserError, match="unknown key"):
+        load_config(RunConfig, None, ["train.learning_rate=1"])
+    with pytest.raises(UserError, match="every example is longer"):
+        run_train(tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=8, too_long="drop"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_long_examples_are_counted_and_dropped(tiny_model, cft_data, tmp_path):
+    cfg = tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=120, too_long="drop", max_steps=2)
+    stats = run_train(cfg)
+    n = len(read_jsonl(cft_data))
+    assert 0 < stats["too_long"] < n and stats["examples"] == n - stats["too_long"]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
+                    reason="needs root and unshare for a loopback-only network namespace")
+def test_two_process_data_parallel_training_on_cpu(tiny_model, cft_data, tmp_path):
+    port = free_port()
+    launch = (f"{sys.executable} -m accelerate.commands.launch --multi_gpu --num_processes 2 --num_machines 1 "
+              f"--main_process_ip 127.0.0.1 --main_process_port {port} -m critiquelab.cli train "
+              f"--model {tiny_model} --data {cft_data} --out {tmp_path / 'ddp'} train.token_budget=0 "
+              f"train.max_steps=6 train.batch_size=2")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {launch}"], capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = json.loads((tmp_path / "ddp" / "train_log.json").read_text())
+    assert log["world_size"] == 2 and log["global_batch"] == 4 and log["steps"] == 6
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "ddp") is not None
