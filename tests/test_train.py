@@ -128,7 +128,13 @@ def test_bad_input_fails_before_training(tiny_model, cft_data, tmp_path):
 
 
 def test_too_long_examples_are_counted_and_dropped(tiny_model, cft_data, tmp_path):
-    cfg = tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=120, too_long="drop", max_steps=2)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    lengths = sorted(len(tok.apply_chat_template(r["prompt"] + r["completion"], return_dict=False))
+                     for r in read_jsonl(cft_data))
+    cfg = tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=lengths[len(lengths) // 2], too_long="drop",
+                     max_steps=2)
     stats = run_train(cfg)
     n = len(read_jsonl(cft_data))
     assert 0 < stats["too_long"] < n and stats["examples"] == n - stats["too_long"]

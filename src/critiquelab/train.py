@@ -19,6 +19,7 @@ This is the only module that imports TRL.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -160,8 +161,21 @@ def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: T
     return trainer, info
 
 
+def _complete(ckpt: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut short."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _last_checkpoint(work: Path) -> str | None:
+    """The newest complete checkpoint; ones a kill cut short are removed."""
     ckpts = sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    while ckpts and not _complete(ckpts[-1]):
+        log.warning("removing incomplete checkpoint %s", ckpts[-1])
+        shutil.rmtree(ckpts.pop())
     return str(ckpts[-1]) if ckpts else None
 
 
