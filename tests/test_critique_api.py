@@ -117,3 +117,28 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tiny_model, sol
     ok_lines = [r for r in read_jsonl(store, tolerate_torn_tail=True) if r["status"] == "ok"]
     assert sorted(r["id"] for r in ok_lines) == sorted(r["id"] for r in read_jsonl(solutions))  # 0 lost, 0 dup
     assert len(read_store(store)) == 24
+
+
+def test_end_to_end_questions_to_datasets_with_a_served_teacher(server, tiny_model, tiny_world, tmp_path):
+    """question file -> sampled solutions -> critiques from the local server -> filtered,
+    decontaminated datasets in every export format."""
+    from critiquelab.build import run_build
+    from critiquelab.config import BuildConfig, SampleConfig
+    from critiquelab.sample import run_sample
+
+    questions = tmp_path / "questions.jsonl"
+    write_jsonl(questions, [{"id": p["id"], "question": p["question"], "answer": p["answer"]}
+                            for p in read_jsonl(tiny_world / "train.jsonl")[:12]])
+    s = run_sample(questions, tmp_path / "solutions.jsonl",
+                   SampleConfig(n_problems=12, n_per_problem=2, temperature=1.0, max_new_tokens=40), tiny_model)
+    assert s["solutions"] == 24
+    with FaultProxy(server, lambda i: "500" if i % 5 == 0 else None) as proxy:
+        c = run_critique(tmp_path / "solutions.jsonl", tmp_path / "critique", api_cfg(proxy.url, tiny_model))
+    nonempty = sum(bool(r["solution"].strip()) for r in read_jsonl(tmp_path / "solutions.jsonl"))
+    assert c["ok"] == c["items"] == nonempty > 0
+    res = run_build(tmp_path / "solutions.jsonl", tmp_path / "critique" / "critiques.jsonl", tmp_path / "ds",
+                    BuildConfig(methods=["sft_noisy", "cft"], require_verdict=False,
+                                exports=["trl_text", "hf", "parquet", "alpaca"]))
+    assert res["counts"] == {"sft_noisy": nonempty, "cft": nonempty} and res["decontaminate_removed"] == {}
+    for sub in ("trl_text", "hf", "parquet", "alpaca"):
+        assert (tmp_path / "ds" / sub).is_dir()

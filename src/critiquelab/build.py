@@ -114,7 +114,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         if "sft_reference" in data and s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
             data["sft_reference"].append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
-        if "sft_noisy" in data:
+        if "sft_noisy" in data and s["solution"].strip():
             data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
         if c is None or (mismatch and cfg.consistency == "drop") or (cfg.require_verdict and verdict is None):
             continue

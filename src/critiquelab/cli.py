@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"critiquelab {args.cmd}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # full disk, permissions, ...: finished work is already on disk
+        print(f"critiquelab {args.cmd}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

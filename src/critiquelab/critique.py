@@ -106,18 +106,22 @@ def _sampling(cfg: CritiqueConfig) -> dict:
     return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
 
 
-def _validate(rows: list[dict], path) -> None:
+def _validate(rows: list[dict], path) -> list[dict]:
+    """Rows without id or question are errors; an empty solution (a model that wrote nothing) is
+    skipped with a count, not sent to the teacher."""
     for i, r in enumerate(rows, start=1):
-        missing = [k for k in ("id", "question", "solution") if not r.get(k)]
+        missing = [k for k in ("id", "question") if not r.get(k)] + (["solution"] if "solution" not in r else [])
         if missing:
             raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
+    kept = [r for r in rows if str(r["solution"]).strip()]
+    if len(kept) < len(rows):
+        log.warning("critique: %d empty solutions skipped", len(rows) - len(kept))
+    return kept
 
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
                  shard: str | None = None, dry_run: bool = False) -> dict:
-    rows = read_jsonl(solutions_path)
-    _validate(rows, solutions_path)
-    rows = shard_filter(rows, shard)
+    rows = shard_filter(_validate(read_jsonl(solutions_path), solutions_path), shard)
     out_dir = Path(out_dir)
     store_path = out_dir / "critiques.jsonl"
     prompt = load_prompt(cfg.prompt) if cfg.teacher != "checker" else {"user": "exact step checker"}
@@ -143,12 +147,12 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
                          "verdict": parse_verdict(res.critique), "error_step": res.error_step,
                          "error_kind": res.error_kind, "usage": None})
         append_jsonl(store_path, recs)
-    elif cfg.teacher == "hf":
-        from critiquelab.llm import HFBackend, Sampling
+    elif cfg.teacher in ("hf", "vllm"):
+        from critiquelab.llm import HFBackend, Sampling, VLLMBackend
 
         if not cfg.model:
-            raise UserError("critique.teacher=hf needs critique.model (a model directory)")
-        backend = HFBackend(cfg.model)
+            raise UserError(f"critique.teacher={cfg.teacher} needs critique.model (a model directory)")
+        backend = HFBackend(cfg.model) if cfg.teacher == "hf" else VLLMBackend(cfg.model)
         sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                             seed=cfg.seed)
         for s in range(0, len(todo), 256):  # append as it goes, so an interruption keeps finished work
@@ -159,7 +163,7 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
     elif cfg.teacher == "openai":
         asyncio.run(_api_run(todo, prompt, cfg, store_path, base))
     else:
-        raise UserError(f"critique.teacher={cfg.teacher!r}: use checker, openai or hf")
+        raise UserError(f"critique.teacher={cfg.teacher!r}: use checker, openai, hf or vllm")
     return _summarize(store_path, [k for k, _ in keyed], cfg, out_dir)
 
 

@@ -31,7 +31,8 @@ def collect_runs(run_dir: Path) -> list[dict]:
         method, seed = _method_seed(results.parent.name)
         for bench, r in read_json(results)["benchmarks"].items():
             runs.append({"method": method, "seed": seed, "benchmark": bench, "accuracy": r["accuracy"],
-                         "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"]})
+                         "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"],
+                         "format_failures": r["no_answer"] + r.get("fallback", 0)})
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     runs.sort(key=lambda r: (order.get(r["method"], 99), r["method"], r["seed"] or 0, r["benchmark"]))
     return runs
@@ -78,12 +79,13 @@ def write_report(run_dir: str | Path) -> Path:
     _plot(runs, run_dir / "accuracy.png")
 
     lines = [f"# critiquelab report: {run_dir.name}", "",
-             "| method | seed | benchmark | accuracy (%) | 95% CI | n | no answer |", "|---|---|---|---|---|---|---|"]
+             "| method | seed | benchmark | accuracy (%) | 95% CI | n | format failures |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['method']} | {'' if r['seed'] is None else r['seed']} | {r['benchmark']} | "
                      f"{100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} | {r['n']} | "
-                     f"{r['no_answer']} |")
-    lines += ["", "![accuracy](accuracy.png)", ""]
+                     f"{r['format_failures']} |")
+    lines += ["", "Format failures: responses without a `\\boxed{}` (or other explicit) final answer; they are "
+              "graded on their last number, or as wrong when there is none.", "", "![accuracy](accuracy.png)", ""]
     if training:
         lines += ["## Training", "", "| run | examples | tokens | steps | final loss | tokens/s |", "|---|---|---|---|---|---|"]
         for name, t in training.items():
