@@ -26,6 +26,7 @@ def tiny_run_config(**overrides) -> RunConfig:
         "sample.n_problems=40", "sample.max_new_tokens=48", "sample.batch_size=40",
         "train.token_budget=6000", "train.batch_size=8", "train.lr=1e-3",
         "eval.max_new_tokens=48", "eval.batch_size=32",
+        "critic.n_problems=6", "critic.n_samples=2", "critic.max_new_tokens=32",
     ]
     items += [f"{k}={v}" for k, v in overrides.items()]
     return load_config(RunConfig, None, items)

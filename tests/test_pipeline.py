@@ -114,6 +114,11 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
     assert {"world", "pretrain", "sample", "critique", "build", "total"} <= set(data["timings"])
     assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
     assert "| cft |" in report.read_text()
+    critics = {c["method"]: c for c in data["critics"]}
+    assert set(critics) == {"base", "sft_reference", "cft"}
+    for c in critics.values():
+        assert c["n"] == 12 and 0 <= c["balanced_accuracy"] <= 1 and c["best_of_n"]["n"] == [1, 2]
+        assert (tmp_path / "run" / c["plot"]).is_file()
     # a second run reuses the cached base model and skips every finished stage
     run_demo(tiny_cfg, tmp_path / "run")
     again = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -85,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--world", help="world directory (for the world benchmarks)")
     s.add_argument("--benchmarks-dir")
 
+    s = cmd("judge", "a critic judges solutions (resumable)", config=False)
+    s.add_argument("--critic", required=True)
+    s.add_argument("--solutions", required=True)
+    s.add_argument("--out", required=True)
+
+    s = cmd("eval-critic", "verdict accuracy on labelled solutions, and critic-filtered best-of-N", config=False)
+    s.add_argument("--critic", required=True)
+    s.add_argument("--solutions", required=True, help="solutions.jsonl with 'correct' labels (from sample)")
+    s.add_argument("--out", required=True)
+
     s = cmd("grade", "grade a JSONL of {response, reference}", config=False)
     s.add_argument("--responses", required=True)
 
@@ -175,6 +185,22 @@ def _run(args) -> str:
         s = run_eval(args.model, args.out, cfg, world_dir=args.world, bench_dir=args.benchmarks_dir)
         accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
         return f"{accs}; details in {args.out}"
+    if args.cmd == "judge":
+        from critiquelab.critic import run_judge
+        from critiquelab.io import read_jsonl
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        js = run_judge(args.critic, read_jsonl(args.solutions), out / "judgements.jsonl")
+        counts = {v: sum(j["verdict"] == v for j in js) for v in ("right", "wrong", None)}
+        return f"judged {len(js)} solutions: {counts['right']} right, {counts['wrong']} wrong, {counts[None]} no verdict"
+    if args.cmd == "eval-critic":
+        from critiquelab.critic import run_eval_critic
+
+        m = run_eval_critic(args.critic, args.solutions, args.out)["metrics"]
+        return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
+                f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
+                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}); details in {args.out}")
     if args.cmd == "grade":
         from critiquelab.grading import grade
         from critiquelab.io import read_jsonl

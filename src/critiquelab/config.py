@@ -20,7 +20,7 @@ from critiquelab.io import UserError
 
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
-    "BuildConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config", "to_dict",
+    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RunConfig", "load_config", "to_dict",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
@@ -191,6 +191,17 @@ class EvalConfig:
 
 
 @dataclass
+class CriticConfig:
+    """Critic evaluation in a run: N sampled solutions per validation problem, judged by each model."""
+
+    n_problems: int = 100         # 0 skips the critic stage
+    n_samples: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 200
+    methods: list[str] = field(default_factory=lambda: ["base", "sft_reference", "cft"])
+
+
+@dataclass
 class RunConfig:
     """A whole demo / experiment run: every stage's config."""
 
@@ -204,6 +215,7 @@ class RunConfig:
     build: BuildConfig = field(default_factory=BuildConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
 
 
 def to_dict(cfg: Any) -> dict:

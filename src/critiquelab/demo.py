@@ -15,7 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from critiquelab.build import run_build
-from critiquelab.config import EvalConfig, RunConfig, load_config
+from critiquelab.config import EvalConfig, RunConfig, SampleConfig, load_config
+from critiquelab.critic import run_eval_critic
 from critiquelab.critique import run_critique
 from critiquelab.evaluate import run_eval
 from critiquelab.io import UserError, ensure_writable_dir, provenance, read_json, stable_hash, write_json
@@ -104,12 +105,30 @@ def run_demo(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None =
     for name, path in models.items():
         stages.run(f"eval-{name}", {"eval": asdict(cfg.eval), "weights": weights[name]},
                    lambda p=path, n=name: _eval(p, run / "eval" / n, cfg.eval, world_dir, bench_dir))
+    if cfg.critic.n_problems > 0:
+        crit = cfg.critic
+        sols = run / "critic" / "solutions.jsonl"
+        scfg = SampleConfig(source="model", n_problems=crit.n_problems, n_per_problem=crit.n_samples,
+                            temperature=crit.temperature, max_new_tokens=cfg.eval.max_new_tokens, seed=1)
+        stages.run("critic-solutions", {"critic": asdict(crit), "base": str(base), "world": asdict(cfg.world)},
+                   lambda: run_sample(world_dir / "validation.jsonl", sols, scfg, base))
+        for name, path in models.items():
+            if name.rsplit("-s", 1)[0] in crit.methods:
+                stages.run(f"critic-{name}", {"critic": asdict(crit), "weights": weights[name]},
+                           lambda p=path, n=name: _critic(p, sols, run / "critic" / n, crit))
     stages.timings["total"] = round(time.time() - t_start, 1)
     write_json(run / "manifest.json", {
         "manifest": {"provenance": provenance(), "seeds": cfg.seeds, "base_model": str(base),
                      "base_model_cached": cached, "config": asdict(cfg)},
         "timings": stages.timings})
     return write_report(run)
+
+
+def _critic(model: Path, solutions: Path, out: Path, crit) -> dict:
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return run_eval_critic(model, solutions, out, max_new_tokens=crit.max_new_tokens)["metrics"]
 
 
 def _train_summary(stats: dict) -> dict:

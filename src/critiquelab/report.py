@@ -73,8 +73,14 @@ def write_report(run_dir: str | Path) -> Path:
     for log in sorted((run_dir / "models").glob("*/train_log.json")):
         stats = read_json(log)
         training[log.parent.name] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
+    critics = []
+    for f in sorted((run_dir / "critic").glob("*/critic.json")):
+        c = read_json(f)
+        method, seed = _method_seed(f.parent.name)
+        critics.append({"method": method, "seed": seed, **c["metrics"], "best_of_n": c.get("best_of_n"),
+                        "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if c.get("best_of_n") else None})
     report = {"runs": runs, "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {}),
-              "training": training}
+              "training": training, "critics": critics}
     write_json(run_dir / "report.json", report)
     _plot(runs, run_dir / "accuracy.png")
 
@@ -86,6 +92,25 @@ def write_report(run_dir: str | Path) -> Path:
                      f"{r['format_failures']} |")
     lines += ["", "Format failures: responses without a `\\boxed{}` (or other explicit) final answer; they are "
               "graded on their last number, or as wrong when there is none.", "", "![accuracy](accuracy.png)", ""]
+    if critics:
+        lines += ["## Critics", "", "Each model critiques sampled solutions of validation problems in the CFT prompt "
+                  "layout (SFT models and the base are prompted the same way); labels come from the reference "
+                  "answers. The constant-verdict baseline has balanced accuracy 50%.", "",
+                  "| critic | seed | n | verdict acc. (%) | balanced acc. (%) [95% CI] | F1 wrong | no verdict (%) | "
+                  "names 1st wrong step (%) | best-of-N: first / majority / critic-majority / oracle (%) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in critics:
+            b = c["best_of_n"]
+            bon = (" / ".join(f"{100 * b[k][-1]:.1f}" for k in ("first", "majority", "critic_majority", "oracle"))
+                   + f" (N={b['n'][-1]})") if b else "-"
+            step = f"{100 * c['names_first_wrong_step']:.1f}" if "names_first_wrong_step" in c else "-"
+            lines.append(f"| {c['method']} | {'' if c['seed'] is None else c['seed']} | {c['n']} | "
+                         f"{100 * c['accuracy']:.1f} | {100 * c['balanced_accuracy']:.1f} "
+                         f"[{100 * c['balanced_accuracy_ci95'][0]:.1f}, {100 * c['balanced_accuracy_ci95'][1]:.1f}] | "
+                         f"{c['wrong_f1']:.2f} | {100 * c['unparseable_rate']:.1f} | {step} | {bon} |")
+        lines.append("")
+        lines += [f"![best-of-N {c['method']}]({c['plot']})" for c in critics if c["plot"]]
+        lines.append("")
     if training:
         lines += ["## Training", "", "| run | examples | tokens | steps | final loss | tokens/s |", "|---|---|---|---|---|---|"]
         for name, t in training.items():

@@ -19,7 +19,7 @@ from critiquelab.grading import grade
 from critiquelab.io import UserError, read_json, read_jsonl, write_jsonl
 from critiquelab.llm import HFBackend, Sampling
 from critiquelab.sources import load_problems
-from critiquelab.world import noisy_solution
+from critiquelab.world import check, noisy_solution
 
 __all__ = ["IMPORT_PRESETS", "import_solutions", "run_sample"]
 
@@ -33,6 +33,8 @@ def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None =
     for k in _CARRY:
         if k in problem:
             row["reference_solution" if k == "solution" else k] = problem[k]
+    if "steps" in problem:  # the world's exact label: where the first error is (None when right)
+        row["first_error_step"] = check(problem, solution).error_step
     row.update(extra or {})
     return row
 

@@ -1,0 +1,179 @@
+"""Using and judging critics: verdicts on labelled solutions, and critic-filtered best-of-N.
+
+`run_judge`: the critic writes a critique of each {question, solution} in the CFT prompt layout
+(the one CFT models were trained on; SFT models are prompted the same way) and its verdict is
+parsed from `Conclusion: right/wrong` (unparseable verdicts are counted, never guessed).
+Judgements are appended as they come, so an interrupted run resumes.
+
+`critic_metrics`: on solutions whose correctness is known (`correct`, graded against the
+reference), verdict accuracy, precision / recall / F1 for "wrong", balanced accuracy with a
+bootstrap interval, the unparseable rate, a constant-verdict baseline and, in the synthetic
+world, whether the critique names the first wrong step.
+
+`best_of_n`: with N sampled solutions per problem, accuracy against N of the first sample,
+majority vote, critic-filtered majority vote (vote over solutions the critic accepts; all of
+them when it accepts none) and the oracle pass@N.
+
+    critiquelab eval-critic --critic runs/demo/models/cft-s0 --solutions runs/demo/critic/solutions.jsonl --out runs/demo/critic/cft
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from critiquelab.build import cft_prompt
+from critiquelab.config import BuildConfig
+from critiquelab.critique import parse_verdict
+from critiquelab.evaluate import wilson_ci
+from critiquelab.grading import equivalent, extract_answer
+from critiquelab.io import UserError, append_jsonl, read_jsonl, write_json
+from critiquelab.llm import HFBackend, Sampling
+
+__all__ = ["run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
+
+_INSTRUCTION = BuildConfig().critique_instruction
+
+
+def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, *, batch_size: int = 64,
+              max_new_tokens: int = 200, backend=None) -> list[dict]:
+    for i, s in enumerate(solutions, start=1):
+        if not s.get("question") or "solution" not in s or not s.get("id"):
+            raise UserError(f"solutions row {i}: needs id, question and solution")
+    done = {r["id"]: r for r in read_jsonl(out_path, tolerate_torn_tail=True)} if out_path.exists() else {}
+    todo = [s for s in solutions if s["id"] not in done]
+    if todo:
+        backend = backend or HFBackend(critic, batch_size=batch_size)
+        sampling = Sampling(max_new_tokens=max_new_tokens, stop=["[END]"])
+        for start in range(0, len(todo), batch_size * 4):
+            part = todo[start:start + batch_size * 4]
+            convs = [[{"role": "user", "content": cft_prompt(s["question"], s["solution"], _INSTRUCTION)}] for s in part]
+            texts = backend.generate(convs, sampling)
+            rows = [{"id": s["id"], "critique": t, "verdict": parse_verdict(t)} for s, t in zip(part, texts, strict=True)]
+            append_jsonl(out_path, rows)
+            done.update({r["id"]: r for r in rows})
+    return [done[s["id"]] for s in solutions]
+
+
+_STEP = re.compile(r"Step\s+(\d+)")
+
+
+def _named_step(critique: str) -> int | None:
+    """The step a critique blames: the first line that is not an 'is correct' confirmation."""
+    for line in critique.splitlines():
+        if line.strip().endswith("is correct.") or not line.strip():
+            continue
+        m = _STEP.search(line)
+        return int(m[1]) if m else None
+    return None
+
+
+def _balanced(pairs: list[tuple[bool, str | None]]) -> float:
+    """Mean recall of the two classes; an unparseable verdict counts as a miss."""
+    recalls = []
+    for label in (True, False):
+        cls = [v for c, v in pairs if c is label]
+        if cls:
+            recalls.append(sum(v == ("right" if label else "wrong") for v in cls) / len(cls))
+    return sum(recalls) / len(recalls) if recalls else 0.0
+
+
+def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0) -> dict:
+    pairs = [(s["correct"], j["verdict"]) for s, j in zip(solutions, judgements, strict=True)
+             if s.get("correct") is not None]
+    if not pairs:
+        raise UserError("eval-critic: no solution has a known correctness ('correct' field)")
+    n = len(pairs)
+    hits = sum(v == ("right" if c else "wrong") for c, v in pairs)
+    tp = sum((not c) and v == "wrong" for c, v in pairs)
+    fp = sum(c and v == "wrong" for c, v in pairs)
+    fn = sum((not c) and v != "wrong" for c, v in pairs)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    rng = random.Random(seed)
+    boots = sorted(_balanced([pairs[rng.randrange(n)] for _ in range(n)]) for _ in range(1000))
+    majority = Counter(c for c, _ in pairs).most_common(1)[0][0]
+    out = {"n": n, "accuracy": hits / n, "accuracy_ci95": list(wilson_ci(hits, n)),
+           "balanced_accuracy": _balanced(pairs), "balanced_accuracy_ci95": [boots[24], boots[974]],
+           "wrong_precision": precision, "wrong_recall": recall,
+           "wrong_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+           "unparseable_rate": sum(v is None for _, v in pairs) / n, "share_correct": sum(c for c, _ in pairs) / n,
+           "constant_baseline": {"verdict": "right" if majority else "wrong",
+                                 "accuracy": sum(c is majority for c, _ in pairs) / n, "balanced_accuracy": 0.5}}
+    steps = [(s["first_error_step"], _named_step(j["critique"])) for s, j in zip(solutions, judgements, strict=True)
+             if s.get("first_error_step") and j["verdict"] == "wrong"]
+    if steps:
+        out["names_first_wrong_step"] = sum(a == b for a, b in steps) / len(steps)
+        out["names_first_wrong_step_n"] = len(steps)
+    return out
+
+
+def _vote(answers: list[str]) -> str | None:
+    answers = [a for a in answers if a is not None]
+    return Counter(answers).most_common(1)[0][0] if answers else None
+
+
+def best_of_n(solutions: list[dict], judgements: list[dict]) -> dict:
+    """Accuracy vs N for first-sample, majority, critic-filtered majority and oracle pass@N."""
+    groups: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for s, j in zip(solutions, judgements, strict=True):
+        if s.get("answer") is not None:
+            groups[s["problem_id"]].append((s, j))
+    if not groups:
+        raise UserError("best-of-N needs solutions with reference answers")
+    n_max = min(len(g) for g in groups.values())
+    curves: dict[str, list[float]] = {"first": [], "majority": [], "critic_majority": [], "oracle": []}
+    for n in range(1, n_max + 1):
+        scores = Counter()
+        for group in groups.values():
+            part = group[:n]
+            ref = part[0][0]["answer"]
+            answers = [extract_answer(s["solution"]) for s, _ in part]
+            def ok(a, ref=ref):
+                return a is not None and equivalent(ref, a)[0]
+
+            accepted = [a for a, (_, j) in zip(answers, part, strict=True) if j["verdict"] == "right"]
+            scores["first"] += ok(answers[0])
+            scores["majority"] += ok(_vote(answers))
+            scores["critic_majority"] += ok(_vote(accepted or answers))
+            scores["oracle"] += any(s["correct"] for s, _ in part)
+        for k in curves:
+            curves[k].append(scores[k] / len(groups))
+    return {"problems": len(groups), "n": list(range(1, n_max + 1)), **curves}
+
+
+def _plot(curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for k in ("first", "majority", "critic_majority", "oracle"):
+        ax.plot(curves["n"], [100 * v for v in curves[k]], marker="o", label=k)
+    ax.set_xlabel("N samples")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, *,
+                    batch_size: int = 64, max_new_tokens: int = 200) -> dict:
+    solutions = read_jsonl(solutions_path)
+    if not solutions:
+        raise UserError(f"{solutions_path}: no solutions")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", batch_size=batch_size,
+                           max_new_tokens=max_new_tokens)
+    result = {"critic": str(critic), "metrics": critic_metrics(solutions, judgements)}
+    if len({s["problem_id"] for s in solutions}) < len(solutions):
+        result["best_of_n"] = best_of_n(solutions, judgements)
+        _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(critic).name}")
+    write_json(out_dir / "critic.json", result)
+    return result

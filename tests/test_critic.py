@@ -1,0 +1,58 @@
+"""Critic metrics and best-of-N on hand-made judgements with known answers, and a real judge run."""
+
+import pytest
+
+from critiquelab.critic import best_of_n, critic_metrics, run_judge
+from critiquelab.io import UserError, read_jsonl
+
+
+def sols(labels, steps=None):
+    return [{"id": f"s{i}", "problem_id": f"p{i}", "question": "q", "solution": "x", "correct": c,
+             "first_error_step": (steps or {}).get(i)} for i, c in enumerate(labels)]
+
+
+def test_metrics_match_hand_computation():
+    labels = [True, True, False, False, False, True]
+    verdicts = ["right", "wrong", "wrong", "wrong", None, "right"]
+    crits = ["ok", "ok", "Step 1: 1 + 1 = 2 is correct.\nStep 2 has an arithmetic error.", "Step 3 is wrong", "", "ok"]
+    js = [{"id": f"s{i}", "critique": c, "verdict": v} for i, (c, v) in enumerate(zip(crits, verdicts, strict=True))]
+    m = critic_metrics(sols(labels, steps={2: 2, 3: 1}), js)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["wrong_precision"] == pytest.approx(2 / 3) and m["wrong_recall"] == pytest.approx(2 / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert m["unparseable_rate"] == pytest.approx(1 / 6)
+    assert m["names_first_wrong_step"] == pytest.approx(1 / 2) and m["names_first_wrong_step_n"] == 2
+    lo, hi = m["balanced_accuracy_ci95"]
+    assert 0 <= lo <= m["balanced_accuracy"] <= hi <= 1
+    constant = critic_metrics(sols(labels), [{"id": "", "critique": "", "verdict": "wrong"}] * 6)
+    assert constant["balanced_accuracy"] == 0.5
+
+
+def test_metrics_need_labels():
+    with pytest.raises(UserError, match="correctness"):
+        critic_metrics(sols([None]), [{"id": "s0", "critique": "", "verdict": "right"}])
+
+
+def test_best_of_n_curves():
+    # one problem, answer 4; samples: 3 (wrong), 4 (right), 4 (right)
+    rows = [{"id": f"a{i}", "problem_id": "p", "question": "q", "answer": "4", "solution": f"\\boxed{{{a}}}",
+             "correct": a == 4} for i, a in enumerate([3, 4, 4])]
+    js = [{"verdict": v} for v in ("wrong", "right", "right")]
+    curves = best_of_n(rows, js)
+    assert curves["n"] == [1, 2, 3]
+    assert curves["first"] == [0, 0, 0] and curves["oracle"] == [0, 1, 1]
+    assert curves["majority"] == [0, 0, 1]  # a 1-1 tie at N=2 goes to the first answer
+    assert curves["critic_majority"] == [0, 1, 1]
+
+
+def test_judge_is_resumable_and_counts_missing_verdicts(tiny_model, tiny_world, tmp_path):
+    problems = read_jsonl(tiny_world / "test.jsonl")[:6]
+    solutions = [{"id": p["id"], "question": p["question"], "solution": p["solution"]} for p in problems]
+    out = tmp_path / "j.jsonl"
+    first = run_judge(tiny_model, solutions[:3], out, max_new_tokens=24)
+    assert len(first) == 3 and len(read_jsonl(out)) == 3
+    allj = run_judge(tiny_model, solutions, out, max_new_tokens=24)
+    assert [j["id"] for j in allj] == [s["id"] for s in solutions] and len(read_jsonl(out)) == 6
+    assert all(j["verdict"] in ("right", "wrong", None) for j in allj)
+    with pytest.raises(UserError, match="needs id, question and solution"):
+        run_judge(tiny_model, [{"id": "x", "solution": "y"}], tmp_path / "k.jsonl")
