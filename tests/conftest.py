@@ -22,7 +22,7 @@ def tiny_run_config(**overrides) -> RunConfig:
         "world.n_pretrain=400", "world.n_train=60", "world.n_validation=20", "world.n_test=30",
         "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.num_kv_heads=1",
         "model.intermediate_size=64", "model.vocab_size=300",
-        "pretrain.tokens=30000", "pretrain.batch_size=4", "pretrain.lr=1e-2",
+        "pretrain.tokens=80000", "pretrain.batch_size=4", "pretrain.lr=1e-2",
         "sample.n_problems=40", "sample.max_new_tokens=48", "sample.batch_size=40",
         "train.token_budget=6000", "train.batch_size=8", "train.lr=1e-3",
         "eval.max_new_tokens=48", "eval.batch_size=32",

@@ -26,7 +26,7 @@ def test_base_model_is_a_real_hf_model_with_chat_template(tiny_model):
     ids = tok("12 + 345")["input_ids"]
     assert [tok.decode([i]) for i in ids if tok.decode([i]).strip().isdigit()] == list("12345")
     assert tok.decode(ids) == "12 + 345"
-    assert json.loads((tiny_model / "critiquelab_pretrain.json").read_text())["stats"]["tokens"] >= 30000
+    assert json.loads((tiny_model / "critiquelab_pretrain.json").read_text())["stats"]["tokens"] >= 80000
 
 
 def test_stages_hand_off_through_files(tmp_path, tiny_world, tiny_model, tiny_cfg):
@@ -37,15 +37,17 @@ def test_stages_hand_off_through_files(tmp_path, tiny_world, tiny_model, tiny_cf
 
     c = run_critique(tmp_path / "solutions.jsonl", tmp_path / "critique", tiny_cfg.critique)
     crits = read_jsonl(tmp_path / "critique" / "critiques.jsonl")
-    assert c["ok"] == 40 and all(parse_verdict(x["critique"]) in ("right", "wrong") for x in crits)
+    nonempty = [r for r in sols if r["solution"].strip()]  # empty samples are skipped, with a count
+    assert c["ok"] == c["items"] == len(nonempty) == len(crits) > 0
+    assert all(parse_verdict(x["critique"]) in ("right", "wrong") for x in crits)
     # the exact checker agrees with answer grading wherever the solution's steps are right
-    for sol, crit in zip(sols, crits, strict=True):
+    for sol, crit in zip(nonempty, crits, strict=True):
         if crit["verdict"] == "right":
             assert sol["correct"]
 
     counts = run_build(tmp_path / "solutions.jsonl", tmp_path / "critique" / "critiques.jsonl", tmp_path / "ds",
                        tiny_cfg.build)["counts"]
-    assert counts["cft"] == counts["sft_noisy"] == 40 and 0 < counts["sft_reference"] <= 40
+    assert counts["cft"] == counts["sft_noisy"] == len(nonempty) and 0 < counts["sft_reference"] <= 40
     cft = read_jsonl(tmp_path / "ds" / "cft.jsonl")[0]
     assert "\n\nQuestion:\n" in cft["prompt"][0]["content"] and "\n\nSolution:\n" in cft["prompt"][0]["content"]
     assert cft["completion"][0]["content"].rstrip().endswith("[END]")
