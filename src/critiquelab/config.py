@@ -62,6 +62,7 @@ class PretrainConfig:
     """From-scratch pretraining on the world's train split (budgeted in tokens, not seconds)."""
 
     tokens: int = 2_000_000
+    critique_share: float = 0.25  # share of pretraining documents that are critiques of noisy solutions
     lr: float = 2e-3
     batch_size: int = 8           # small batches: more steps per token, which the tiny model needs
     warmup_ratio: float = 0.05

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, TrainConfig, WorldConfig
 from critiquelab.io import read_jsonl, stable_hash, write_json
+from critiquelab.world import check, noisy_solution
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain",
            "cached_base_model", "cache_dir"]
@@ -25,7 +27,7 @@ __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", 
 log = logging.getLogger(__name__)
 
 # Bumped whenever the tokenizer / corpus format changes, so stale cached models are not reused.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 # ChatML, as Qwen2 uses. Rendering the prompt alone (with the generation prompt) is a prefix of
 # rendering prompt + completion, which TRL's completion-only loss relies on.
@@ -47,6 +49,16 @@ def corpus_messages(problem: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -
         {"role": "user", "content": problem["question"]},
         {"role": "assistant", "content": problem["solution"]},
     ]
+
+
+def critique_messages(problem: dict, rng: random.Random) -> list[dict]:
+    """A critique conversation in the CFT layout about a noisy (half of the time correct) attempt."""
+    from critiquelab.build import cft_prompt
+    from critiquelab.config import BuildConfig
+
+    solution = noisy_solution(problem, rng)[0] if rng.random() < 0.5 else problem["solution"]
+    return [{"role": "user", "content": cft_prompt(problem["question"], solution, BuildConfig().critique_instruction)},
+            {"role": "assistant", "content": check(problem, solution).critique}]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):
@@ -100,7 +112,12 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
 
     problems = read_jsonl(Path(world_dir) / "pretrain.jsonl")
     tmp_tok = build_tokenizer([p["question"] + "\n" + p["solution"] for p in problems], 64)
-    texts = [tmp_tok.apply_chat_template(corpus_messages(p), tokenize=False) for p in problems]
+    rng = random.Random(cfg.seed)
+    # Like web text, the corpus holds worked solutions and, for a share of problems, a critique of
+    # a flawed (or sound) attempt, so the base model has seen evaluative text before any CFT.
+    convs = [critique_messages(p, rng) if rng.random() < cfg.critique_share else corpus_messages(p)
+             for p in problems]
+    texts = [tmp_tok.apply_chat_template(c, tokenize=False) for c in convs]
     tokenizer = build_tokenizer(texts, model_cfg.vocab_size)
     model = build_model(model_cfg, tokenizer, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())

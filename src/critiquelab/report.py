@@ -73,12 +73,15 @@ def write_report(run_dir: str | Path) -> Path:
     for log in sorted((run_dir / "models").glob("*/train_log.json")):
         stats = read_json(log)
         training[log.parent.name] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
+        training[log.parent.name]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else float("nan")
     critics = []
     for f in sorted((run_dir / "critic").glob("*/critic.json")):
         c = read_json(f)
         method, seed = _method_seed(f.parent.name)
         critics.append({"method": method, "seed": seed, **c["metrics"], "best_of_n": c.get("best_of_n"),
                         "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if c.get("best_of_n") else None})
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    critics.sort(key=lambda c: (order.get(c["method"], 99), c["seed"] or 0))
     report = {"runs": runs, "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {}),
               "training": training, "critics": critics}
     write_json(run_dir / "report.json", report)
@@ -112,10 +115,11 @@ def write_report(run_dir: str | Path) -> Path:
         lines += [f"![best-of-N {c['method']}]({c['plot']})" for c in critics if c["plot"]]
         lines.append("")
     if training:
-        lines += ["## Training", "", "| run | examples | tokens | steps | final loss | tokens/s |", "|---|---|---|---|---|---|"]
+        lines += ["## Training", "", "| run | examples | tokens | steps | mean loss | last logged loss | tokens/s |",
+                  "|---|---|---|---|---|---|---|"]
         for name, t in training.items():
             lines.append(f"| {name} | {t['examples']} | {t['tokens']} | {t['steps']} | {t['train_loss']:.3f} | "
-                         f"{t['tokens_per_s']} |")
+                         f"{t['last_loss']:.3f} | {t['tokens_per_s']} |")
         lines.append("")
     if report["timings"]:
         lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
