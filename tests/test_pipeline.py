@@ -116,6 +116,9 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
     assert {"world", "pretrain", "sample", "critique", "build", "total"} <= set(data["timings"])
     assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
     assert "| cft |" in report.read_text()
+    pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
+    assert pairs == {("cft", "base"), ("cft", "sft_noisy"), ("cft", "sft_reference")}
+    assert all(c["n"] == 30 and 0 < c["p_value"] <= 1 for c in data["comparisons"])
     critics = {c["method"]: c for c in data["critics"]}
     assert set(critics) == {"base", "sft_reference", "cft"}
     for c in critics.values():

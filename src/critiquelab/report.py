@@ -38,6 +38,49 @@ def collect_runs(run_dir: Path) -> list[dict]:
     return runs
 
 
+def paired_comparison(a: list[float], b: list[float], *, reps: int = 5000, seed: int = 0) -> dict:
+    """Per-item paired difference a - b: mean, bootstrap 95% CI over items, and a two-sided
+    sign-flip permutation p-value (items are the unit; a and b are per-item mean correctness)."""
+    import numpy as np
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    n = len(d)
+    boots = d[rng.integers(0, n, size=(reps, n))].mean(axis=1)
+    flips = (rng.integers(0, 2, size=(reps, n)) * 2 - 1) * d
+    observed = abs(d.mean())
+    p = (np.sum(np.abs(flips.mean(axis=1)) >= observed - 1e-12) + 1) / (reps + 1)
+    return {"delta": float(d.mean()), "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+            "p_value": float(p), "n": n}
+
+
+def comparisons(run_dir: Path) -> list[dict]:
+    """CFT (and the CFT+SFT mix) against every other method, per benchmark, paired on items;
+    with several seeds, an item's score is its mean correctness over the seeds."""
+    from collections import defaultdict
+
+    from critiquelab.io import read_jsonl
+
+    items: dict[tuple[str, str], list[dict[str, bool]]] = defaultdict(list)
+    for f in sorted((run_dir / "eval").glob("*/*.jsonl")):
+        method, _ = _method_seed(f.parent.name)
+        items[(method, f.stem)].append({r["id"]: bool(r["correct"]) for r in read_jsonl(f, tolerate_torn_tail=True)})
+    out = []
+    for (a, bench), runs_a in sorted(items.items()):
+        if a not in ("cft", "cft_sft_mix"):
+            continue
+        for (b, bench_b), runs_b in sorted(items.items()):
+            if bench_b != bench or b == a:
+                continue
+            common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
+            if not common:
+                continue
+            score = lambda runs, i: sum(r[i] for r in runs) / len(runs)  # noqa: E731
+            res = paired_comparison([score(runs_a, i) for i in common], [score(runs_b, i) for i in common])
+            out.append({"a": a, "b": b, "benchmark": bench, "seeds_a": len(runs_a), "seeds_b": len(runs_b), **res})
+    return out
+
+
 def _plot(runs: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -82,8 +125,8 @@ def write_report(run_dir: str | Path) -> Path:
                         "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if c.get("best_of_n") else None})
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     critics.sort(key=lambda c: (order.get(c["method"], 99), c["seed"] or 0))
-    report = {"runs": runs, "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {}),
-              "training": training, "critics": critics}
+    report = {"runs": runs, "comparisons": comparisons(run_dir), "manifest": manifest.get("manifest", {}),
+              "timings": manifest.get("timings", {}), "training": training, "critics": critics}
     write_json(run_dir / "report.json", report)
     _plot(runs, run_dir / "accuracy.png")
 
@@ -93,6 +136,13 @@ def write_report(run_dir: str | Path) -> Path:
         lines.append(f"| {r['method']} | {'' if r['seed'] is None else r['seed']} | {r['benchmark']} | "
                      f"{100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} | {r['n']} | "
                      f"{r['format_failures']} |")
+    if report["comparisons"]:
+        lines += ["", "Paired comparisons on the same items (delta in points; 95% bootstrap CI over items; "
+                  "two-sided sign-flip permutation p-value):", "",
+                  "| a | b | benchmark | delta | 95% CI | p | n |", "|---|---|---|---|---|---|---|"]
+        for c in report["comparisons"]:
+            lines.append(f"| {c['a']} | {c['b']} | {c['benchmark']} | {100 * c['delta']:+.1f} | "
+                         f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f} | {c['p_value']:.4f} | {c['n']} |")
     lines += ["", "Format failures: responses without a `\\boxed{}` (or other explicit) final answer; they are "
               "graded on their last number, or as wrong when there is none.", "", "![accuracy](accuracy.png)", ""]
     if critics:
