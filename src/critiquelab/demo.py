@@ -30,7 +30,7 @@ __all__ = ["PRESETS", "recipes_dir", "preset_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-PRESETS = {"fast": "demo-fast.yaml"}
+PRESETS = {"fast": "demo-fast.yaml", "full": "demo-full.yaml"}
 
 
 def recipes_dir() -> Path:

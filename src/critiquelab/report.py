@@ -15,7 +15,7 @@ from critiquelab.io import UserError, read_json, write_json
 
 __all__ = ["collect_runs", "write_report"]
 
-METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "cft"]
+METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
 
 
 def _method_seed(run: str) -> tuple[str, int | None]:
@@ -54,9 +54,8 @@ def paired_comparison(a: list[float], b: list[float], *, reps: int = 5000, seed:
             "p_value": float(p), "n": n}
 
 
-def comparisons(run_dir: Path) -> list[dict]:
-    """CFT (and the CFT+SFT mix) against every other method, per benchmark, paired on items;
-    with several seeds, an item's score is its mean correctness over the seeds."""
+def _items(run_dir: Path) -> dict[tuple[str, str], list[dict[str, bool]]]:
+    """(method, benchmark) -> one {item id: correct} map per seed."""
     from collections import defaultdict
 
     from critiquelab.io import read_jsonl
@@ -65,6 +64,32 @@ def comparisons(run_dir: Path) -> list[dict]:
     for f in sorted((run_dir / "eval").glob("*/*.jsonl")):
         method, _ = _method_seed(f.parent.name)
         items[(method, f.stem)].append({r["id"]: bool(r["correct"]) for r in read_jsonl(f, tolerate_torn_tail=True)})
+    return items
+
+
+def seed_means(run_dir: Path, reps: int = 2000, seed: int = 0) -> list[dict]:
+    """Mean accuracy over seeds per method and benchmark, with a 95% bootstrap CI that resamples
+    both seeds and items."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for (method, bench), runs in _items(run_dir).items():
+        common = sorted(set.intersection(*(set(r) for r in runs)))
+        m = np.array([[r[i] for i in common] for r in runs], dtype=float)  # seeds x items
+        boots = [m[rng.integers(0, m.shape[0], m.shape[0])][:, rng.integers(0, m.shape[1], m.shape[1])].mean()
+                 for _ in range(reps)]
+        out.append({"method": method, "benchmark": bench, "seeds": m.shape[0], "n": m.shape[1],
+                    "mean_accuracy": float(m.mean()), "ci95": [float(np.quantile(boots, 0.025)),
+                                                               float(np.quantile(boots, 0.975))]})
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(out, key=lambda r: (order.get(r["method"], 99), r["benchmark"]))
+
+
+def comparisons(run_dir: Path) -> list[dict]:
+    """CFT (and the CFT+SFT mix) against every other method, per benchmark, paired on items;
+    with several seeds, an item's score is its mean correctness over the seeds."""
+    items = _items(run_dir)
     out = []
     for (a, bench), runs_a in sorted(items.items()):
         if a not in ("cft", "cft_sft_mix"):
@@ -125,7 +150,7 @@ def write_report(run_dir: str | Path) -> Path:
                         "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if c.get("best_of_n") else None})
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     critics.sort(key=lambda c: (order.get(c["method"], 99), c["seed"] or 0))
-    report = {"runs": runs, "comparisons": comparisons(run_dir), "manifest": manifest.get("manifest", {}),
+    report = {"runs": runs, "summary": seed_means(run_dir), "comparisons": comparisons(run_dir), "manifest": manifest.get("manifest", {}),
               "timings": manifest.get("timings", {}), "training": training, "critics": critics}
     write_json(run_dir / "report.json", report)
     _plot(runs, run_dir / "accuracy.png")
@@ -136,6 +161,11 @@ def write_report(run_dir: str | Path) -> Path:
         lines.append(f"| {r['method']} | {'' if r['seed'] is None else r['seed']} | {r['benchmark']} | "
                      f"{100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} | {r['n']} | "
                      f"{r['format_failures']} |")
+    if any(r["seeds"] > 1 for r in report["summary"]):
+        lines += ["", "Mean over seeds (95% bootstrap CI resampling seeds and items):", "",
+                  "| method | benchmark | seeds | mean accuracy (%) | 95% CI |", "|---|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['benchmark']} | {r['seeds']} | {100 * r['mean_accuracy']:.1f} | "
+                  f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} |" for r in report["summary"]]
     if report["comparisons"]:
         lines += ["", "Paired comparisons on the same items (delta in points; 95% bootstrap CI over items; "
                   "two-sided sign-flip permutation p-value):", "",
