@@ -23,3 +23,16 @@ def test_paired_comparison_small_difference_is_not_significant():
     b = a[:]
     b[0] = 0  # one item
     assert paired_comparison(a, b)["p_value"] > 0.5
+
+
+def test_seed_means_pool_seeds_and_items(tmp_path):
+    from critiquelab.io import write_jsonl
+    from critiquelab.report import seed_means
+
+    for seed, pattern in enumerate([[1, 1, 0, 0], [1, 0, 0, 0]]):
+        write_jsonl(tmp_path / "eval" / f"cft-s{seed}" / "world.jsonl",
+                    [{"id": f"q{i}", "correct": bool(c)} for i, c in enumerate(pattern * 25)])
+    (res,) = seed_means(tmp_path)
+    assert (res["method"], res["seeds"], res["n"]) == ("cft", 2, 100)
+    assert res["mean_accuracy"] == pytest.approx(0.375)
+    assert res["ci95"][0] < 0.375 < res["ci95"][1]
