@@ -113,6 +113,8 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
     for r in data["runs"]:
         assert set(r) >= {"method", "seed", "benchmark", "accuracy", "n", "ci95"} and r["n"] == 30
     assert data["manifest"]["provenance"]["versions"]["trl"]
+    sha = data["manifest"]["sha256"]
+    assert len(sha["base_model"]) == 64 and "world/test.jsonl" in sha and "dataset/cft.jsonl" in sha
     assert {"world", "pretrain", "sample", "critique", "build", "total"} <= set(data["timings"])
     assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
     assert "| cft |" in report.read_text()

@@ -19,7 +19,16 @@ from critiquelab.config import EvalConfig, RunConfig, SampleConfig, load_config
 from critiquelab.critic import run_eval_critic
 from critiquelab.critique import run_critique
 from critiquelab.evaluate import run_eval
-from critiquelab.io import UserError, ensure_writable_dir, provenance, read_json, stable_hash, write_json
+from critiquelab.io import (
+    UserError,
+    ensure_writable_dir,
+    provenance,
+    read_json,
+    sha256_dir,
+    sha256_file,
+    stable_hash,
+    write_json,
+)
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
 from critiquelab.sample import run_sample
@@ -119,6 +128,9 @@ def run_demo(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None =
     stages.timings["total"] = round(time.time() - t_start, 1)
     write_json(run / "manifest.json", {
         "manifest": {"provenance": provenance(), "seeds": cfg.seeds, "base_model": str(base),
+                     "sha256": {"base_model": sha256_dir(base),
+                                **{f"world/{f.name}": sha256_file(f) for f in sorted(world_dir.glob("*.jsonl"))},
+                                **{f"dataset/{f.name}": sha256_file(f) for f in sorted((run / "dataset").glob("*.jsonl"))}},
                      "base_model_cached": cached, "config": asdict(cfg)},
         "timings": stages.timings})
     return write_report(run)
