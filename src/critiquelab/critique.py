@@ -168,6 +168,10 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
     return _summarize(store_path, [k for k, _ in keyed], cfg, out_dir)
 
 
+def _cost(cfg: CritiqueConfig, prompt_tokens: int, completion_tokens: int) -> float:
+    return prompt_tokens / 1e6 * cfg.price_in_per_mtok + completion_tokens / 1e6 * cfg.price_out_per_mtok
+
+
 def _summarize(store_path: Path, keys: list[str], cfg: CritiqueConfig, out_dir: Path) -> dict:
     store = read_store(store_path)
     mine = [store[k] for k in keys if k in store]
@@ -176,8 +180,7 @@ def _summarize(store_path: Path, keys: list[str], cfg: CritiqueConfig, out_dir: 
     completion_tokens = sum((r.get("usage") or {}).get("completion_tokens", 0) for r in store.values())
     ledger = {"requests": sum(1 for r in store.values() if r.get("usage")), "prompt_tokens": prompt_tokens,
               "completion_tokens": completion_tokens,
-              "cost_usd": round(prompt_tokens / 1e6 * cfg.price_in_per_mtok
-                                + completion_tokens / 1e6 * cfg.price_out_per_mtok, 4),
+              "cost_usd": round(_cost(cfg, prompt_tokens, completion_tokens), 4),
               "prices_per_mtok": {"in": cfg.price_in_per_mtok, "out": cfg.price_out_per_mtok}}
     write_json(out_dir / "ledger.json", ledger)
     return {"items": len(keys), "ok": len(ok), "failed": sum(r["status"] == "failed" for r in mine),
@@ -190,7 +193,7 @@ def _estimate(todo, prompt: dict, cfg: CritiqueConfig) -> dict:
     """Dry run: ~4 characters per token for prompts; completions bounded by max_tokens."""
     prompt_tokens = sum(sum(len(m["content"]) for m in render(prompt, r)) // 4 + 8 for _, r in todo)
     completion_max = len(todo) * cfg.max_tokens
-    cost = lambda out: round(prompt_tokens / 1e6 * cfg.price_in_per_mtok + out / 1e6 * cfg.price_out_per_mtok, 2)  # noqa: E731
+    cost = lambda out: round(_cost(cfg, prompt_tokens, out), 2)  # noqa: E731
     return {"dry_run": True, "items_to_do": len(todo), "prompt_tokens_est": prompt_tokens,
             "completion_tokens_max": completion_max, "completion_tokens_typical": len(todo) * 400,
             "cost_usd_max": cost(completion_max), "cost_usd_typical": cost(len(todo) * 400)}

@@ -28,6 +28,9 @@ __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
 
 log = logging.getLogger(__name__)
 
+_SHOTS: list[dict] | None = None  # few-shot turns, read once
+
+
 def _fewshot(question: str, bench_dir=None, k: int = 4) -> list[dict]:
     """k worked GSM8K-train examples as earlier chat turns (the only training split shipped)."""
     global _SHOTS
@@ -42,7 +45,6 @@ def _fewshot(question: str, bench_dir=None, k: int = 4) -> list[dict]:
     return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *_SHOTS, {"role": "user", "content": question}]
 
 
-_SHOTS: list[dict] | None = None
 PROMPTS = {
     "cot": lambda q, _=None: [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": q}],
     "plain": lambda q, _=None: [{"role": "user", "content": q}],

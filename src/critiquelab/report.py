@@ -13,7 +13,7 @@ from pathlib import Path
 
 from critiquelab.io import UserError, read_json, write_json
 
-__all__ = ["collect_runs", "write_report"]
+__all__ = ["collect_runs", "comparisons", "paired_comparison", "seed_means", "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
 

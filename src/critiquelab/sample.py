@@ -96,18 +96,8 @@ def import_solutions(cfg: SampleConfig) -> list[dict]:
     return rows
 
 
-def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
-               model_dir: str | Path | None = None) -> dict:
+def _generate(problems: list[dict], cfg: SampleConfig, model_dir, problems_path) -> list[dict]:
     rows: list[dict] = []
-    if cfg.source == "import":
-        rows = import_solutions(cfg)
-        write_jsonl(out_path, rows)
-        graded = [r["correct"] for r in rows if r["correct"] is not None]
-        return {"solutions": len(rows), "problems": len(rows),
-                "share_correct": sum(graded) / len(graded) if graded else None}
-    if problems_path is None:
-        raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
-    problems = load_problems(problems_path)[: cfg.n_problems]
     if cfg.source == "synthetic":
         rng = random.Random(cfg.seed)
         for p in problems:
@@ -137,6 +127,18 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
                 rows.append(_row(p, j, next(it), f"model:{model_dir}"))
     else:
         raise UserError(f"sample.source={cfg.source!r}: use 'model', 'synthetic' or 'import'")
+    return rows
+
+
+def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
+               model_dir: str | Path | None = None) -> dict:
+    if cfg.source == "import":
+        rows = problems = import_solutions(cfg)  # one imported solution per problem
+    elif problems_path is None:
+        raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
+    else:
+        problems = load_problems(problems_path)[: cfg.n_problems]
+        rows = _generate(problems, cfg, model_dir, problems_path)
     write_jsonl(out_path, rows)
     graded = [r["correct"] for r in rows if r["correct"] is not None]
     return {"solutions": len(rows), "problems": len(problems),

@@ -267,7 +267,7 @@ def plan(cfg: TrainConfig) -> dict:
     return {"config": asdict(cfg), **info, "token_counts": counted}
 
 
-def _select_best(work: Path, out_dir: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
+def _select_best(work: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
     from critiquelab.config import EvalConfig
     from critiquelab.evaluate import run_eval
 
@@ -279,7 +279,7 @@ def _select_best(work: Path, out_dir: Path, cfg: TrainConfig, world_dir, bench_d
     if not scores:
         return {}
     best = max(scores, key=lambda k: (scores[k], int(k.split("-")[1])))
-    dest = out_dir / "best"
+    dest = work / "best"
     shutil.copytree(work / best, dest, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
                                                                       "select-eval"))
     from critiquelab.sources import BENCHMARKS
@@ -305,7 +305,7 @@ def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_di
     if not stats:  # not the main process
         return stats
     if cfg.select_best_on:
-        stats["selection"] = _select_best(work, work, cfg, world_dir, bench_dir)
+        stats["selection"] = _select_best(work, cfg, world_dir, bench_dir)
         write_json(work / "train_log.json", stats)
     for ckpt in work.glob("checkpoint-*"):
         shutil.rmtree(ckpt)
