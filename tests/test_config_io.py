@@ -3,7 +3,7 @@ import json
 import pytest
 
 from critiquelab.config import RunConfig, load_config
-from critiquelab.demo import PRESETS, preset_config, recipes_dir
+from critiquelab.experiment import PRESETS, preset_config, recipes_dir
 from critiquelab.io import UserError, atomic_write, read_jsonl, write_jsonl
 
 

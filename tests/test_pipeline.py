@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from critiquelab.build import run_build
 from critiquelab.config import TrainConfig
 from critiquelab.critique import parse_verdict, run_critique
-from critiquelab.demo import run_demo
+from critiquelab.experiment import run_experiment
 from critiquelab.evaluate import run_eval
 from critiquelab.io import read_jsonl
 from critiquelab.sample import run_sample
@@ -106,7 +106,9 @@ def test_eval_resumes_without_regenerating(tmp_path, tiny_world, tiny_model, tin
 
 def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
-    report = run_demo(tiny_cfg, tmp_path / "run")
+    res = run_experiment(tiny_cfg, tmp_path / "run")
+    report = res["report"]
+    assert res["failed"] == []
     data = json.loads((tmp_path / "run" / "report.json").read_text())
     methods = {r["method"] for r in data["runs"]}
     assert methods == {"base", "sft_reference", "sft_noisy", "cft"}
@@ -114,9 +116,13 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
         assert set(r) >= {"method", "seed", "benchmark", "accuracy", "n", "ci95"} and r["n"] == 30
     assert data["manifest"]["provenance"]["versions"]["trl"]
     sha = data["manifest"]["sha256"]
-    assert len(sha["base_model"]) == 64 and "world/test.jsonl" in sha and "dataset/cft.jsonl" in sha
-    assert {"world", "pretrain", "sample", "critique", "build", "total"} <= set(data["timings"])
-    assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
+    assert len(sha["base_model"]) == 64 and "world/test.jsonl" in sha and "data/default/default/all/cft.jsonl" in sha
+    assert {"world", "pretrain", "sample-default", "critique-default-default", "build-default-default-all",
+            "total"} <= set(data["timings"])
+    for png in ("accuracy.png", "loss.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 1000
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and "<td>cft</td>" in page and 'src="http' not in page
     assert "| cft |" in report.read_text()
     pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
     assert pairs == {("cft", "base"), ("cft", "sft_noisy"), ("cft", "sft_reference")}
@@ -127,6 +133,6 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
         assert c["n"] == 12 and 0 <= c["balanced_accuracy"] <= 1 and c["best_of_n"]["n"] == [1, 2]
         assert (tmp_path / "run" / c["plot"]).is_file()
     # a second run reuses the cached base model and skips every finished stage
-    run_demo(tiny_cfg, tmp_path / "run")
+    run_experiment(tiny_cfg, tmp_path / "run")
     again = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert again["manifest"]["base_model_cached"] is True

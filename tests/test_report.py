@@ -27,12 +27,12 @@ def test_paired_comparison_small_difference_is_not_significant():
 
 def test_seed_means_pool_seeds_and_items(tmp_path):
     from critiquelab.io import write_jsonl
-    from critiquelab.report import seed_means
+    from critiquelab.report import item_table, load_cells, seed_means
 
     for seed, pattern in enumerate([[1, 1, 0, 0], [1, 0, 0, 0]]):
         write_jsonl(tmp_path / "eval" / f"cft-s{seed}" / "world.jsonl",
                     [{"id": f"q{i}", "correct": bool(c)} for i, c in enumerate(pattern * 25)])
-    (res,) = seed_means(tmp_path)
+    (res,) = seed_means(item_table(tmp_path, load_cells(tmp_path)))
     assert (res["method"], res["seeds"], res["n"]) == ("cft", 2, 100)
     assert res["mean_accuracy"] == pytest.approx(0.375)
     assert res["ci95"][0] < 0.375 < res["ci95"][1]

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 
 from critiquelab.build import cft_example
 from critiquelab.config import RunConfig, TrainConfig, load_config
-from critiquelab.demo import recipes_dir
+from critiquelab.experiment import recipes_dir
 from critiquelab.io import UserError, read_jsonl, write_jsonl
 from critiquelab.train import plan, run_train
 from critiquelab.world import check, noisy_solution

@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("report", "(re)write the report of a run directory", config=False)
     s.add_argument("run_dir")
 
+    s = cmd("experiment", "run (or resume) a grid: methods x seeds x data sizes x sources x teachers")
+    s.add_argument("--out", required=True)
+    s.add_argument("--benchmarks-dir")
+    s.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
+
     s = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report")
     s.add_argument("--preset", default="fast")
     s.add_argument("--out", default="runs/demo")
@@ -129,7 +134,7 @@ def _run(args) -> str:
     if args.cmd == "sample":
         from critiquelab.sample import run_sample
 
-        s = run_sample(args.problems, args.out, _config(args).sample, args.model)
+        s = run_sample(args.problems, args.out, (c := _config(args).sample), args.model or c.model)
         return f"wrote {s['solutions']} solutions to {args.out} (share correct: {s['share_correct']})"
     if args.cmd == "critique":
         from critiquelab.critique import run_critique
@@ -217,12 +222,26 @@ def _run(args) -> str:
         from critiquelab.report import write_report
 
         return f"report: {write_report(args.run_dir)}"
-    if args.cmd == "demo":
-        from critiquelab.demo import preset_config, run_demo
+    if args.cmd in ("experiment", "demo"):
+        from critiquelab.experiment import plan_experiment, preset_config, run_experiment
 
-        cfg = preset_config(args.preset, args.overrides) if not args.config else _config(args)
-        path = run_demo(cfg, args.out, bench_dir=args.benchmarks_dir)
-        return f"report: {path} (and {Path(path).with_suffix('.json')}, {Path(path).parent / 'accuracy.png'})"
+        if args.cmd == "experiment" and not args.config:
+            raise UserError("experiment needs --config EXP.yaml (see recipes/demo-full.yaml)")
+        cfg = _config(args) if args.config else preset_config(args.preset, args.overrides)
+        if getattr(args, "dry_run", False):
+            plan = plan_experiment(cfg, args.benchmarks_dir)
+            for c in plan.cells:
+                print(f"{c.name}\tmethod={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
+                      f"data_size={'all' if c.data_size is None else c.data_size}")
+            return f"{len(plan.cells)} cells ({len(plan.sources)} source(s), {len(plan.teachers)} teacher(s), " \
+                   f"{len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run"
+        res = run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir)
+        report = Path(res["report"])
+        summary = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
+        if res["failed"]:
+            return (f"{summary}; {len(res['failed'])} cell(s) FAILED: {', '.join(res['failed'])} "
+                    f"(errors in {report.parent / 'cells.json'}; rerun to retry them)", 1)
+        return summary
     raise AssertionError(args.cmd)
 
 
@@ -245,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    print(f"{summary} [{time.time() - t0:.0f}s]")
-    return 0
+    summary, rc = summary if isinstance(summary, tuple) else (summary, 0)
+    print(f"{summary} [{time.time() - t0:.0f}s]", file=sys.stderr if rc else sys.stdout)
+    return rc
 
 
 if __name__ == "__main__":

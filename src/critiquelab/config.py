@@ -21,6 +21,7 @@ from critiquelab.io import UserError
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RunConfig", "load_config", "to_dict",
+    "with_overrides",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
@@ -76,6 +77,7 @@ class SampleConfig:
     imported from a file / HF dataset (`import`) with a field mapping."""
 
     source: str = "model"         # "model" | "synthetic" | "import"
+    model: str | None = None      # model: the sampler (dir or hub name); None = the run's base model
     import_path: str | None = None        # import: JSONL / JSON / parquet / saved HF dataset / hub name
     import_preset: str = "custom"         # import: webinstruct | metamathqa | numinamath | custom
     import_fields: dict[str, str] = field(default_factory=dict)  # ours -> theirs: question, solution, answer, id
@@ -111,6 +113,7 @@ class CritiqueConfig:
     max_attempts: int = 6                 # per item and run; failures are recorded and retried next run
     price_in_per_mtok: float = 0.0        # cost ledger, USD per million prompt tokens
     price_out_per_mtok: float = 0.0       # USD per million completion tokens
+    checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
 
 
 @dataclass
@@ -204,10 +207,18 @@ class CriticConfig:
 
 @dataclass
 class RunConfig:
-    """A whole demo / experiment run: every stage's config."""
+    """A whole demo / experiment run: every stage's config plus the grid's axes (experiment.py).
+
+    The grid: `build.methods` (and the base) x `seeds` x `data_sizes` x `sources` x `teachers`.
+    `sources` / `teachers` map a name to overrides of `sample` / `critique` (empty: one, "default").
+    """
 
     name: str = "demo"
     seeds: list[int] = field(default_factory=lambda: [0])
+    data_sizes: list[int] = field(default_factory=list)   # training questions per cell; [] = all
+    sources: dict[str, dict] = field(default_factory=dict)  # name -> sample overrides (noisy-solution source)
+    teachers: dict[str, dict] = field(default_factory=dict)  # name -> critique overrides (who writes critiques)
+    base_model: str | None = None  # a model dir or hub name; None = pretrain the tiny model on the world
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -275,6 +286,15 @@ def _build(cls: type, data: dict, where: str, errors: list[str]) -> Any:
         else:
             kwargs[f.name] = _check_type(value, tp, f"{where}{f.name}", errors)
     return cls(**kwargs)
+
+
+def with_overrides(base: Any, overrides: dict, where: str, errors: list[str]) -> Any:
+    """A copy of the dataclass `base` with a (nested) mapping of overrides applied and checked;
+    problems are appended to `errors` with `where` as their prefix."""
+    if not isinstance(overrides, dict):
+        errors.append(f"{where}: expected a mapping, got {overrides!r}")
+        return base
+    return _build(type(base), _merge(dataclasses.asdict(base), overrides), where, errors)
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:

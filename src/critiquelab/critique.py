@@ -1,7 +1,8 @@
 """Critiques of candidate solutions by a teacher, into an append-only store that loses nothing.
 
-Teachers: `checker` (the synthetic world's exact step checker; offline and exact), `openai` (any
-OpenAI-compatible endpoint through the official async client) and `hf` (a local model).
+Teachers: `checker` (the synthetic world's exact step checker; offline and exact; with
+`checker_noise: p` a weak teacher that gets the verdict wrong on a share p of items), `openai` (any
+OpenAI-compatible endpoint through the official async client) and `hf` / `vllm` (a local model).
 
 Input: `solutions.jsonl` from `sample`. Output directory:
 - `critiques.jsonl`: the store, one line per attempt outcome: `key`, `id`, `problem_id`, `status`
@@ -23,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import re
 import time
 from importlib import resources
@@ -32,7 +34,7 @@ import yaml
 
 from critiquelab.config import CritiqueConfig
 from critiquelab.io import UserError, append_jsonl, read_jsonl, stable_hash, write_json
-from critiquelab.world import check
+from critiquelab.world import CheckResult, check, mistaken_critique
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "read_store", "latest_ok",
            "run_critique"]
@@ -100,7 +102,9 @@ def latest_ok(path: str | Path) -> dict[str, dict]:
 
 
 def _teacher_id(cfg: CritiqueConfig) -> str:
-    return cfg.teacher if cfg.teacher == "checker" else f"{cfg.teacher}:{cfg.model}"
+    if cfg.teacher == "checker":
+        return f"checker(noise={cfg.checker_noise},seed={cfg.seed})" if cfg.checker_noise else "checker"
+    return f"{cfg.teacher}:{cfg.model}"
 
 
 def _sampling(cfg: CritiqueConfig) -> dict:
@@ -144,6 +148,9 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
                 raise UserError(f"{solutions_path}: item {r['id']}: the checker teacher needs world problems "
                                 "('start', 'steps')")
             res = check(r, r["solution"])
+            rng = random.Random(stable_hash({"seed": cfg.seed, "id": r["id"]}))
+            if rng.random() < cfg.checker_noise:  # a deliberately weak teacher: the verdict is wrong
+                res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng))
             recs.append({**base(k, r), "status": "ok", "critique": res.critique,
                          "verdict": parse_verdict(res.critique), "error_step": res.error_step,
                          "error_kind": res.error_kind, "usage": None})

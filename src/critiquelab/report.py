@@ -1,41 +1,90 @@
-"""Report: accuracy table with 95% intervals, bar chart, training details and provenance.
+"""Report: the paper-style table with intervals, paired tests, plots, training curves, provenance.
 
-Input: the run directory (`eval/<run>/results.json`, `models/<run>/train_log.json`,
-`manifest.json`). Outputs: `report.json` (`runs: [{method, seed, benchmark, accuracy, n, ci95}]`,
-`manifest`, `timings`, `training`), `report.md` and `accuracy.png`.
+Input: a run directory (`eval/<cell>/`, `models/<cell>/train_log.json`, `critic/<cell>/`,
+`cells.json` and `manifest.json` from an experiment; a directory of plain `eval/<name>/` results
+works too). Outputs:
+- `report.json`: `runs: [{method, seed, benchmark, accuracy, n, ci95, source, teacher, data_size}]`,
+  `summary` (mean over seeds with a seed x item bootstrap CI), `comparisons: [{a, b, benchmark,
+  delta, ci95, p_value, n, ...}]`, `by_data_size`, `critics`, `training`, `cells`, `manifest`, `timings`;
+- `report.md` and a self-contained `report.html` (the same content, PNGs embedded);
+- `accuracy.png`, `data_size.png` (with several data sizes), `loss.png`.
+
+Statistics: a method's score on an item is its mean correctness over seeds; comparisons pair items
+(CFT and the CFT+SFT mix against every other method of the same data setting and the base): the
+mean difference, a 95% bootstrap CI over items and a two-sided sign-flip permutation p-value.
 
     critiquelab report runs/demo
 """
 
 from __future__ import annotations
 
+import base64
+import html
+from collections import defaultdict
 from pathlib import Path
 
-from critiquelab.io import UserError, read_json, write_json
+from critiquelab.io import UserError, atomic_write, read_json, read_jsonl, write_json
 
-__all__ = ["collect_runs", "comparisons", "paired_comparison", "seed_means", "write_report"]
+__all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "seed_means", "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
+COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
+          "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52"}
+GROUP = ("source", "teacher", "data_size")   # a cell's data setting; methods compare within one
 
 
-def _method_seed(run: str) -> tuple[str, int | None]:
-    if run == "base":
-        return "base", None
-    method, _, seed = run.rpartition("-s")
-    return (method, int(seed)) if seed.isdigit() else (run, None)
+def _order(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else 99
 
 
-def collect_runs(run_dir: Path) -> list[dict]:
+# ---------------------------------------------------------------------------------------------
+# Reading results
+
+
+def load_cells(run_dir: Path) -> list[dict]:
+    """Cells with their attributes: `cells.json` of an experiment, else `eval/<method>-s<seed>` names."""
+    if (run_dir / "cells.json").exists():
+        return read_json(run_dir / "cells.json")
+    cells = []
+    for d in sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir()):
+        method, _, seed = d.name.rpartition("-s")
+        method, seed = (method, int(seed)) if seed.isdigit() else (d.name, None)
+        cells.append({"name": d.name, "method": method, "seed": seed, "source": None, "teacher": None,
+                      "data_size": None, "status": "ok"})
+    return cells
+
+
+def _group(cell: dict) -> tuple:
+    return tuple(cell.get(k) for k in GROUP)
+
+
+def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
     runs = []
-    for results in sorted((run_dir / "eval").glob("*/results.json")):
-        method, seed = _method_seed(results.parent.name)
+    for c in cells:
+        results = run_dir / "eval" / c["name"] / "results.json"
+        if not results.exists():
+            continue
         for bench, r in read_json(results)["benchmarks"].items():
-            runs.append({"method": method, "seed": seed, "benchmark": bench, "accuracy": r["accuracy"],
+            runs.append({"method": c["method"], "seed": c["seed"], "benchmark": bench, "accuracy": r["accuracy"],
                          "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"],
-                         "format_failures": r["no_answer"] + r.get("fallback", 0)})
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    runs.sort(key=lambda r: (order.get(r["method"], 99), r["method"], r["seed"] or 0, r["benchmark"]))
+                         "format_failures": r["no_answer"] + r.get("fallback", 0),
+                         **{k: c.get(k) for k in GROUP}, "cell": c["name"]})
+    runs.sort(key=lambda r: (_order(r["method"]), r["method"], str(_group(r)), r["seed"] or 0, r["benchmark"]))
     return runs
+
+
+def item_table(run_dir: Path, cells: list[dict]) -> dict[tuple, list[dict[str, bool]]]:
+    """(method, source, teacher, data_size, benchmark) -> one {item id: correct} map per seed."""
+    items: dict[tuple, list[dict[str, bool]]] = defaultdict(list)
+    for c in cells:
+        for f in sorted((run_dir / "eval" / c["name"]).glob("*.jsonl")):
+            rows = read_jsonl(f, tolerate_torn_tail=True)
+            items[(c["method"], *_group(c), f.stem)].append({r["id"]: bool(r["correct"]) for r in rows})
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
 
 
 def paired_comparison(a: list[float], b: list[float], *, reps: int = 5000, seed: int = 0) -> dict:
@@ -54,166 +103,335 @@ def paired_comparison(a: list[float], b: list[float], *, reps: int = 5000, seed:
             "p_value": float(p), "n": n}
 
 
-def _items(run_dir: Path) -> dict[tuple[str, str], list[dict[str, bool]]]:
-    """(method, benchmark) -> one {item id: correct} map per seed."""
-    from collections import defaultdict
-
-    from critiquelab.io import read_jsonl
-
-    items: dict[tuple[str, str], list[dict[str, bool]]] = defaultdict(list)
-    for f in sorted((run_dir / "eval").glob("*/*.jsonl")):
-        method, _ = _method_seed(f.parent.name)
-        items[(method, f.stem)].append({r["id"]: bool(r["correct"]) for r in read_jsonl(f, tolerate_torn_tail=True)})
-    return items
-
-
-def seed_means(run_dir: Path, reps: int = 2000, seed: int = 0) -> list[dict]:
-    """Mean accuracy over seeds per method and benchmark, with a 95% bootstrap CI that resamples
-    both seeds and items."""
+def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = 2000, seed: int = 0) -> list[dict]:
+    """Mean accuracy over seeds per method, data setting and benchmark, with a 95% bootstrap CI
+    that resamples both seeds and items."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     out = []
-    for (method, bench), runs in _items(run_dir).items():
+    for (method, source, teacher, size, bench), runs in items.items():
         common = sorted(set.intersection(*(set(r) for r in runs)))
+        if not common:
+            continue
         m = np.array([[r[i] for i in common] for r in runs], dtype=float)  # seeds x items
         boots = [m[rng.integers(0, m.shape[0], m.shape[0])][:, rng.integers(0, m.shape[1], m.shape[1])].mean()
                  for _ in range(reps)]
-        out.append({"method": method, "benchmark": bench, "seeds": m.shape[0], "n": m.shape[1],
-                    "mean_accuracy": float(m.mean()), "ci95": [float(np.quantile(boots, 0.025)),
-                                                               float(np.quantile(boots, 0.975))]})
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(out, key=lambda r: (order.get(r["method"], 99), r["benchmark"]))
+        out.append({"method": method, "source": source, "teacher": teacher, "data_size": size, "benchmark": bench,
+                    "seeds": m.shape[0], "n": m.shape[1], "mean_accuracy": float(m.mean()),
+                    "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]})
+    return sorted(out, key=lambda r: (_order(r["method"]), str(r["source"]), str(r["teacher"]),
+                                      -(r["data_size"] or 0), r["benchmark"]))
 
 
-def comparisons(run_dir: Path) -> list[dict]:
-    """CFT (and the CFT+SFT mix) against every other method, per benchmark, paired on items;
-    with several seeds, an item's score is its mean correctness over the seeds."""
-    items = _items(run_dir)
+def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
+    """CFT (and the CFT+SFT mix) against every other method of the same data setting, and the base."""
     out = []
-    for (a, bench), runs_a in sorted(items.items()):
+    for (a, *group_a, bench), runs_a in sorted(items.items(), key=str):
         if a not in ("cft", "cft_sft_mix"):
             continue
-        for (b, bench_b), runs_b in sorted(items.items()):
-            if bench_b != bench or b == a:
+        for (b, *group_b, bench_b), runs_b in sorted(items.items(), key=lambda kv: (_order(kv[0][0]), str(kv[0]))):
+            if bench_b != bench or b == a or (b != "base" and group_b != group_a):
                 continue
             common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
             if not common:
                 continue
             score = lambda runs, i: sum(r[i] for r in runs) / len(runs)  # noqa: E731
             res = paired_comparison([score(runs_a, i) for i in common], [score(runs_b, i) for i in common])
-            out.append({"a": a, "b": b, "benchmark": bench, "seeds_a": len(runs_a), "seeds_b": len(runs_b), **res})
+            out.append({"a": a, "b": b, "benchmark": bench, **dict(zip(GROUP, group_a, strict=True)),
+                        "seeds_a": len(runs_a), "seeds_b": len(runs_b), **res})
     return out
 
 
-def _plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
+# ---------------------------------------------------------------------------------------------
+# Plots
 
-    matplotlib.use("Agg")
+
+def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['method']}" + (f" s{r['seed']}" if r["seed"] is not None else "") + f"\n{r['benchmark']}"
-              for r in runs]
-    acc = [100 * r["accuracy"] for r in runs]
-    err = [[100 * (r["accuracy"] - r["ci95"][0]) for r in runs], [100 * (r["ci95"][1] - r["accuracy"]) for r in runs]]
-    colors = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
-              "cft": "#55a868"}
-    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(runs)), 3.6))
-    ax.bar(range(len(runs)), acc, yerr=err, capsize=4, color=[colors.get(r["method"], "#c44e52") for r in runs])
-    ax.set_xticks(range(len(runs)), labels, fontsize=8)
-    ax.set_ylabel("accuracy (%) with 95% CI")
-    ax.set_ylim(0, 100)
-    ax.set_title("Final-answer accuracy")
-    fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
+    fig.tight_layout()
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
+    plt = _pyplot()
+    methods = sorted({r["method"] for r in rows}, key=_order)
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(benches) * len(methods) ** 0.5 + 2), 3.6))
+    for j, m in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, b in enumerate(benches):
+            r = next((r for r in rows if r["method"] == m and r["benchmark"] == b), None)
+            if r:
+                xs.append(i + (j - (len(methods) - 1) / 2) * width)
+                ys.append(100 * r["mean_accuracy"])
+                lo.append(100 * (r["mean_accuracy"] - r["ci95"][0]))
+                hi.append(100 * (r["ci95"][1] - r["mean_accuracy"]))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m, color=COLORS.get(m))
+    ax.set_xticks(range(len(benches)), benches)
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.set_ylim(0, min(100, max(100 * r["ci95"][1] for r in rows) * 1.25 + 5))
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Mean accuracy over seeds")
+    _save(fig, path)
+
+
+def _plot_sizes(rows: list[dict], bench: str, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for m in sorted({r["method"] for r in rows}, key=_order):
+        pts = sorted((r["data_size"], r) for r in rows if r["method"] == m)
+        xs = [x for x, _ in pts]
+        ax.errorbar(xs, [100 * r["mean_accuracy"] for _, r in pts], capsize=3, marker="o", label=m,
+                    color=COLORS.get(m), yerr=[[100 * (r["mean_accuracy"] - r["ci95"][0]) for _, r in pts],
+                                               [100 * (r["ci95"][1] - r["mean_accuracy"]) for _, r in pts]])
+    ax.set_xscale("log")
+    ax.set_xlabel("training questions (same token budget)")
+    ax.set_ylabel(f"{bench} accuracy (%), 95% CI")
+    ax.legend(fontsize=7)
+    ax.set_title("Accuracy vs training data size")
+    _save(fig, path)
+
+
+def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for m in sorted(curves, key=_order):
+        for k, (_, curve) in enumerate(curves[m]):
+            ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color=COLORS.get(m), alpha=0.8,
+                    linewidth=1, label=m if k == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (completion tokens)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("Training loss, every seed")
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents: a list of blocks rendered to Markdown and to self-contained HTML
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(ci: list[float], signed: bool = False) -> str:
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"[{f.format(100 * ci[0])}, {f.format(100 * ci[1])}]"
+
+
+def _markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *args in blocks:
+        if kind == "h":
+            out += ["#" * args[0] + " " + args[1], ""]
+        elif kind == "p":
+            out += [args[0], ""]
+        elif kind == "table":
+            header, rows = args
+            out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+        elif kind == "img":
+            out += [f"![{args[1]}]({args[0]})", ""]
+    return "\n".join(out)
+
+
+def _html(blocks: list[tuple], run_dir: Path, title: str) -> str:
+    import re
+
+    def inline(text: str) -> str:
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+    body = []
+    for kind, *args in blocks:
+        if kind == "h":
+            body.append(f"<h{args[0]}>{inline(args[1])}</h{args[0]}>")
+        elif kind == "p":
+            body.append(f"<p>{inline(args[0])}</p>")
+        elif kind == "table":
+            header, rows = args
+            body.append("<table><tr>" + "".join(f"<th>{inline(h)}</th>" for h in header) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{inline(str(c))}</td>" for c in row) + "</tr>"
+                                  for row in rows) + "</table>")
+        elif kind == "img":
+            data = base64.b64encode((run_dir / args[0]).read_bytes()).decode()
+            body.append(f'<p><img alt="{html.escape(args[1])}" src="data:image/png;base64,{data}"></p>')
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;"
+             "font-size:13px;text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def _label(group: tuple) -> str:
+    source, teacher, size = group
+    parts = [f"source {source}" if source not in (None, "default") else "",
+             f"teacher {teacher}" if teacher not in (None, "default") else "", f"{size} questions" if size else ""]
+    return ", ".join(p for p in parts if p) or "all"
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
-    runs = collect_runs(run_dir)
+    cells = load_cells(run_dir)
+    runs = collect_runs(run_dir, cells)
     if not runs:
         raise UserError(f"{run_dir}: no evaluation results (eval/*/results.json) to report")
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
-    training = {}
-    for log in sorted((run_dir / "models").glob("*/train_log.json")):
-        stats = read_json(log)
-        training[log.parent.name] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
-        training[log.parent.name]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else float("nan")
-    critics = []
-    for f in sorted((run_dir / "critic").glob("*/critic.json")):
-        c = read_json(f)
-        method, seed = _method_seed(f.parent.name)
-        critics.append({"method": method, "seed": seed, **c["metrics"], "best_of_n": c.get("best_of_n"),
-                        "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if c.get("best_of_n") else None})
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    critics.sort(key=lambda c: (order.get(c["method"], 99), c["seed"] or 0))
-    report = {"runs": runs, "summary": seed_means(run_dir), "comparisons": comparisons(run_dir), "manifest": manifest.get("manifest", {}),
-              "timings": manifest.get("timings", {}), "training": training, "critics": critics}
-    write_json(run_dir / "report.json", report)
-    _plot(runs, run_dir / "accuracy.png")
+    items = item_table(run_dir, cells)
+    summary, comps = seed_means(items), comparisons(items)
+    trained = [c for c in cells if c["method"] != "base"]
+    main = _group(trained[0]) if trained else (None, None, None)
+    benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
 
-    lines = [f"# critiquelab report: {run_dir.name}", "",
-             "| method | seed | benchmark | accuracy (%) | 95% CI | n | format failures |", "|---|---|---|---|---|---|---|"]
-    for r in runs:
-        lines.append(f"| {r['method']} | {'' if r['seed'] is None else r['seed']} | {r['benchmark']} | "
-                     f"{100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} | {r['n']} | "
-                     f"{r['format_failures']} |")
-    if any(r["seeds"] > 1 for r in report["summary"]):
-        lines += ["", "Mean over seeds (95% bootstrap CI resampling seeds and items):", "",
-                  "| method | benchmark | seeds | mean accuracy (%) | 95% CI |", "|---|---|---|---|---|"]
-        lines += [f"| {r['method']} | {r['benchmark']} | {r['seeds']} | {100 * r['mean_accuracy']:.1f} | "
-                  f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} |" for r in report["summary"]]
-    if report["comparisons"]:
-        lines += ["", "Paired comparisons on the same items (delta in points; 95% bootstrap CI over items; "
-                  "two-sided sign-flip permutation p-value):", "",
-                  "| a | b | benchmark | delta | 95% CI | p | n |", "|---|---|---|---|---|---|---|"]
-        for c in report["comparisons"]:
-            lines.append(f"| {c['a']} | {c['b']} | {c['benchmark']} | {100 * c['delta']:+.1f} | "
-                         f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f} | {c['p_value']:.4f} | {c['n']} |")
-    lines += ["", "Format failures: responses without a `\\boxed{}` (or other explicit) final answer; they are "
-              "graded on their last number, or as wrong when there is none.", "", "![accuracy](accuracy.png)", ""]
+    training, curves = {}, defaultdict(list)
+    for c in trained:
+        log = run_dir / "models" / c["name"] / "train_log.json"
+        if not log.exists():
+            continue
+        stats = read_json(log)
+        training[c["name"]] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
+        training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
+        if _group(c) == main and stats["loss_curve"]:
+            curves[c["method"]].append((c["name"], stats["loss_curve"]))
+    critics = []
+    for c in cells:
+        f = run_dir / "critic" / c["name"] / "critic.json"
+        if f.exists():
+            r = read_json(f)
+            critics.append({"method": c["method"], "seed": c["seed"], **r["metrics"], "best_of_n": r.get("best_of_n"),
+                            "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
+    sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
+    by_size = [r for r in summary if r["method"] != "base" and (r["source"], r["teacher"]) == main[:2]
+               and r["data_size"] is not None] if len(sizes) > 1 else []
+    report = {"runs": runs, "summary": summary, "comparisons": comps, "by_data_size": by_size, "critics": critics,
+              "training": training, "cells": cells, "main_group": dict(zip(GROUP, main, strict=True)),
+              "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {})}
+    write_json(run_dir / "report.json", report)
+
+    # -- the document
+    m = report["manifest"]
+    title = f"critiquelab report: {m.get('name') or run_dir.name}"
+    blocks: list[tuple] = [("h", 1, title)]
+    n_seeds = max((r["seeds"] for r in summary), default=1)
+    blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; every "
+                        "fine-tune starts from the same base with the same token budget; accuracy is final-answer "
+                        "accuracy on the same items for every method."))
+    main_rows = [r for r in summary if (r["method"] == "base" or (r["source"], r["teacher"], r["data_size"]) == main)]
+    table = []
+    for method in sorted({r["method"] for r in main_rows}, key=_order):
+        cells_ = {r["benchmark"]: r for r in main_rows if r["method"] == method}
+        row = [method, max(r["seeds"] for r in cells_.values())]
+        row += [f"{_pct(cells_[b]['mean_accuracy'])} {_ci(cells_[b]['ci95'])}" if b in cells_ else "-" for b in benches]
+        if len(benches) > 1:
+            row.append(_pct(sum(r["mean_accuracy"] for r in cells_.values()) / len(cells_)))
+        table.append(row)
+    blocks += [("h", 2, "Accuracy (%), mean over seeds [95% bootstrap CI over seeds and items]"),
+               ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else [])], table)]
+    _plot_bars(main_rows, benches, run_dir / "accuracy.png")
+    blocks.append(("img", "accuracy.png", "accuracy"))
+
+    if comps:
+        blocks += [("h", 2, "Paired comparisons"),
+                   ("p", "Delta = a - b in points on the same items (an item's score is its mean correctness over "
+                         "seeds); 95% bootstrap CI over items; two-sided sign-flip permutation p-value. Only a CI "
+                         "that excludes 0 supports a claim of better or worse.")]
+        multi = len({_group(c) for c in trained}) > 1
+        header = ["a", "b", *(["data setting"] if multi else []), "benchmark", "delta", "95% CI", "p", "n", "verdict"]
+        rows = []
+        for c in comps:
+            verdict = "a better" if c["ci95"][0] > 0 else "a worse" if c["ci95"][1] < 0 else "no clear difference"
+            rows.append([c["a"], c["b"], *([_label(tuple(c[k] for k in GROUP))] if multi else []), c["benchmark"],
+                         f"{100 * c['delta']:+.1f}", _ci(c["ci95"], True), f"{c['p_value']:.4f}", c["n"], verdict])
+        blocks.append(("table", header, rows))
+
+    if by_size:
+        bench = benches[0]
+        rows_b = [r for r in by_size if r["benchmark"] == bench]
+        blocks += [("h", 2, f"Accuracy vs training data size ({bench})"),
+                   ("p", "Training questions per cell (the first N in a fixed order, so smaller sets nest in larger "
+                         "ones); the token budget is the same at every size, so this measures the value of more "
+                         "distinct questions at equal compute."),
+                   ("table", ["method", *[str(s) for s in sizes]],
+                    [[meth, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_b
+                                    if r["method"] == meth and r["data_size"] == s), "-") for s in sizes]]
+                     for meth in sorted({r["method"] for r in rows_b}, key=_order)])]
+        _plot_sizes(rows_b, bench, run_dir / "data_size.png")
+        blocks.append(("img", "data_size.png", "accuracy vs data size"))
+
+    settings = sorted({(c["source"], c["teacher"]) for c in trained}, key=str)
+    if len(settings) > 1:
+        bench = benches[0]
+        largest = max(sizes) if sizes else None
+        rows_s = [r for r in summary if r["benchmark"] == bench and r["method"] != "base" and r["data_size"] == largest]
+        methods = sorted({r["method"] for r in rows_s}, key=_order)
+        blocks += [("h", 2, f"Ablation: noisy-solution source x teacher ({bench}, {largest or 'all'} questions)"),
+                   ("table", ["source", "teacher", *methods],
+                    [[s, t, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_s
+                                    if (r["method"], r["source"], r["teacher"]) == (meth, s, t)), "-")
+                              for meth in methods]] for s, t in settings])]
+
     if critics:
-        lines += ["## Critics", "", "Each model critiques sampled solutions of validation problems in the CFT prompt "
-                  "layout (SFT models and the base are prompted the same way); labels come from the reference "
-                  "answers. The constant-verdict baseline has balanced accuracy 50%.", "",
-                  "| critic | seed | n | verdict acc. (%) | balanced acc. (%) [95% CI] | F1 wrong | no verdict (%) | "
-                  "names 1st wrong step (%) | best-of-N: first / majority / critic-majority / oracle (%) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        blocks += [("h", 2, "Critics"),
+                   ("p", "Each model critiques sampled solutions of validation problems in the CFT prompt layout "
+                         "(SFT models and the base are prompted the same way); labels come from the reference "
+                         "answers. A constant verdict has balanced accuracy 50%.")]
+        rows = []
         for c in critics:
             b = c["best_of_n"]
-            bon = (" / ".join(f"{100 * b[k][-1]:.1f}" for k in ("first", "majority", "critic_majority", "oracle"))
+            bon = (" / ".join(_pct(b[k][-1]) for k in ("first", "majority", "critic_majority", "oracle"))
                    + f" (N={b['n'][-1]})") if b else "-"
-            step = f"{100 * c['names_first_wrong_step']:.1f}" if "names_first_wrong_step" in c else "-"
-            lines.append(f"| {c['method']} | {'' if c['seed'] is None else c['seed']} | {c['n']} | "
-                         f"{100 * c['accuracy']:.1f} | {100 * c['balanced_accuracy']:.1f} "
-                         f"[{100 * c['balanced_accuracy_ci95'][0]:.1f}, {100 * c['balanced_accuracy_ci95'][1]:.1f}] | "
-                         f"{c['wrong_f1']:.2f} | {100 * c['unparseable_rate']:.1f} | {step} | {bon} |")
-        lines.append("")
-        lines += [f"![best-of-N {c['method']}]({c['plot']})" for c in critics if c["plot"]]
-        lines.append("")
+            step = _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-"
+            rows.append([c["method"], "" if c["seed"] is None else c["seed"], c["n"], _pct(c["accuracy"]),
+                         f"{_pct(c['balanced_accuracy'])} {_ci(c['balanced_accuracy_ci95'])}",
+                         f"{c['wrong_f1']:.2f}", _pct(c["unparseable_rate"]), step, bon])
+        blocks.append(("table", ["critic", "seed", "n", "verdict acc. (%)", "balanced acc. (%) [95% CI]", "F1 wrong",
+                                 "no verdict (%)", "names 1st wrong step (%)",
+                                 "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
+        blocks += [("img", c["plot"], f"best-of-N {c['method']}") for c in critics if c["plot"]
+                   and c["seed"] in (None, min(x["seed"] for x in critics if x["seed"] is not None))]
+
     if training:
-        lines += ["## Training", "", "| run | examples | tokens | steps | mean loss | last logged loss | tokens/s |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, t in training.items():
-            lines.append(f"| {name} | {t['examples']} | {t['tokens']} | {t['steps']} | {t['train_loss']:.3f} | "
-                         f"{t['last_loss']:.3f} | {t['tokens_per_s']} |")
-        lines.append("")
+        if curves:
+            _plot_loss(curves, run_dir / "loss.png")
+        blocks += [("h", 2, "Training"), *([("img", "loss.png", "training loss")] if curves else []),
+                   ("table", ["cell", "examples", "tokens", "steps", "mean loss", "last logged loss", "tokens/s"],
+                    [[name, t["examples"], t["tokens"], t["steps"], f"{t['train_loss']:.3f}",
+                      "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
+                     for name, t in training.items()])]
+    failed = [c for c in cells if c.get("status") == "failed"]
+    if failed:
+        blocks += [("h", 2, "Failed cells"), ("p", "Rerunning the experiment retries them; finished cells are kept."),
+                   ("table", ["cell", "error"], [[c["name"], c.get("error", "")[:300]] for c in failed])]
     if report["timings"]:
-        lines += ["## Stage timings (s)", "", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in report["timings"].items()]
-        lines.append("")
-    m = report["manifest"]
+        blocks += [("h", 2, "Stage timings (s)"),
+                   ("table", ["stage", "seconds"], [[k, v] for k, v in report["timings"].items()])]
     if m:
         prov = m.get("provenance", {})
-        lines += ["## Provenance", "", f"- git commit: {prov.get('git_commit')} (dirty: {prov.get('git_dirty')})",
-                  f"- versions: {prov.get('versions')}", f"- platform: {prov.get('platform')}, "
-                  f"torch threads {prov.get('torch_threads')}, GPU {prov.get('gpu')}",
-                  f"- seeds: {m.get('seeds')}; base model: {m.get('base_model')}", ""]
-    path = run_dir / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+        blocks += [("h", 2, "Provenance"),
+                   ("p", f"git commit {prov.get('git_commit')} (dirty: {prov.get('git_dirty')}); "
+                         f"{prov.get('platform')}, torch threads {prov.get('torch_threads')}, GPU {prov.get('gpu')}; "
+                         f"versions {prov.get('versions')}; seeds {m.get('seeds')}; base model {m.get('base_model')} "
+                         f"(sha256 {str(m.get('sha256', {}).get('base_model', '-'))[:16]}); SHA-256 of "
+                         f"{len(m.get('sha256', {}))} input files and the full config in manifest.json.")]
+    for name, text in (("report.html", _html(blocks, run_dir, title)), ("report.md", _markdown(blocks))):
+        with atomic_write(run_dir / name) as f:
+            f.write(text)
+    return run_dir / "report.md"

@@ -295,3 +295,24 @@ def check(problem: dict, solution: str) -> CheckResult:
     out.append(f"The correct answer is {problem['answer']}.")
     out.append("Conclusion: wrong [END]")
     return CheckResult(False, "\n".join(out), step, kind)
+
+
+def mistaken_critique(problem: dict, solution: str, rng: random.Random) -> str:
+    """A critique with the WRONG verdict, in the checker's style: a weak teacher for ablations.
+
+    A wrong solution is waved through ("every step is correct"); a right one is accused of an
+    arithmetic error in a random step. The style matches `check`, so only the content is worse.
+    """
+    steps = [STEP_RE.match(line.strip()) for line in solution.splitlines() if line.strip().startswith("Step")]
+    steps = [m for m in steps if m]
+    boxed = BOXED_RE.findall(solution)
+    if not check(problem, solution).correct:
+        out = [f"Step {m[1]}: {m[2]} {m[3]} {m[4]} = {m[5]} is correct." for m in steps]
+        out.append(f"The final answer {boxed[-1] if boxed else '?'} is correct.")
+        return "\n".join(out + ["Conclusion: right [END]"])
+    if not steps:
+        return f"The final answer is not justified; the correct answer is not {problem['answer']}.\nConclusion: wrong [END]"
+    m = rng.choice(steps)
+    claimed = int(m[5]) + rng.choice([-2, -1, 1, 2])
+    return (f"Step {m[1]} has an arithmetic error: {m[2]} {m[3]} {m[4]} = {claimed}, not {m[5]}.\n"
+            "Conclusion: wrong [END]")
