@@ -1,0 +1,157 @@
+"""Experiment grids: upfront checks, the grid's cells and data, resume, failed cells, the report."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import tiny_run_config
+from critiquelab import experiment
+from critiquelab.experiment import _Stages, plan_experiment, run_experiment
+from critiquelab.io import UserError, read_jsonl
+from critiquelab.world import check, generate_world, mistaken_critique, noisy_solution
+
+
+def grid_config(**extra):
+    return tiny_run_config(**{
+        "build.methods": "[sft_reference, cft]", "seeds": "[0]", "data_sizes": "[10, 20]",
+        "sources": "{sampled: {}, injected: {source: synthetic, error_rate: 0.6}}",
+        "teachers": "{exact: {}, weak: {checker_noise: 0.4}}",
+        "train.token_budget": 2000, "critic.n_problems": 0, **extra})
+
+
+def test_bad_grids_are_rejected_before_anything_runs(tmp_path):
+    cfg = tiny_run_config(**{"build.methods": "[cft, sft_magic, sft_teacher]", "seeds": "[0, 0]",
+                             "eval.benchmarks": "[world, aime2099]", "teachers": "{t: {tempreature: 1}}"})
+    with pytest.raises(UserError) as e:
+        run_experiment(cfg, tmp_path / "run")
+    msg = str(e.value)
+    for needle in ("sft_magic", "seeds", "aime2099", "tempreature", "sft_teacher needs teacher-written"):
+        assert needle in msg
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match=r"data_sizes \[100\] exceed the 40 training questions of source"):
+        plan_experiment(tiny_run_config(data_sizes="[100, 20]"))
+
+
+def test_plan_lists_every_cell_once():
+    plan = plan_experiment(grid_config(seeds="[0, 1]"))
+    names = [c.name for c in plan.cells]
+    assert len(names) == len(set(names)) == 1 + 2 * 2 * 2 * 2 * 2
+    assert names[:3] == ["base", "sft_reference-sampled-exact-n20-s0", "cft-sampled-exact-n20-s0"]
+    assert plan.sizes == [20, 10] and set(plan.teachers) == {"exact", "weak"}
+    assert plan.teachers["weak"].checker_noise == 0.4 and plan.sources["injected"].source == "synthetic"
+
+
+def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = grid_config()
+    res = run_experiment(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert res["failed"] == []
+    cells = json.loads((run / "cells.json").read_text())
+    assert len(cells) == 17 and all(c["status"] == "ok" for c in cells)
+
+    # data sizes nest, and each training set covers exactly its questions
+    for src in ("sampled", "injected"):
+        small = {r["problem_id"] for r in read_jsonl(run / "data" / src / "exact" / "n10.solutions.jsonl")}
+        large = {r["problem_id"] for r in read_jsonl(run / "data" / src / "exact" / "n20.solutions.jsonl")}
+        assert len(small) == 10 and len(large) == 20 and small < large
+        assert len(read_jsonl(run / "data" / src / "exact" / "n10" / "sft_reference.jsonl")) == 10
+    # the weak teacher's verdicts disagree with the exact checker on about 40% of items
+    exact = {r["id"]: r["verdict"] for r in read_jsonl(run / "data" / "injected" / "exact" / "critique" / "critiques.jsonl")}
+    weak = {r["id"]: r["verdict"] for r in read_jsonl(run / "data" / "injected" / "weak" / "critique" / "critiques.jsonl")}
+    flipped = sum(exact[k] != weak[k] for k in exact) / len(exact)
+    assert set(exact) == set(weak) and 0.2 < flipped < 0.6
+    injected = read_jsonl(run / "data" / "injected" / "solutions.jsonl")
+    assert all(r["source"] == "synthetic" for r in injected)
+
+    data = json.loads((run / "report.json").read_text())
+    assert {(r["source"], r["teacher"], r["data_size"]) for r in data["runs"] if r["method"] == "cft"} == {
+        (s, t, n) for s in ("sampled", "injected") for t in ("exact", "weak") for n in (10, 20)}
+    assert data["main_group"] == {"source": "sampled", "teacher": "exact", "data_size": 20}
+    assert {r["data_size"] for r in data["by_data_size"]} == {10, 20}
+    groups = {(c["source"], c["teacher"], c["data_size"]) for c in data["comparisons"] if c["b"] == "sft_reference"}
+    assert len(groups) == 8  # CFT against SFT-reference within every data setting
+    for png in ("accuracy.png", "data_size.png", "loss.png"):
+        assert (run / png).stat().st_size > 1000
+    md = (run / "report.md").read_text()
+    assert "Accuracy vs training data size" in md and "Ablation: noisy-solution source x teacher" in md
+    assert (run / "report.html").read_text().count("data:image/png;base64,") == 3
+    manifest = json.loads((run / "manifest.json").read_text())["manifest"]
+    assert "data/injected/weak/n10/cft.jsonl" in manifest["sha256"]
+
+    # a rerun trains and evaluates nothing
+    calls = []
+    monkeypatch.setattr(experiment, "run_train", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(experiment, "run_eval", lambda *a, **k: calls.append(a))
+    assert run_experiment(cfg, run)["failed"] == [] and calls == []
+
+
+def test_a_failed_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{"build.methods": "[sft_reference, cft]", "seeds": "[0, 1]",
+                             "train.token_budget": 2000, "critic.n_problems": 0})
+    real = experiment.run_train
+
+    def flaky(c, **kw):
+        if c.output_dir.endswith("cft-s0"):
+            raise RuntimeError("CUDA out of memory (injected)")
+        return real(c, **kw)
+
+    monkeypatch.setattr(experiment, "run_train", flaky)
+    res = run_experiment(cfg, tmp_path / "run")
+    assert res["failed"] == ["cft-s0"]
+    cells = {c["name"]: c for c in json.loads((tmp_path / "run" / "cells.json").read_text())}
+    assert cells["cft-s0"]["error"] == "RuntimeError: CUDA out of memory (injected)"
+    assert all(c["status"] == "ok" for n, c in cells.items() if n != "cft-s0")
+    assert "## Failed cells" in (tmp_path / "run" / "report.md").read_text()
+
+    trained = []
+    monkeypatch.setattr(experiment, "run_train", lambda c, **kw: trained.append(c.output_dir) or real(c, **kw))
+    assert run_experiment(cfg, tmp_path / "run")["failed"] == []
+    assert [p.rsplit("/", 1)[1] for p in trained] == ["cft-s0"]  # only the failed cell ran again
+
+
+def test_cli_dry_run_and_bad_config(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({"seeds": [0, 1, 2], "data_sizes": [500, 1000],
+                                   "build": {"methods": ["sft_reference", "cft"]}}))
+    cli = [sys.executable, "-m", "critiquelab.cli"]
+    r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x"), "--dry-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "13 cells" in r.stdout and "cft-n1000-s2" in r.stdout and not (tmp_path / "x").exists()
+    exp.write_text(yaml.safe_dump({"data_sizes": [99999], "build": {"methods": ["cft", "dpo"]}}))
+    r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "unknown ['dpo']" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_changed_inputs_clear_a_stages_outputs(tmp_path):
+    stages = _Stages(tmp_path)
+    out = tmp_path / "store"
+
+    def work(tag):
+        out.mkdir(exist_ok=True)
+        (out / f"{tag}.txt").write_text(tag)
+        return sorted(p.name for p in out.iterdir())
+
+    assert stages.run("s", {"v": 1}, lambda: work("a"), outputs=(out,)) == ["a.txt"]
+    assert stages.run("s", {"v": 1}, lambda: work("never"), outputs=(out,)) == ["a.txt"]  # skipped
+    assert stages.run("s", {"v": 2}, lambda: work("b"), outputs=(out,)) == ["b.txt"]  # a's output is gone
+
+
+def test_mistaken_critique_flips_the_verdict():
+    from critiquelab.critique import parse_verdict
+    from critiquelab.config import WorldConfig
+
+    rng = random.Random(0)
+    problems = generate_world(WorldConfig(n_pretrain=0, n_train=30, n_validation=0, n_test=0))["train"]
+    for p in problems:
+        for text in (p["solution"], noisy_solution(p, rng)[0]):
+            truth = check(p, text).correct
+            assert parse_verdict(mistaken_critique(p, text, rng)) == ("wrong" if truth else "right")
