@@ -142,3 +142,21 @@ def test_end_to_end_questions_to_datasets_with_a_served_teacher(server, tiny_mod
     assert res["counts"] == {"sft_noisy": nonempty, "cft": nonempty} and res["decontaminate_removed"] == {}
     for sub in ("trl_text", "hf", "parquet", "alpaca"):
         assert (tmp_path / "ds" / sub).is_dir()
+
+
+def test_teacher_solutions_from_the_served_model_feed_sft_teacher(server, tiny_model, solutions, tmp_path):
+    from critiquelab.build import run_build
+    from critiquelab.config import BuildConfig
+
+    s = run_critique(solutions, tmp_path / "solve", api_cfg(server, tiny_model, prompt="solve_paper", max_tokens=24))
+    assert s["ok"] == 24
+    store = read_jsonl(tmp_path / "solve" / "solutions.jsonl")
+    assert all("solution" in r and "critique" not in r and r["verdict"] is None for r in store)
+    critiques = run_critique(solutions, tmp_path / "c", api_cfg(server, tiny_model, max_tokens=16))
+    assert critiques["ok"] == 24
+    counts = run_build(solutions, tmp_path / "c" / "critiques.jsonl", tmp_path / "ds",
+                       BuildConfig(methods=["sft_teacher", "cft"], decontaminate=False, require_verdict=False),
+                       teacher_solutions=tmp_path / "solve" / "solutions.jsonl")["counts"]
+    assert counts["sft_teacher"] == 24
+    served = {r["solution"] for r in store}
+    assert {r["completion"][0]["content"] for r in read_jsonl(tmp_path / "ds" / "sft_teacher.jsonl")} == served

@@ -24,12 +24,12 @@ def grid_config(**extra):
 
 
 def test_bad_grids_are_rejected_before_anything_runs(tmp_path):
-    cfg = tiny_run_config(**{"build.methods": "[cft, sft_magic, sft_teacher]", "seeds": "[0, 0]",
+    cfg = tiny_run_config(**{"build.methods": "[cft, sft_magic]", "seeds": "[0, 0]", "critic.methods": "[sft_noisy]",
                              "eval.benchmarks": "[world, aime2099]", "teachers": "{t: {tempreature: 1}}"})
     with pytest.raises(UserError) as e:
         run_experiment(cfg, tmp_path / "run")
     msg = str(e.value)
-    for needle in ("sft_magic", "seeds", "aime2099", "tempreature", "sft_teacher needs teacher-written"):
+    for needle in ("sft_magic", "seeds", "aime2099", "tempreature", "critic.methods: ['sft_noisy'] are not trained"):
         assert needle in msg
     assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match=r"data_sizes \[100\] exceed the 40 training questions of source"):
@@ -115,6 +115,22 @@ def test_a_failed_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[1] for p in trained] == ["cft-s0"]  # only the failed cell ran again
 
 
+def test_sft_teacher_cells_train_on_the_teachers_own_solutions(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{"build.methods": "[sft_reference, sft_teacher]", "teachers": "{exact: {}, weak: "
+                             "{checker_noise: 0.5}}", "train.token_budget": 1000, "critic.n_problems": 0})
+    assert run_experiment(cfg, tmp_path / "run")["failed"] == []
+    data = tmp_path / "run" / "data" / "default"
+    answers = lambda f: sorted(r["completion"][0]["content"] for r in read_jsonl(f))  # noqa: E731
+    # the exact checker solves like the reference; the weak one slips on about half the problems
+    assert answers(data / "exact" / "all" / "sft_teacher.jsonl") == answers(data / "exact" / "all" / "sft_reference.jsonl")
+    weak = answers(data / "weak" / "all" / "sft_teacher.jsonl")
+    refs = set(answers(data / "weak" / "all" / "sft_reference.jsonl"))
+    assert len(weak) == len(refs) and 0.25 < sum(w not in refs for w in weak) / len(weak) < 0.75
+    assert {c["method"] for c in json.loads((tmp_path / "run" / "cells.json").read_text())} == {
+        "base", "sft_reference", "sft_teacher"}
+
+
 def test_cli_dry_run_and_bad_config(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump({"seeds": [0, 1, 2], "data_sizes": [500, 1000],
@@ -146,8 +162,8 @@ def test_changed_inputs_clear_a_stages_outputs(tmp_path):
 
 
 def test_mistaken_critique_flips_the_verdict():
-    from critiquelab.critique import parse_verdict
     from critiquelab.config import WorldConfig
+    from critiquelab.critique import parse_verdict
 
     rng = random.Random(0)
     problems = generate_world(WorldConfig(n_pretrain=0, n_train=30, n_validation=0, n_test=0))["train"]

@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from critiquelab.build import run_build
 from critiquelab.config import TrainConfig
 from critiquelab.critique import parse_verdict, run_critique
-from critiquelab.experiment import run_experiment
 from critiquelab.evaluate import run_eval
+from critiquelab.experiment import run_experiment
 from critiquelab.io import read_jsonl
 from critiquelab.sample import run_sample
 from critiquelab.train import load_model, make_trainer, run_train

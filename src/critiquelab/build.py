@@ -4,7 +4,8 @@ Variants, all from the same items (TRL conversational prompt-completion rows):
 - `sft_reference`: question -> reference solution (one per problem)
 - `sft_noisy`: question -> the noisy candidate solution
 - `sft_verified`: question -> noisy solutions the teacher judged right
-- `sft_teacher`: question -> a solution the teacher wrote (critique records with `teacher_solution`)
+- `sft_teacher`: question -> the teacher's own solution (a `critique` run with the `solve_paper`
+  prompt writes them; pass its `solutions.jsonl` as `teacher_solutions`), one per problem
 - `cft`: "critique this" + `Question:\\n{q}\\n\\nSolution:\\n{s}` -> the teacher's critique
 - `cft_sft_mix`: CFT and SFT-reference examples, `mix_ratio` of them CFT
 
@@ -80,14 +81,18 @@ def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) ->
 
 
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
-              cfg: BuildConfig, bench_dir=None) -> dict:
+              cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None) -> dict:
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
     if cfg.consistency not in ("keep", "drop", "flag"):
         raise UserError(f"build.consistency={cfg.consistency!r}: use keep, drop or flag")
+    if "sft_teacher" in cfg.methods and not teacher_solutions:
+        raise UserError("build: sft_teacher needs the teacher's own solutions: run `critiquelab critique "
+                        "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
     solutions = read_jsonl(solutions_path)
     critiques = latest_ok(critiques_path)
+    solved = latest_ok(teacher_solutions) if teacher_solutions else {}
     report: dict = {"solutions": len(solutions)}
 
     if cfg.dedupe:  # one problem text (with all its solutions) per normalised question
@@ -105,7 +110,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
 
     disagree = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    cft_rows, seen_problems = [], set()
+    cft_rows, seen_problems, seen_solved = [], set(), set()
     for s in solutions:
         c = critiques.get(s["id"])
         verdict = c["verdict"] if c else None
@@ -114,14 +119,16 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         if "sft_reference" in data and s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
             data["sft_reference"].append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
+        t = solved.get(s["id"])
+        if "sft_teacher" in data and t and t.get("solution") and s["problem_id"] not in seen_solved:
+            seen_solved.add(s["problem_id"])
+            data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], t["solution"]))
         if "sft_noisy" in data and s["solution"].strip():
             data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
         if c is None or (mismatch and cfg.consistency == "drop") or (cfg.require_verdict and verdict is None):
             continue
         if "sft_verified" in data and verdict == "right":
             data["sft_verified"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
-        if "sft_teacher" in data and c.get("teacher_solution"):
-            data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], c["teacher_solution"]))
         ex = cft_example(cfg.critique_instruction, s["question"], s["solution"], c["critique"])
         if mismatch and cfg.consistency == "flag":
             ex["flag"] = "verdict_disagrees_with_reference"
@@ -150,5 +157,6 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
 
         report["exports"] = export_all(out_dir, data, cfg.exports)
     write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
-                                           "inputs": [str(solutions_path), str(critiques_path)]})
+                                           "inputs": [str(solutions_path), str(critiques_path),
+                                                                      *([str(teacher_solutions)] if teacher_solutions else [])]})
     return {"counts": counts, **report}

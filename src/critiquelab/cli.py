@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("build", "build CFT / SFT training sets, filtered, with exports")
     s.add_argument("--solutions")
     s.add_argument("--critiques", help="the critique store (critique/critiques.jsonl)")
+    s.add_argument("--teacher-solutions", help="for sft_teacher: solutions.jsonl of a critique run with "
+                   "critique.prompt=solve_paper")
     s.add_argument("--from-alpaca", help="import a WebInstruct-CFT style file (instruction/input/output)")
     s.add_argument("--out", required=True)
 
@@ -155,7 +157,8 @@ def _run(args) -> str:
             return f"imported {n} CFT examples to {args.out}/cft.jsonl"
         if not (args.solutions and args.critiques):
             raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
-        res = run_build(args.solutions, args.critiques, args.out, _config(args).build)
+        res = run_build(args.solutions, args.critiques, args.out, _config(args).build,
+                        teacher_solutions=args.teacher_solutions)
         return f"wrote datasets to {args.out}: {res['counts']}; filters: {res.get('decontaminate_removed')} " \
                f"decontaminated, {res.get('dedupe_removed')} duplicates, {res['verdict_disagreements']}"
     if args.cmd == "train":

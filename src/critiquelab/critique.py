@@ -34,7 +34,7 @@ import yaml
 
 from critiquelab.config import CritiqueConfig
 from critiquelab.io import UserError, append_jsonl, read_jsonl, stable_hash, write_json
-from critiquelab.world import CheckResult, check, mistaken_critique
+from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "read_store", "latest_ok",
            "run_critique"]
@@ -111,14 +111,14 @@ def _sampling(cfg: CritiqueConfig) -> dict:
     return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
 
 
-def _validate(rows: list[dict], path) -> list[dict]:
+def _validate(rows: list[dict], path, task: str) -> list[dict]:
     """Rows without id or question are errors; an empty solution (a model that wrote nothing) is
-    skipped with a count, not sent to the teacher."""
+    skipped with a count, not sent to the teacher to critique (a teacher that solves needs none)."""
     for i, r in enumerate(rows, start=1):
         missing = [k for k in ("id", "question") if not r.get(k)] + (["solution"] if "solution" not in r else [])
         if missing:
             raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
-    kept = [r for r in rows if str(r["solution"]).strip()]
+    kept = [r for r in rows if str(r["solution"]).strip() or task == "solve"]
     if len(kept) < len(rows):
         log.warning("critique: %d empty solutions skipped", len(rows) - len(kept))
     return kept
@@ -126,10 +126,15 @@ def _validate(rows: list[dict], path) -> list[dict]:
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
                  shard: str | None = None, dry_run: bool = False) -> dict:
-    rows = shard_filter(_validate(read_jsonl(solutions_path), solutions_path), shard)
+    prompt = load_prompt(cfg.prompt)
+    task = prompt.get("task", "critique")
+    if task not in ("critique", "solve"):
+        raise UserError(f"critique prompt {cfg.prompt!r}: task {task!r} (use critique or solve)")
+    rows = shard_filter(_validate(read_jsonl(solutions_path), solutions_path, task), shard)
     out_dir = Path(out_dir)
-    store_path = out_dir / "critiques.jsonl"
-    prompt = load_prompt(cfg.prompt) if cfg.teacher != "checker" else {"user": "exact step checker"}
+    store_path = out_dir / ("critiques.jsonl" if task == "critique" else "solutions.jsonl")
+    if cfg.teacher == "checker":  # the checker reads no prompt, only its task
+        prompt = {"user": f"exact step checker: {task}"}
     fixed = {"prompt": stable_hash(prompt), "teacher": _teacher_id(cfg),
              "sampling": _sampling(cfg) if cfg.teacher != "checker" else None}
     keyed = [(stable_hash({**fixed, "id": r["id"]}, 16), r) for r in rows]
@@ -147,8 +152,13 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
             if "steps" not in r or "start" not in r:
                 raise UserError(f"{solutions_path}: item {r['id']}: the checker teacher needs world problems "
                                 "('start', 'steps')")
-            res = check(r, r["solution"])
             rng = random.Random(stable_hash({"seed": cfg.seed, "id": r["id"]}))
+            if task == "solve":  # the reference steps; a weak checker slips on a share of them
+                wrong = rng.random() < cfg.checker_noise
+                text = noisy_solution(r, rng)[0] if wrong else r["reference_solution"]
+                recs.append({**base(k, r), "status": "ok", "solution": text, "verdict": None, "usage": None})
+                continue
+            res = check(r, r["solution"])
             if rng.random() < cfg.checker_noise:  # a deliberately weak teacher: the verdict is wrong
                 res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng))
             recs.append({**base(k, r), "status": "ok", "critique": res.critique,
@@ -166,10 +176,10 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
         for s in range(0, len(todo), 256):  # append as it goes, so an interruption keeps finished work
             part = todo[s:s + 256]
             texts = backend.generate([render(prompt, r) for _, r in part], sampling)
-            append_jsonl(store_path, [{**base(k, r), "status": "ok", "critique": t, "verdict": parse_verdict(t),
-                                       "usage": None} for (k, r), t in zip(part, texts, strict=True)])
+            append_jsonl(store_path, [{**base(k, r), "status": "ok", **_response(task, t), "usage": None}
+                                      for (k, r), t in zip(part, texts, strict=True)])
     elif cfg.teacher == "openai":
-        asyncio.run(_api_run(todo, prompt, cfg, store_path, base))
+        asyncio.run(_api_run(todo, prompt, cfg, store_path, base, task))
     else:
         raise UserError(f"critique.teacher={cfg.teacher!r}: use checker, openai, hf or vllm")
     return _summarize(store_path, [k for k, _ in keyed], cfg, out_dir)
@@ -260,7 +270,13 @@ def _wait(state) -> float:
     return min(60.0, 0.5 * 2 ** (state.attempt_number - 1)) * (0.5 + random.random())
 
 
-async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, base) -> None:
+def _response(task: str, text: str) -> dict:
+    """The fields of a record holding the teacher's text: a critique and its verdict, or a solution."""
+    return {"critique": text, "verdict": parse_verdict(text)} if task == "critique" else \
+        {"solution": text, "verdict": None}
+
+
+async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, base, kind: str) -> None:
     import openai
     from rich.progress import (
         BarColumn,
@@ -304,7 +320,7 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
                         resp = await request(messages)
             text = resp.choices[0].message.content or ""  # an empty critique is kept; it has no verdict
             usage = resp.usage.model_dump() if resp.usage else None
-            rec = {**base(k, row), "status": "ok", "critique": text, "verdict": parse_verdict(text),
+            rec = {**base(k, row), "status": "ok", **_response(kind, text),
                    "usage": usage and {"prompt_tokens": usage.get("prompt_tokens", 0),
                                        "completion_tokens": usage.get("completion_tokens", 0)},
                    "attempts": attempts}
@@ -312,7 +328,7 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
             fatal.append(e)
             return
         except Exception as e:  # permanent for this run: recorded, retried on the next run
-            rec = {**base(k, row), "status": "failed", "critique": None, "verdict": None, "usage": None,
+            rec = {**base(k, row), "status": "failed", "verdict": None, "usage": None,
                    "attempts": attempts, "error": f"{type(e).__name__}: {str(e)[:300]}"}
         store.write(json.dumps(rec, ensure_ascii=False) + "\n")
         store.flush()  # in the OS after every item: a killed process loses nothing

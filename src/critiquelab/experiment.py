@@ -14,6 +14,7 @@ Run directory (stages hand off through these files):
     world/                                   the synthetic world's splits
     data/<source>/solutions.jsonl            noisy solutions, one file per source
     data/<source>/<teacher>/critique/        the critique store of that source x teacher
+    data/<source>/<teacher>/solve/           the teacher's own solutions (only for sft_teacher)
     data/<source>/<teacher>/<size>/          training sets `<method>.jsonl` on the first <size> questions
     models/<cell>/  eval/<cell>/  critic/<cell>/
     cells.json  stages/<stage>.json  manifest.json  report.{md,html,json}  *.png
@@ -136,11 +137,6 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
 
     sources = named("sources", cfg.sources, cfg.sample)
     teachers = named("teachers", cfg.teachers, cfg.critique)
-    if "sft_teacher" in methods:
-        for name, t in teachers.items():
-            if t.teacher == "checker":
-                errors.append(f"build.methods: sft_teacher needs teacher-written solutions; teacher {name!r} "
-                              "(the checker) writes none")
     sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
     if any(n is not None and n <= 0 for n in sizes):
         errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
@@ -219,15 +215,26 @@ def _train_summary(stats: dict) -> dict:
 # The run
 
 
+@dataclass
+class _Run:
+    """What every stage of one experiment shares."""
+
+    cfg: RunConfig
+    dir: Path
+    world_dir: Path
+    base: str
+    stages: _Stages
+    bench_dir: str | Path | None
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None = None) -> dict:
     """Run (or resume) the grid; return {"report": path, "failed": [cell names]}."""
     plan = plan_experiment(cfg, bench_dir)
     t_start = time.time()
-    run = ensure_writable_dir(out_dir)
-    world_dir = run / "world"
-    stages = _Stages(run)
-    write_json(run / "config.json", asdict(cfg))
-
+    run_dir = ensure_writable_dir(out_dir)
+    stages = _Stages(run_dir)
+    write_json(run_dir / "config.json", asdict(cfg))
+    world_dir = run_dir / "world"
     stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir))
     if cfg.base_model:
         base, cached = cfg.base_model, True
@@ -237,101 +244,109 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
         base = str(path)
         stages.timings["pretrain"] = 0.0 if cached else round(time.time() - t0, 1)
     log.info("base model: %s (%s)", base, "given or cached" if cached else "pretrained now")
+    r = _Run(cfg, run_dir, world_dir, base, stages, bench_dir)
 
     # Data: solutions per source, critiques per source x teacher, training sets per data size.
-    data_dirs: dict[tuple, Path] = {}
-    data_keys: dict[tuple, dict] = {}
-    data_errors: dict[tuple, str] = {}
+    data: dict[tuple, tuple[Path, dict] | str] = {}  # (source, teacher, size) -> (dir, key) or an error
     for src, scfg in plan.sources.items():
-        sols = run / "data" / src / "solutions.jsonl"
-        k_sample = {"world": asdict(cfg.world), "base": base, "sample": asdict(scfg)}
         for tch, tcfg in plan.teachers.items():
-            tdir = run / "data" / src / tch
-            k_crit = {"sample": k_sample, "critique": asdict(tcfg)}
             for size in plan.sizes:
-                label = "all" if size is None else f"n{size}"
-                k_build = {"critique": k_crit, "build": asdict(cfg.build), "size": size}
                 try:
-                    stages.run(f"sample-{src}", k_sample, lambda s=scfg, p=sols: run_sample(
-                        world_dir / "train.jsonl", p, s, s.model or base), outputs=(sols,))
-                    stages.run(f"critique-{src}-{tch}", k_crit, lambda t=tcfg, p=sols, d=tdir: run_critique(
-                        p, d / "critique", t), outputs=(tdir / "critique",))
-                    stages.run(f"build-{src}-{tch}-{label}", k_build, lambda p=sols, d=tdir, n=size, lb=label: run_build(
-                        _subset(p, n, d / f"{lb}.solutions.jsonl"), d / "critique" / "critiques.jsonl", d / lb,
-                        cfg.build, bench_dir=bench_dir), outputs=(tdir / label,))
-                    data_dirs[(src, tch, size)], data_keys[(src, tch, size)] = tdir / label, k_build
+                    data[(src, tch, size)] = _data(r, src, scfg, tch, tcfg, size)
                 except Exception as e:  # noqa: BLE001  (recorded; the cells that need it fail, others go on)
-                    data_errors[(src, tch, size)] = f"data for {src}/{tch}/{label}: {type(e).__name__}: {e}"
-                    log.error("%s", data_errors[(src, tch, size)])
+                    data[(src, tch, size)] = f"data for {src}/{tch}/{size or 'all'}: {type(e).__name__}: {e}"
+                    log.error("%s", data[(src, tch, size)])
 
     # Cells: fine-tune and evaluate, each on its own.
     status: dict[str, dict] = {}
-    weights: dict[str, dict] = {}
+    weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
     for i, cell in enumerate(plan.cells, start=1):
         log.info("cell %d/%d: %s", i, len(plan.cells), cell.name)
-        status[cell.name] = _run_cell(cell, cfg, run, world_dir, base, stages, data_dirs, data_keys, data_errors,
-                                      weights, bench_dir)
-        write_json(run / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
-                                        for c in plan.cells])
-
-    # Critics: the main group's cells (first source and teacher, largest data size).
-    crit = cfg.critic
-    main = plan.cells[1] if len(plan.cells) > 1 else None
-    if crit.n_problems > 0 and main is not None:
-        sols = run / "critic" / "solutions.jsonl"
-        scfg = SampleConfig(source="model", n_problems=crit.n_problems, n_per_problem=crit.n_samples,
-                            temperature=crit.temperature, max_new_tokens=cfg.eval.max_new_tokens, seed=1)
-        stages.run("critic-solutions", {"critic": asdict(crit), "base": base, "world": asdict(cfg.world)},
-                   lambda: run_sample(world_dir / "validation.jsonl", sols, scfg, base), outputs=(sols,))
-        for cell in plan.cells:
-            same_group = (cell.source, cell.teacher, cell.data_size) == (main.source, main.teacher, main.data_size)
-            if cell.method in crit.methods and (cell.method == "base" or same_group) and cell.name in weights:
-                out = run / "critic" / cell.name
-                stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name]},
-                           lambda c=cell, o=out: run_eval_critic(run / "models" / c.name if c.method != "base" else base,
-                                                                 sols, o, max_new_tokens=crit.max_new_tokens)["metrics"],
-                           outputs=(out,))
+        status[cell.name] = _cell(r, cell, data.get((cell.source, cell.teacher, cell.data_size)), weights)
+        write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
+                                            for c in plan.cells])
+    _critics(r, plan, weights)
 
     stages.timings["total"] = round(time.time() - t_start, 1)
     sha = {f"world/{f.name}": sha256_file(f) for f in sorted(world_dir.glob("*.jsonl"))}
-    sha.update({str(f.relative_to(run)): sha256_file(f) for f in sorted((run / "data").rglob("*.jsonl"))
-                if f.parent.name != "critique" and not f.name.endswith(".solutions.jsonl")})
+    sha.update({str(f.relative_to(run_dir)): sha256_file(f) for f in sorted((run_dir / "data").rglob("*.jsonl"))
+                if f.parent.name not in ("critique", "solve") and not f.name.endswith(".solutions.jsonl")})
     if Path(base).is_dir():
         sha["base_model"] = sha256_dir(base)
-    write_json(run / "manifest.json", {
+    write_json(run_dir / "manifest.json", {
         "manifest": {"provenance": provenance(), "name": cfg.name, "seeds": cfg.seeds, "base_model": base,
                      "base_model_cached": cached, "sha256": sha, "config": asdict(cfg)},
         "timings": stages.timings})
     failed = [name for name, s in status.items() if s["status"] == "failed"]
-    return {"report": write_report(run), "failed": failed}
+    return {"report": write_report(run_dir), "failed": failed}
 
 
-def _run_cell(cell: Cell, cfg: RunConfig, run: Path, world_dir: Path, base: str, stages: _Stages,
-              data_dirs, data_keys, data_errors, weights, bench_dir) -> dict:
-    group = (cell.source, cell.teacher, cell.data_size)
-    if cell.method != "base" and group in data_errors:
-        return {"status": "failed", "error": data_errors[group]}
-    model_dir = run / "models" / cell.name
+def _data(r: _Run, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig, size: int | None) -> tuple[Path, dict]:
+    """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
+    sols, tdir, label = r.dir / "data" / src / "solutions.jsonl", r.dir / "data" / src / tch, f"n{size}" if size else "all"
+    k_sample = {"world": asdict(r.cfg.world), "base": r.base, "sample": asdict(scfg)}
+    r.stages.run(f"sample-{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
+                                                               scfg.model or r.base), outputs=(sols,))
+    k_crit = {"sample": k_sample, "critique": asdict(tcfg)}
+    r.stages.run(f"critique-{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
+                 outputs=(tdir / "critique",))
+    solved = None
+    if "sft_teacher" in r.cfg.build.methods:  # the same teacher also writes its own solutions
+        solver = replace(tcfg, prompt="solve_paper")
+        r.stages.run(f"solve-{src}-{tch}", {**k_crit, "solve": asdict(solver)},
+                     lambda: run_critique(sols, tdir / "solve", solver), outputs=(tdir / "solve",))
+        solved = tdir / "solve" / "solutions.jsonl"
+    k_build = {"critique": k_crit, "build": asdict(r.cfg.build), "size": size}
+    r.stages.run(f"build-{src}-{tch}-{label}", k_build, lambda: run_build(
+        _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
+        r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved), outputs=(tdir / label,))
+    return tdir / label, k_build
+
+
+def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:
+    """Fine-tune (not the base) and evaluate one cell; a failure is returned, not raised."""
+    if isinstance(data, str) and cell.method != "base":
+        return {"status": "failed", "error": data}
+    model_dir = r.dir / "models" / cell.name
     try:
         if cell.method == "base":
-            weights[cell.name] = {"base": base}
-            model = base
+            weights[cell.name], model = {"base": r.base}, r.base
         else:
-            train_cfg = replace(cfg.train, seed=cell.seed, model=base,
-                                data=str(data_dirs[group] / f"{cell.method}.jsonl"), output_dir=str(model_dir))
-            key = {"data": data_keys[group], "train": asdict(train_cfg), "method": cell.method}
-            stages.run(f"train-{cell.name}", key, lambda: _train_summary(run_train(
-                train_cfg, desc=f"train {cell.name}", world_dir=world_dir, bench_dir=bench_dir)),
+            data_dir, data_key = data
+            train_cfg = replace(r.cfg.train, seed=cell.seed, model=r.base, output_dir=str(model_dir),
+                                data=str(data_dir / f"{cell.method}.jsonl"))
+            key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}
+            r.stages.run(f"train-{cell.name}", key, lambda: _train_summary(run_train(
+                train_cfg, desc=f"train {cell.name}", world_dir=r.world_dir, bench_dir=r.bench_dir)),
                 outputs=(model_dir, model_dir.with_name(model_dir.name + ".partial")))
-            weights[cell.name] = key
-            model = model_dir
-        out = run / "eval" / cell.name
-        stages.run(f"eval-{cell.name}", {"eval": asdict(cfg.eval), "weights": weights[cell.name]},
-                   lambda: run_eval(model, out, cfg.eval, world_dir=world_dir, bench_dir=bench_dir)["benchmarks"],
-                   outputs=(out,))
+            weights[cell.name], model = key, model_dir
+        out = r.dir / "eval" / cell.name
+        r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},
+                     lambda: run_eval(model, out, r.cfg.eval, world_dir=r.world_dir, bench_dir=r.bench_dir)["benchmarks"],
+                     outputs=(out,))
         return {"status": "ok"}
     except Exception as e:  # noqa: BLE001  (a failed cell is recorded; the others go on)
         weights.pop(cell.name, None)
         log.error("cell %s failed: %s: %s", cell.name, type(e).__name__, e)
-        return {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=-6)}
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=-6)}
+
+
+def _critics(r: _Run, plan: Plan, weights: dict) -> None:
+    """Critic evaluation of the main group's cells (first source and teacher, largest data size)."""
+    crit = r.cfg.critic
+    if crit.n_problems <= 0 or len(plan.cells) < 2:
+        return
+    main = plan.cells[1]
+    sols = r.dir / "critic" / "solutions.jsonl"
+    scfg = SampleConfig(source="model", n_problems=crit.n_problems, n_per_problem=crit.n_samples,
+                        temperature=crit.temperature, max_new_tokens=r.cfg.eval.max_new_tokens, seed=1)
+    r.stages.run("critic-solutions", {"critic": asdict(crit), "base": r.base, "world": asdict(r.cfg.world)},
+                 lambda: run_sample(r.world_dir / "validation.jsonl", sols, scfg, r.base), outputs=(sols,))
+    for cell in plan.cells:
+        same_group = (cell.source, cell.teacher, cell.data_size) == (main.source, main.teacher, main.data_size)
+        if cell.method not in crit.methods or not (cell.method == "base" or same_group) or cell.name not in weights:
+            continue
+        model, out = (r.base if cell.method == "base" else r.dir / "models" / cell.name), r.dir / "critic" / cell.name
+        r.stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name]},
+                     lambda m=model, o=out: run_eval_critic(m, sols, o, max_new_tokens=crit.max_new_tokens)["metrics"],
+                     outputs=(out,))

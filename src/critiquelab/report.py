@@ -296,9 +296,10 @@ def write_report(run_dir: str | Path) -> Path:
         raise UserError(f"{run_dir}: no evaluation results (eval/*/results.json) to report")
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     items = item_table(run_dir, cells)
-    summary, comps = seed_means(items), comparisons(items)
     trained = [c for c in cells if c["method"] != "base"]
     main = _group(trained[0]) if trained else (None, None, None)
+    summary = seed_means(items)
+    comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
 
     training, curves = {}, defaultdict(list)
