@@ -25,11 +25,13 @@ def grid_config(**extra):
 
 def test_bad_grids_are_rejected_before_anything_runs(tmp_path):
     cfg = tiny_run_config(**{"build.methods": "[cft, sft_magic]", "seeds": "[0, 0]", "critic.methods": "[sft_noisy]",
-                             "eval.benchmarks": "[world, aime2099]", "teachers": "{t: {tempreature: 1}}"})
+                             "eval.benchmarks": "[world, aime2099]",
+                             "teachers": "{t: {tempreature: 1}, api: {teacher: openai, model: gpt-4o}}"})
     with pytest.raises(UserError) as e:
         run_experiment(cfg, tmp_path / "run")
     msg = str(e.value)
-    for needle in ("sft_magic", "seeds", "aime2099", "tempreature", "critic.methods: ['sft_noisy'] are not trained"):
+    for needle in ("sft_magic", "seeds", "aime2099", "tempreature", "critic.methods: ['sft_noisy'] are not trained",
+                   "teachers.api: teacher openai needs critique.model and critique.base_url"):
         assert needle in msg
     assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match=r"data_sizes \[100\] exceed the 40 training questions of source"):

@@ -98,7 +98,7 @@ class Plan:
     cells: list[Cell]          # the base first, then the main group (first source and teacher, largest size)
 
 
-def _available_questions(name: str, s: SampleConfig, cfg: RunConfig) -> int:
+def _available_questions(s: SampleConfig, cfg: RunConfig) -> int:
     if s.source == "import":
         return len({r["problem_id"] for r in import_solutions(s)})
     return min(s.n_problems, cfg.world.n_train)
@@ -137,13 +137,22 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
 
     sources = named("sources", cfg.sources, cfg.sample)
     teachers = named("teachers", cfg.teachers, cfg.critique)
+    for name, s in sources.items():
+        if s.source not in ("model", "synthetic", "import"):
+            errors.append(f"sources.{name}.source={s.source!r}: use model, synthetic or import")
+    for name, t in teachers.items():
+        if t.teacher not in ("checker", "openai", "hf", "vllm"):
+            errors.append(f"teachers.{name}.teacher={t.teacher!r}: use checker, openai, hf or vllm")
+        elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
+            errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
+                          + (" and critique.base_url" if t.teacher == "openai" else ""))
     sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
     if any(n is not None and n <= 0 for n in sizes):
         errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
     if errors:  # sources may not even be valid yet: report what we have
         raise UserError("invalid experiment: " + "; ".join(errors))
     for name, s in sources.items():
-        available = _available_questions(name, s, cfg)
+        available = _available_questions(s, cfg)
         too_big = [n for n in sizes if n is not None and n > available]
         if too_big:
             errors.append(f"data_sizes {too_big} exceed the {available} training questions of source {name!r} "
