@@ -109,7 +109,7 @@ def test_a_failed_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     cells = {c["name"]: c for c in json.loads((tmp_path / "run" / "cells.json").read_text())}
     assert cells["cft-s0"]["error"] == "RuntimeError: CUDA out of memory (injected)"
     assert all(c["status"] == "ok" for n, c in cells.items() if n != "cft-s0")
-    assert "## Failed cells" in (tmp_path / "run" / "report.md").read_text()
+    assert "## Failed and skipped cells" in (tmp_path / "run" / "report.md").read_text()
 
     trained = []
     monkeypatch.setattr(experiment, "run_train", lambda c, **kw: trained.append(c.output_dir) or real(c, **kw))
@@ -173,3 +173,15 @@ def test_mistaken_critique_flips_the_verdict():
         for text in (p["solution"], noisy_solution(p, rng)[0]):
             truth = check(p, text).correct
             assert parse_verdict(mistaken_critique(p, text, rng)) == ("wrong" if truth else "right")
+
+
+def test_a_cell_without_training_examples_is_skipped_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    # the tiny base solves nothing, so the exact checker accepts no sampled solution: SFT-verified is empty
+    cfg = tiny_run_config(**{"build.methods": "[sft_verified, sft_noisy]", "train.token_budget": 1000,
+                             "critic.n_problems": 0})
+    res = run_experiment(cfg, tmp_path / "run")
+    cells = {c["name"]: c for c in json.loads((tmp_path / "run" / "cells.json").read_text())}
+    assert res["failed"] == [] and cells["sft_noisy-s0"]["status"] == "ok"
+    assert cells["sft_verified-s0"]["status"] == "skipped" and "sft_verified set" in cells["sft_verified-s0"]["error"]
+    assert not (tmp_path / "run" / "models" / "sft_verified-s0").exists()

@@ -81,7 +81,10 @@ def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) ->
 
 
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
-              cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None) -> dict:
+              cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None,
+              allow_empty: bool = False) -> dict:
+    """Write every variant in `cfg.methods`; an empty one is an error unless `allow_empty` (a grid,
+    where that method's cells are skipped and the others go on)."""
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
@@ -149,7 +152,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     out_dir = Path(out_dir)
     counts = {m: write_jsonl(out_dir / f"{m}.jsonl", rows) for m, rows in data.items()}
     empty = [m for m, n in counts.items() if n == 0]
-    if empty:
+    if empty and not allow_empty:
         raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
                         "and filters)")
     if cfg.exports:

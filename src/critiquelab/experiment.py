@@ -22,7 +22,8 @@ Run directory (stages hand off through these files):
 Each stage writes `stages/<name>.json` when it starts and again when it ends; a stage whose
 finished record matches its inputs is skipped, one whose inputs changed starts from scratch, and an
 interrupted one resumes (the stages themselves resume item by item). A cell that fails is recorded
-in `cells.json` with its error and the others go on.
+in `cells.json` with its error and the others go on; a cell whose training set came out empty (say
+SFT-verified when the teacher accepted no solution) is recorded as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ def _data(r: _Run, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
     k_build = {"critique": k_crit, "build": asdict(r.cfg.build), "size": size}
     r.stages.run(f"build-{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
-        r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved), outputs=(tdir / label,))
+        r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
     return tdir / label, k_build
 
 
@@ -322,6 +323,9 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             weights[cell.name], model = {"base": r.base}, r.base
         else:
             data_dir, data_key = data
+            if not read_jsonl(data_dir / f"{cell.method}.jsonl"):  # e.g. sft_verified when no solution passed
+                return {"status": "skipped", "error": f"no training examples: the {cell.method} set of "
+                        f"{data_dir.relative_to(r.dir)} is empty"}
             train_cfg = replace(r.cfg.train, seed=cell.seed, model=r.base, output_dir=str(model_dir),
                                 data=str(data_dir / f"{cell.method}.jsonl"))
             key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}

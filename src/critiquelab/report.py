@@ -189,16 +189,22 @@ def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
     _save(fig, path)
 
 
-def _plot_sizes(rows: list[dict], bench: str, path: Path) -> None:
+def _plot_sizes(rows: list[dict], base: dict | None, bench: str, path: Path) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for m in sorted({r["method"] for r in rows}, key=_order):
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    methods = sorted({r["method"] for r in rows}, key=_order)
+    for j, m in enumerate(methods):
         pts = sorted((r["data_size"], r) for r in rows if r["method"] == m)
-        xs = [x for x, _ in pts]
-        ax.errorbar(xs, [100 * r["mean_accuracy"] for _, r in pts], capsize=3, marker="o", label=m,
-                    color=COLORS.get(m), yerr=[[100 * (r["mean_accuracy"] - r["ci95"][0]) for _, r in pts],
-                                               [100 * (r["ci95"][1] - r["mean_accuracy"]) for _, r in pts]])
+        dodge = 1 + 0.04 * (j - (len(methods) - 1) / 2)  # side by side, so the intervals stay readable
+        ax.errorbar([x * dodge for x, _ in pts], [100 * r["mean_accuracy"] for _, r in pts], capsize=3, marker="o",
+                    label=m, color=COLORS.get(m), yerr=[[100 * (r["mean_accuracy"] - r["ci95"][0]) for _, r in pts],
+                                                        [100 * (r["ci95"][1] - r["mean_accuracy"]) for _, r in pts]])
+    if base:
+        ax.axhline(100 * base["mean_accuracy"], color=COLORS["base"], linestyle="--", linewidth=1, label="base")
+    sizes = sorted({r["data_size"] for r in rows})
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(x) for x in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("training questions (same token budget)")
     ax.set_ylabel(f"{bench} accuracy (%), 95% CI")
     ax.legend(fontsize=7)
@@ -374,7 +380,8 @@ def write_report(run_dir: str | Path) -> Path:
                     [[meth, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_b
                                     if r["method"] == meth and r["data_size"] == s), "-") for s in sizes]]
                      for meth in sorted({r["method"] for r in rows_b}, key=_order)])]
-        _plot_sizes(rows_b, bench, run_dir / "data_size.png")
+        base_row = next((r for r in summary if r["method"] == "base" and r["benchmark"] == bench), None)
+        _plot_sizes(rows_b, base_row, bench, run_dir / "data_size.png")
         blocks.append(("img", "data_size.png", "accuracy vs data size"))
 
     settings = sorted({(c["source"], c["teacher"]) for c in trained}, key=str)
@@ -413,14 +420,19 @@ def write_report(run_dir: str | Path) -> Path:
         if curves:
             _plot_loss(curves, run_dir / "loss.png")
         blocks += [("h", 2, "Training"), *([("img", "loss.png", "training loss")] if curves else []),
-                   ("table", ["cell", "examples", "tokens", "steps", "mean loss", "last logged loss", "tokens/s"],
-                    [[name, t["examples"], t["tokens"], t["steps"], f"{t['train_loss']:.3f}",
+                   ("table", ["cell", "examples (distinct)", "tokens", "steps", "mean loss", "last logged loss",
+                              "tokens/s"],
+                    [[name, f"{t['examples']} ({t.get('unique_examples', '-')})", t["tokens"], t["steps"],
+                      f"{t['train_loss']:.3f}",
                       "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
                      for name, t in training.items()])]
-    failed = [c for c in cells if c.get("status") == "failed"]
+    failed = [c for c in cells if c.get("status") in ("failed", "skipped")]
     if failed:
-        blocks += [("h", 2, "Failed cells"), ("p", "Rerunning the experiment retries them; finished cells are kept."),
-                   ("table", ["cell", "error"], [[c["name"], c.get("error", "")[:300]] for c in failed])]
+        blocks += [("h", 2, "Failed and skipped cells"),
+                   ("p", "Rerunning the experiment retries failed cells; finished cells are kept. Skipped cells "
+                         "had no training examples."),
+                   ("table", ["cell", "status", "reason"], [[c["name"], c["status"], c.get("error", "")[:300]]
+                                                             for c in failed])]
     if report["timings"]:
         blocks += [("h", 2, "Stage timings (s)"),
                    ("table", ["stage", "seconds"], [[k, v] for k, v in report["timings"].items()])]
