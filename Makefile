@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo results test test-slow lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
+
+results: $(STAMP)  ## the committed reports in docs/results (about an hour on 2 cores)
+	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
+	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast
+	$(VENV)/bin/critiquelab demo --preset full --out runs/full
+	$(VENV)/bin/critiquelab report runs/full --publish docs/results/demo-full
+	$(VENV)/bin/critiquelab experiment --config recipes/ablation-source-teacher.yaml --out runs/ablation
+	$(VENV)/bin/critiquelab report runs/ablation --publish docs/results/ablation-source-teacher
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -132,6 +132,11 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, tiny_cfg, monkeypatch):
     for c in critics.values():
         assert c["n"] == 12 and 0 <= c["balanced_accuracy"] <= 1 and c["best_of_n"]["n"] == [1, 2]
         assert (tmp_path / "run" / c["plot"]).is_file()
+    from critiquelab.report import publish
+
+    pub = publish(tmp_path / "run", tmp_path / "docs" / "demo")
+    for f in ("report.md", "report.html", "report.json", "accuracy.png", "manifest.json", "critic/cft-s0/best_of_n.png"):
+        assert (pub / f).stat().st_size > 0
     # a second run reuses the cached base model and skips every finished stage
     run_experiment(tiny_cfg, tmp_path / "run")
     again = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = cmd("report", "(re)write the report of a run directory", config=False)
     s.add_argument("run_dir")
+    s.add_argument("--publish", metavar="DIR", help="also copy the report (md, html, json, PNGs, cells, manifest) "
+                   "to DIR, e.g. docs/results/NAME")
 
     s = cmd("experiment", "run (or resume) a grid: methods x seeds x data sizes x sources x teachers")
     s.add_argument("--out", required=True)
@@ -222,9 +224,10 @@ def _run(args) -> str:
             print(f"{g.correct}\t{g.reason}\t{g.extracted}")
         return f"{sum(g.correct for g in grades)}/{len(grades)} correct"
     if args.cmd == "report":
-        from critiquelab.report import write_report
+        from critiquelab.report import publish, write_report
 
-        return f"report: {write_report(args.run_dir)}"
+        path = write_report(args.run_dir)
+        return f"report: {path}" + (f"; published to {publish(args.run_dir, args.publish)}" if args.publish else "")
     if args.cmd in ("experiment", "demo"):
         from critiquelab.experiment import plan_experiment, preset_config, run_experiment
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from critiquelab.io import UserError, atomic_write, read_json, read_jsonl, write_json
 
-__all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "seed_means", "write_report"]
+__all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish", "seed_means",
+           "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
@@ -448,3 +449,24 @@ def write_report(run_dir: str | Path) -> Path:
         with atomic_write(run_dir / name) as f:
             f.write(text)
     return run_dir / "report.md"
+
+
+def publish(run_dir: str | Path, dest: str | Path) -> Path:
+    """Copy a run's report (md, html, json, PNGs, critic plots, cells and manifest) to `dest`,
+    replacing what was there: the committed copy readers see without running anything."""
+    import shutil
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    if not (run_dir / "report.md").exists():
+        raise UserError(f"{run_dir}: no report.md to publish (run `critiquelab report {run_dir}` first)")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json", run_dir / "manifest.json",
+              *run_dir.glob("critic/*/best_of_n.png")]:
+        if f.is_file():
+            (tmp / f.relative_to(run_dir)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, tmp / f.relative_to(run_dir))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
