@@ -240,7 +240,7 @@ class _Run:
 def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None = None) -> dict:
     """Run (or resume) the grid; return {"report": path, "failed": [cell names]}."""
     plan = plan_experiment(cfg, bench_dir)
-    t_start = time.time()
+    t_start, prov = time.time(), provenance()  # the code and machine this run starts with
     run_dir = ensure_writable_dir(out_dir)
     stages = _Stages(run_dir)
     write_json(run_dir / "config.json", asdict(cfg))
@@ -284,7 +284,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
     if Path(base).is_dir():
         sha["base_model"] = sha256_dir(base)
     write_json(run_dir / "manifest.json", {
-        "manifest": {"provenance": provenance(), "name": cfg.name, "seeds": cfg.seeds, "base_model": base,
+        "manifest": {"provenance": prov, "name": cfg.name, "seeds": cfg.seeds, "base_model": base,
                      "base_model_cached": cached, "sha256": sha, "config": asdict(cfg)},
         "timings": stages.timings})
     failed = [name for name, s in status.items() if s["status"] == "failed"]
