@@ -36,6 +36,13 @@ def test_bad_grids_are_rejected_before_anything_runs(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match=r"data_sizes \[100\] exceed the 40 training questions of source"):
         plan_experiment(tiny_run_config(data_sizes="[100, 20]"))
+    imported = tmp_path / "mmqa.jsonl"
+    imported.write_text("".join(json.dumps({"query": f"What is {i} + 1?", "response": f"{i + 1}"}) + "\n"
+                                for i in range(5)))
+    src = f"{{imp: {{source: import, import_path: {imported}, import_preset: metamathqa}}}}"
+    with pytest.raises(UserError, match=r"data_sizes \[6\] exceed the 5 training questions of source 'imp'"):
+        plan_experiment(tiny_run_config(data_sizes="[6, 5]", sources=src))
+    assert plan_experiment(tiny_run_config(data_sizes="[5]", sources=src)).sizes == [5]
 
 
 def test_plan_lists_every_cell_once():

@@ -111,17 +111,18 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         solutions, removed = decontaminate(solutions, cfg.ngram, cfg.overlap_threshold, bench_dir)
         report["decontaminate_removed"] = removed
 
-    disagree = 0
+    disagree = no_verdict = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    cft_rows, seen_problems, seen_solved = [], set(), set()
+    refs, cft_rows, seen_problems, seen_solved = [], [], set(), set()  # refs: one per problem
     for s in solutions:
         c = critiques.get(s["id"])
         verdict = c["verdict"] if c else None
+        no_verdict += verdict is None
         mismatch = verdict is not None and s.get("correct") is not None and (verdict == "right") != s["correct"]
         disagree += mismatch
-        if "sft_reference" in data and s.get("reference_solution") and s["problem_id"] not in seen_problems:
+        if s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
-            data["sft_reference"].append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
+            refs.append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
         t = solved.get(s["id"])
         if "sft_teacher" in data and t and t.get("solution") and s["problem_id"] not in seen_solved:
             seen_solved.add(s["problem_id"])
@@ -136,18 +137,17 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         if mismatch and cfg.consistency == "flag":
             ex["flag"] = "verdict_disagrees_with_reference"
         cft_rows.append(ex)
+    if "sft_reference" in data:
+        data["sft_reference"] = refs
     if "cft" in data:
         data["cft"] = cft_rows
     if "cft_sft_mix" in data:
-        refs = [sft_example(cfg.system_prompt, s["question"], s["reference_solution"]) for s in solutions
-                if s.get("reference_solution")]
         n_sft = round(len(cft_rows) * (1 - cfg.mix_ratio) / max(cfg.mix_ratio, 1e-9))
         mix = cft_rows + refs[:n_sft]
         random.Random(cfg.seed).shuffle(mix)
         data["cft_sft_mix"] = mix
     report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency}
-    report["no_critique_or_verdict"] = sum(1 for s in solutions if not critiques.get(s["id"]) or
-                                           critiques[s["id"]]["verdict"] is None)
+    report["no_critique_or_verdict"] = no_verdict
 
     out_dir = Path(out_dir)
     counts = {m: write_jsonl(out_dir / f"{m}.jsonl", rows) for m, rows in data.items()}
@@ -161,5 +161,5 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         report["exports"] = export_all(out_dir, data, cfg.exports)
     write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
                                            "inputs": [str(solutions_path), str(critiques_path),
-                                                                      *([str(teacher_solutions)] if teacher_solutions else [])]})
+                                                      *([str(teacher_solutions)] if teacher_solutions else [])]})
     return {"counts": counts, **report}

@@ -55,7 +55,7 @@ from critiquelab.io import (
 )
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
-from critiquelab.sample import import_solutions, run_sample
+from critiquelab.sample import read_import, run_sample
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
 from critiquelab.train import run_train
 from critiquelab.world import write_world
@@ -101,7 +101,7 @@ class Plan:
 
 def _available_questions(s: SampleConfig, cfg: RunConfig) -> int:
     if s.source == "import":
-        return len({r["problem_id"] for r in import_solutions(s)})
+        return len({problem["id"] for problem, _ in read_import(s)})  # counted, not graded
     return min(s.n_problems, cfg.world.n_train)
 
 

@@ -21,7 +21,7 @@ from critiquelab.llm import HFBackend, Sampling
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
-__all__ = ["IMPORT_PRESETS", "import_solutions", "run_sample"]
+__all__ = ["IMPORT_PRESETS", "import_solutions", "read_import", "run_sample"]
 
 _CARRY = ("start", "steps", "solution")
 
@@ -73,7 +73,8 @@ def _load_records(path: str, split: str) -> list[dict]:
         raise UserError(f"sample.import_path={path!r}: not a file and not loadable as an HF dataset ({e})") from None
 
 
-def import_solutions(cfg: SampleConfig) -> list[dict]:
+def read_import(cfg: SampleConfig) -> list[tuple[dict, str]]:
+    """(problem, solution) pairs of an imported file through the field mapping, checked, not graded."""
     if cfg.import_preset not in IMPORT_PRESETS:
         raise UserError(f"sample.import_preset={cfg.import_preset!r} (valid: {', '.join(IMPORT_PRESETS)})")
     if not cfg.import_path:
@@ -82,7 +83,7 @@ def import_solutions(cfg: SampleConfig) -> list[dict]:
     missing = [k for k in ("question", "solution") if k not in fields]
     if missing:
         raise UserError(f"sample.import_fields: map {', '.join(missing)} (e.g. sample.import_fields.question=problem)")
-    rows = []
+    pairs = []
     for i, r in enumerate(_load_records(cfg.import_path, cfg.import_split)[: cfg.n_problems]):
         where = f"{cfg.import_path}:{i + 1}"
         absent = [theirs for theirs in (fields["question"], fields["solution"]) if not r.get(theirs)]
@@ -92,8 +93,12 @@ def import_solutions(cfg: SampleConfig) -> list[dict]:
         problem = {"id": pid, "question": r[fields["question"]],
                    "answer": str(r[fields["answer"]]) if "answer" in fields and r.get(fields["answer"]) is not None
                    else None}
-        rows.append(_row(problem, 0, r[fields["solution"]], f"import:{cfg.import_path}"))
-    return rows
+        pairs.append((problem, r[fields["solution"]]))
+    return pairs
+
+
+def import_solutions(cfg: SampleConfig) -> list[dict]:
+    return [_row(problem, 0, solution, f"import:{cfg.import_path}") for problem, solution in read_import(cfg)]
 
 
 def _generate(problems: list[dict], cfg: SampleConfig, model_dir, problems_path) -> list[dict]:
