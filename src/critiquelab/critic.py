@@ -29,7 +29,7 @@ from critiquelab.config import BuildConfig
 from critiquelab.critique import parse_verdict
 from critiquelab.evaluate import wilson_ci
 from critiquelab.grading import equivalent, extract_answer
-from critiquelab.io import UserError, append_jsonl, read_jsonl, write_json
+from critiquelab.io import UserError, append_jsonl, pyplot, read_jsonl, save_figure, write_json
 from critiquelab.llm import HFBackend, Sampling
 
 __all__ = ["run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
@@ -145,21 +145,14 @@ def best_of_n(solutions: list[dict], judgements: list[dict]) -> dict:
 
 
 def _plot(curves: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = pyplot().subplots(figsize=(4.5, 3.2))
     for k in ("first", "majority", "critic_majority", "oracle"):
         ax.plot(curves["n"], [100 * v for v in curves[k]], marker="o", label=k)
     ax.set_xlabel("N samples")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, *,

@@ -32,6 +32,8 @@ __all__ = [
     "stable_hash",
     "provenance",
     "ensure_writable_dir",
+    "pyplot",
+    "save_figure",
 ]
 
 
@@ -192,3 +194,22 @@ def provenance() -> dict:
         "gpu": cuda,
         "versions": versions,
     }
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a figure as PNG through a temp file (never a half-written image), then close it."""
+    tmp = path.with_suffix(".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    pyplot().close(fig)
+    tmp.replace(path)

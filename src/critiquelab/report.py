@@ -23,7 +23,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
-from critiquelab.io import UserError, atomic_write, read_json, read_jsonl, write_json
+from critiquelab.io import UserError, atomic_write, pyplot, read_json, read_jsonl, save_figure, write_json
 
 __all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish", "seed_means",
            "write_report"]
@@ -148,27 +148,8 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
 # Plots
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_suffix(".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     methods = sorted({r["method"] for r in rows}, key=_order)
     width = 0.8 / max(1, len(methods))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(benches) * len(methods) ** 0.5 + 2), 3.6))
@@ -187,11 +168,11 @@ def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
     ax.set_ylim(0, min(100, max(100 * r["ci95"][1] for r in rows) * 1.25 + 5))
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Mean accuracy over seeds")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_sizes(rows: list[dict], base: dict | None, bench: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     methods = sorted({r["method"] for r in rows}, key=_order)
     for j, m in enumerate(methods):
@@ -210,11 +191,11 @@ def _plot_sizes(rows: list[dict], base: dict | None, bench: str, path: Path) -> 
     ax.set_ylabel(f"{bench} accuracy (%), 95% CI")
     ax.legend(fontsize=7)
     ax.set_title("Accuracy vs training data size")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for m in sorted(curves, key=_order):
         for k, (_, curve) in enumerate(curves[m]):
@@ -225,7 +206,7 @@ def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     ax.set_title("Training loss, every seed")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
