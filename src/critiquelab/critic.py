@@ -29,8 +29,8 @@ from critiquelab.config import BuildConfig
 from critiquelab.critique import parse_verdict
 from critiquelab.evaluate import wilson_ci
 from critiquelab.grading import equivalent, extract_answer
-from critiquelab.io import UserError, append_jsonl, pyplot, read_jsonl, save_figure, write_json
-from critiquelab.llm import HFBackend, Sampling
+from critiquelab.io import UserError, pyplot, read_jsonl, save_figure, write_json
+from critiquelab.llm import HFBackend, Sampling, generate_resumable
 
 __all__ = ["run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
 
@@ -42,19 +42,11 @@ def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, *, batc
     for i, s in enumerate(solutions, start=1):
         if not s.get("question") or "solution" not in s or not s.get("id"):
             raise UserError(f"solutions row {i}: needs id, question and solution")
-    done = {r["id"]: r for r in read_jsonl(out_path, tolerate_torn_tail=True)} if out_path.exists() else {}
-    todo = [s for s in solutions if s["id"] not in done]
-    if todo:
-        backend = backend or HFBackend(critic, batch_size=batch_size)
-        sampling = Sampling(max_new_tokens=max_new_tokens, stop=["[END]"])
-        for start in range(0, len(todo), batch_size * 4):
-            part = todo[start:start + batch_size * 4]
-            convs = [[{"role": "user", "content": cft_prompt(s["question"], s["solution"], _INSTRUCTION)}] for s in part]
-            texts = backend.generate(convs, sampling)
-            rows = [{"id": s["id"], "critique": t, "verdict": parse_verdict(t)} for s, t in zip(part, texts, strict=True)]
-            append_jsonl(out_path, rows)
-            done.update({r["id"]: r for r in rows})
-    return [done[s["id"]] for s in solutions]
+    return generate_resumable(
+        out_path, solutions, lambda: backend or HFBackend(critic, batch_size=batch_size),
+        lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], _INSTRUCTION)}],
+        lambda s, t: {"id": s["id"], "critique": t, "verdict": parse_verdict(t)},
+        Sampling(max_new_tokens=max_new_tokens, stop=["[END]"]), chunk=batch_size * 4)
 
 
 _STEP = re.compile(r"Step\s+(\d+)")

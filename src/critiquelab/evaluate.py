@@ -20,8 +20,8 @@ from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
 from critiquelab.grading import grade
-from critiquelab.io import UserError, append_jsonl, read_jsonl, write_json
-from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend
+from critiquelab.io import UserError, read_jsonl, write_json
+from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, generate_resumable
 from critiquelab.sources import benchmarks_dir, load_benchmark
 
 __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
@@ -89,6 +89,12 @@ def summarize(items: list[dict]) -> dict:
             "fallback": sum(bool(r.get("fallback")) for r in items)}
 
 
+def _graded(row: dict, response: str) -> dict:
+    g = grade(response, row.get("answer"))
+    return {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
+            "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
+
+
 def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,
              bench_dir=None, backend=None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -105,24 +111,11 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
     with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn()) as progress:
         for name, rows in sets.items():
-            path = out_dir / f"{name}.jsonl"
-            done = {r["id"]: r for r in read_jsonl(path, tolerate_torn_tail=True)} if path.exists() else {}
-            todo = [r for r in rows if r["id"] not in done]
-            task = progress.add_task(name, total=len(rows), completed=len(rows) - len(todo))
-            chunk = max(cfg.batch_size * 4, 1)
-            for s in range(0, len(todo), chunk):
-                part = todo[s:s + chunk]
-                responses = backend.generate([conversation(r["question"], cfg.prompt, bench_dir) for r in part], sampling,
-                                             on_batch=lambda n, t=task: progress.advance(t, n))
-                graded = []
-                for r, resp in zip(part, responses, strict=True):
-                    g = grade(resp, r.get("answer"))
-                    graded.append({"id": r["id"], "reference": r.get("answer"), "response": resp,
-                                   "extracted": g.extracted, "correct": g.correct, "reason": g.reason,
-                                   "fallback": g.fallback})
-                append_jsonl(path, graded)
-                done.update({g["id"]: g for g in graded})
-            items = [done[r["id"]] for r in rows]
+            task = progress.add_task(name, total=len(rows))
+            items = generate_resumable(out_dir / f"{name}.jsonl", rows, lambda: backend,
+                                       lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
+                                       sampling, chunk=max(cfg.batch_size * 4, 1),
+                                       on_batch=lambda n, t=task: progress.advance(t, n))
             results[name] = summarize(items)
     summary = {"model": str(model_dir), "backend": backend.name, "benchmarks": results, "prompt": cfg.prompt,
                "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1),

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from critiquelab.io import UserError
+from critiquelab.io import UserError, append_jsonl, read_jsonl
 
 __all__ = ["Sampling", "Backend", "HFBackend"]
 
@@ -175,3 +175,24 @@ class VLLMBackend:
         if on_batch:
             on_batch(len(conversations))
         return [o.outputs[0].text for o in outputs]
+
+
+def generate_resumable(path: Path, rows: list[dict], backend, conversation, record, sampling: Sampling,
+                       chunk: int, on_batch=None) -> list[dict]:
+    """Generate for the rows (by `id`) not yet recorded in the JSONL `path`, appending
+    `record(row, text)` chunk by chunk so that an interrupted run resumes (a torn last line is
+    ignored); return every row's record, in order. `backend` is a zero-argument factory, called only
+    when there is work; `on_batch(n)` hears about generated rows and, first, the ones already done."""
+    done = {r["id"]: r for r in read_jsonl(path, tolerate_torn_tail=True)} if path.exists() else {}
+    todo = [r for r in rows if r["id"] not in done]
+    if on_batch:
+        on_batch(len(rows) - len(todo))
+    if todo:
+        model = backend()
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            texts = model.generate([conversation(r) for r in part], sampling, on_batch=on_batch)
+            records = [record(r, t) for r, t in zip(part, texts, strict=True)]
+            append_jsonl(path, records)
+            done.update((r["id"], rec) for r, rec in zip(part, records, strict=True))
+    return [done[r["id"]] for r in rows]
