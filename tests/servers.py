@@ -51,7 +51,8 @@ class FaultProxy:
 
     `plan(i)` gets the 0-based request number and returns None (forward) or a fault:
     "429" (with Retry-After), "500", "malformed" (truncated JSON body), "empty" (no choices),
-    "slow" (sleeps `slow_s`, then forwards), "cut" (connection closed mid-body), "401".
+    "html" (a 200 with an HTML page, as a captive proxy sends), "slow" (sleeps `slow_s`, then
+    forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "401".
     Without an upstream it answers every forwarded request itself after `latency_s` with a
     canned critique (a local endpoint of known latency, for throughput benchmarks).
     """
@@ -105,6 +106,18 @@ class FaultProxy:
                     return self._send(401, err)
                 if fault == "malformed":
                     return self._send(200, b'{"id": "x", "object": "chat.completion", "choices": [{"ind')
+                if fault == "html":
+                    body = b"<html><body>502 Bad Gateway</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
+                if fault == "down":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
                 if fault == "empty":
                     return self._send(200, _json.dumps({"id": "x", "object": "chat.completion", "created": 0,
                                                         "model": "m", "choices": []}).encode())

@@ -34,7 +34,8 @@ def test_all_variants_and_exports(items, tmp_path):
     assert counts["sft_verified"] == right  # the exact checker judges right exactly the correct ones
     assert counts["cft_sft_mix"] == 80 and res["verdict_disagreements"]["count"] == 0
     hf = load_from_disk(str(tmp_path / "ds" / "hf"))
-    assert set(hf) == set(counts) and len(hf["cft"]) == 40 and "Question:" in hf["cft"][0]["prompt"]
+    assert set(hf) == set(counts) and len(hf["cft"]) == 40
+    assert "Question:" in hf["cft"][0]["prompt"][-1]["content"]  # messages kept for TRL's chat template
     alpaca = json.loads((tmp_path / "ds" / "alpaca" / "cft.json").read_text())
     assert alpaca[0]["output"].endswith("[END]") and "Solution:" in alpaca[0]["instruction"]
     info = json.loads((tmp_path / "ds" / "alpaca" / "dataset_info.json").read_text())

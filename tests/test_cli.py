@@ -54,7 +54,7 @@ def test_unwritable_output_dir_as_a_file(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["demo", "--out", str(blocker / "run")]) == 2
-    assert "not writable" in capsys.readouterr().err
+    assert "cannot create the directory (Not a directory)" in capsys.readouterr().err
 
 
 def test_bad_override_is_rejected(tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 import pytest
 
-from critiquelab.critic import best_of_n, critic_metrics, run_judge
-from critiquelab.io import UserError, read_jsonl
+from critiquelab.config import CriticConfig
+from critiquelab.critic import best_of_n, critic_metrics, read_judged, run_judge
+from critiquelab.io import UserError, read_jsonl, write_jsonl
 
 
 def sols(labels, steps=None):
@@ -49,10 +50,13 @@ def test_judge_is_resumable_and_counts_missing_verdicts(tiny_model, tiny_world, 
     problems = read_jsonl(tiny_world / "test.jsonl")[:6]
     solutions = [{"id": p["id"], "question": p["question"], "solution": p["solution"]} for p in problems]
     out = tmp_path / "j.jsonl"
-    first = run_judge(tiny_model, solutions[:3], out, max_new_tokens=24)
+    cfg = CriticConfig(max_new_tokens=24)
+    first = run_judge(tiny_model, solutions[:3], out, cfg)
     assert len(first) == 3 and len(read_jsonl(out)) == 3
-    allj = run_judge(tiny_model, solutions, out, max_new_tokens=24)
+    allj = run_judge(tiny_model, solutions, out, cfg)
     assert [j["id"] for j in allj] == [s["id"] for s in solutions] and len(read_jsonl(out)) == 6
     assert all(j["verdict"] in ("right", "wrong", None) for j in allj)
-    with pytest.raises(UserError, match="needs id, question and solution"):
-        run_judge(tiny_model, [{"id": "x", "solution": "y"}], tmp_path / "k.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"id": "x", "solution": "y"}])
+    with pytest.raises(UserError, match=f"{bad}:1: missing field 'question'"):
+        read_judged(bad)

@@ -11,7 +11,7 @@ import pytest
 
 from critiquelab.config import CritiqueConfig
 from critiquelab.critique import latest_ok, read_store, run_critique, shard_filter
-from critiquelab.io import UserError, read_jsonl, write_jsonl
+from critiquelab.io import Incomplete, UserError, read_jsonl, write_jsonl
 from tests.servers import FaultProxy, transformers_serve
 
 
@@ -37,29 +37,40 @@ def api_cfg(url, model, **kw) -> CritiqueConfig:
 
 
 def test_every_fault_is_survived_and_nothing_lost_or_duplicated(server, tiny_model, solutions, tmp_path):
-    faults = ["429", "500", "malformed", "empty", "slow", "cut"]
+    faults = ["429", "500", "malformed", "empty", "html", "slow", "cut"]
     plan = lambda i: faults[i // 2] if i < 2 * len(faults) and i % 2 == 0 else None  # noqa: E731
     with FaultProxy(server, plan, slow_s=5.0) as proxy:
         s = run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model))
     assert sorted(set(proxy.faults)) == sorted(faults)
     assert s["ok"] == s["items"] == 24 and s["failed"] == 0
     ok = latest_ok(tmp_path / "c" / "critiques.jsonl")
-    assert sorted(ok) == sorted(r["id"] for r in read_jsonl(solutions))
+    assert sorted(i for i, _ in ok) == sorted(r["id"] for r in read_jsonl(solutions))
     lines = read_jsonl(tmp_path / "c" / "critiques.jsonl")
     assert sum(r["status"] == "ok" for r in lines) == 24  # each item exactly once
     ledger = json.loads((tmp_path / "c" / "ledger.json").read_text())
     assert ledger["prompt_tokens"] > 0 and ledger["cost_usd"] > 0
+    # answers the endpoint produced but the client lost: the 5 injected (malformed, empty, html, slow >
+    # timeout, cut), plus requests that timed out queueing at the one-at-a-time server
+    attempts = sum(r["attempts"] for r in lines)
+    assert 5 <= ledger["lost_requests"] < attempts and ledger["lost_tokens_estimate"]["estimate"] is True
+    assert ledger["lost_tokens_estimate"]["prompt"] > 0 and ledger["lost_cost_usd_estimate"] > 0
 
 
 def test_permanent_failures_are_recorded_then_retried_next_run(server, tiny_model, solutions, tmp_path):
     with FaultProxy(server, lambda i: "500" if i < 100 else None) as proxy:
-        cfg = api_cfg(proxy.url, tiny_model, max_attempts=2)
-        first = run_critique(solutions, tmp_path / "c", cfg)
+        cfg = api_cfg(proxy.url, tiny_model, max_attempts=2, timeout=60)  # only the injected 500s fail
+        with pytest.raises(Incomplete) as e:
+            run_critique(solutions, tmp_path / "c", cfg)
+        first = e.value.summary
         assert first["failed"] > 0 and first["ok"] + first["failed"] == 24
+        assert f"{first['failed']} of 24 items failed" in str(e.value)
         failed = [r for r in read_jsonl(tmp_path / "c" / "critiques.jsonl") if r["status"] == "failed"]
         assert all("InternalServerError" in r["error"] for r in failed)
         while proxy.requests < 100:  # use up the failing part of the plan
-            run_critique(solutions, tmp_path / "c", cfg)
+            try:
+                run_critique(solutions, tmp_path / "c", cfg)
+            except Incomplete:
+                pass
         second = run_critique(solutions, tmp_path / "c", cfg)
     assert second["ok"] == 24 and second["failed"] == 0
 
@@ -160,3 +171,66 @@ def test_teacher_solutions_from_the_served_model_feed_sft_teacher(server, tiny_m
     assert counts["sft_teacher"] == 24
     served = {r["solution"] for r in store}
     assert {r["completion"][0]["content"] for r in read_jsonl(tmp_path / "ds" / "sft_teacher.jsonl")} == served
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "critiquelab.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_dead_endpoint_is_one_line_and_a_dying_one_exits_3_then_resumes(tiny_model, solutions, tmp_path):
+    from tests.servers import free_port
+
+    args = ["critique", "--input", str(solutions), "--out", str(tmp_path / "c"), "critique.teacher=openai",
+            f"critique.model={tiny_model}", "critique.max_attempts=2", "critique.timeout=2"]
+    dead = run_cli(*args, f"critique.base_url=http://127.0.0.1:{free_port()}/v1")
+    assert dead.returncode == 2 and "cannot connect" in dead.stderr and len(dead.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+    with FaultProxy(None, lambda i: "down" if i >= 10 else None) as proxy:  # serves 10, then goes down
+        dying = run_cli(*args, f"critique.base_url={proxy.url}/v1")
+    assert dying.returncode == 3, dying.stderr
+    assert "incomplete: 14 of 24 items failed" in dying.stderr and "rerun" in dying.stderr
+    with FaultProxy(None) as proxy:
+        again = run_cli(*args, f"critique.base_url={proxy.url}/v1")
+    assert again.returncode == 0, again.stderr
+    assert "24/24 ok" in again.stdout and "cost unknown" in again.stdout  # no price given: never $0
+    store = read_jsonl(tmp_path / "c" / "critiques.jsonl")
+    assert sorted(r["id"] for r in store if r["status"] == "ok") == sorted(r["id"] for r in read_jsonl(solutions))
+    ledger = json.loads((tmp_path / "c" / "ledger.json").read_text())
+    assert ledger["cost_usd"] is None and "price unknown" in ledger["note"]
+
+
+def test_dry_run_without_prices_says_price_unknown(tiny_model, solutions, tmp_path):
+    cfg = api_cfg("http://127.0.0.1:9", tiny_model, price_in_per_mtok=None, price_out_per_mtok=None)
+    est = run_critique(solutions, tmp_path / "c", cfg, dry_run=True)
+    assert est["cost_usd_max"] is None and "price unknown" in est["cost"]
+
+
+def test_inputs_are_checked_and_keyed_by_content(tmp_path, tiny_world):
+    from critiquelab.build import run_build
+    from critiquelab.config import BuildConfig, SampleConfig
+    from critiquelab.sample import run_sample
+
+    sols = tmp_path / "solutions.jsonl"
+    run_sample(tiny_world / "train.jsonl", sols, SampleConfig(source="synthetic", n_problems=6, error_rate=0.5))
+    rows = read_jsonl(sols)
+    dup = tmp_path / "dup.jsonl"
+    write_jsonl(dup, [*rows, {**rows[1], "solution": "another text"}])
+    with pytest.raises(UserError, match=f"{dup}:7: duplicate id .* \\(also on line 2\\)"):
+        run_critique(dup, tmp_path / "x", CritiqueConfig())
+    null = tmp_path / "null.jsonl"
+    write_jsonl(null, [{**rows[0], "solution": None}])
+    with pytest.raises(UserError, match=f"{null}:1: missing field 'solution'"):
+        run_critique(null, tmp_path / "x", CritiqueConfig())
+    assert not (tmp_path / "x").exists()
+    run_critique(sols, tmp_path / "c", CritiqueConfig())
+    # the same id with a changed solution: critiqued again, and build pairs it with the new critique only
+    changed = {**rows[0], "solution": rows[0]["reference_solution"]}
+    write_jsonl(sols, [changed, *rows[1:]])
+    s = run_critique(sols, tmp_path / "c", CritiqueConfig())
+    assert s["ok"] == 6 and len(read_jsonl(tmp_path / "c" / "critiques.jsonl")) == 7
+    built = run_build(sols, tmp_path / "c" / "critiques.jsonl", tmp_path / "ds",
+                      BuildConfig(methods=["cft"], decontaminate=False))
+    cft = read_jsonl(tmp_path / "ds" / "cft.jsonl")
+    first = next(r for r in cft if changed["solution"] in r["prompt"][0]["content"])
+    assert built["counts"]["cft"] == 6 and first["completion"][0]["content"].endswith("Conclusion: right [END]")

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 from critiquelab.build import cft_example
 from critiquelab.config import RunConfig, TrainConfig, load_config
 from critiquelab.experiment import recipes_dir
-from critiquelab.io import UserError, read_jsonl, write_jsonl
+from critiquelab.io import UserError, read_jsonl, read_marker, write_jsonl
 from critiquelab.train import plan, run_train
 from critiquelab.world import check, noisy_solution
 from tests.servers import free_port
@@ -53,7 +53,7 @@ def test_paper_recipes_dry_run(recipe, cft_data, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", str(world))
     p = plan(cfg)
     assert p["global_batch"] == 512 and p["world_size"] == world
-    assert p["planned_steps"] == 1 and p["examples"] == len(read_jsonl(cft_data)) and p["tokens"] > 0
+    assert p["planned_steps"] == 1 and p["examples"] == len(read_jsonl(cft_data)) and p["planned_tokens"] > 0
     assert p["config"]["lr"] == (1e-4 if "lora" in recipe else 5e-6)
 
 
@@ -66,28 +66,39 @@ def test_dry_run_cli_prints_plan(tiny_model, cft_data):
 
 
 def test_kill_9_then_resume_matches_uninterrupted_run(tiny_model, cft_data, tmp_path):
+    """Default settings (no save_steps): wall-clock checkpoints, here every ~0.3 s instead of 5 min."""
     args = ["train", "--model", str(tiny_model), "--data", str(cft_data), "train.token_budget=0",
-            "train.max_steps=60", "train.batch_size=4", "train.save_steps=5", "train.lr=1e-3"]
+            "train.max_steps=60", "train.batch_size=4", "train.lr=1e-3", "train.save_minutes=0.005"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "ref"
     subprocess.run([*CLI, *args, "--out", str(ref)], check=True, capture_output=True, env=env, timeout=600)
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, *args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    partial = tmp_path / "run.partial"
     deadline = time.time() + 300
-    while not list(partial.glob("checkpoint-1[05]")) and time.time() < deadline and proc.poll() is None:
+    while len(list((out / "checkpoints").glob("checkpoint-*"))) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not out.exists(), "the run finished before it could be killed"
-    subprocess.run([*CLI, *args, "--out", str(out)], check=True, capture_output=True, env=env, timeout=600)
-    log = json.loads((out / "train_log.json").read_text())
-    assert log["resumed_from"] and log["steps"] == 60
+    assert read_marker(out)["complete"] is False, "the run finished before it could be killed"
+    r = subprocess.run([*CLI, *args, "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    log, ref_log = (json.loads((d / "train_log.json").read_text()) for d in (out, ref))
+    assert log["resumed_from"] and log["steps"] == 60 and read_marker(out)["complete"]
+    assert log["tokens"] == ref_log["tokens"]  # true trained tokens, the resumed run's earlier part included
+    assert [p["step"] for p in log["loss_curve"]] == [p["step"] for p in ref_log["loss_curve"]]
+    assert log["seconds"] > 0 and not (out / "checkpoints").exists()
     a = AutoModelForCausalLM.from_pretrained(ref).state_dict()
     b = AutoModelForCausalLM.from_pretrained(out).state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_max_steps_reports_true_trained_tokens(tiny_model, cft_data, tmp_path):
+    full = run_train(tiny_train(tiny_model, cft_data, tmp_path / "a", max_steps=-1, token_budget=0, epochs=1))
+    two = run_train(tiny_train(tiny_model, cft_data, tmp_path / "b", max_steps=2))
+    assert two["steps"] == 2 and 0 < two["tokens"] < full["tokens"] < full["planned_tokens"] * 1.2
+    assert two["planned_tokens"] == full["planned_tokens"]  # the plan counts the set; tokens count what trained
 
 
 def test_lora_merged_model_loads_and_differs(tiny_model, cft_data, tmp_path):
@@ -110,7 +121,7 @@ def test_best_checkpoint_is_selected_on_validation(tiny_model, tiny_world, cft_d
     assert best["accuracy"] == max(best["all"].values()) and not best["overlaps_reported_benchmark"]
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m" / "best") is not None
     assert stats["selection"]["checkpoint"] == best["checkpoint"]
-    assert not list((tmp_path / "m").glob("checkpoint-*"))
+    assert not (tmp_path / "m" / "checkpoints").exists()
 
 
 def test_bad_input_fails_before_training(tiny_model, cft_data, tmp_path):

@@ -23,11 +23,21 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import BuildConfig
-from critiquelab.critique import latest_ok
-from critiquelab.io import UserError, read_jsonl, write_json, write_jsonl
+from critiquelab.critique import input_hash, latest_ok
+from critiquelab.io import (
+    UserError,
+    check_rows,
+    output_dir,
+    read_jsonl,
+    sha256_file,
+    stable_hash,
+    write_json,
+    write_jsonl,
+)
 from critiquelab.sources import BENCHMARKS, load_benchmark
 
 __all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "run_build"]
@@ -80,22 +90,47 @@ def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) ->
     return kept, removed
 
 
+SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
+SOLUTION_OPTIONAL = {"problem_id": (str, int), "correct": bool, "reference_solution": str, "answer": (str, int, float)}
+STORE_FIELDS = {"key": str, "id": (str, int), "status": str}
+
+
+def read_solutions(path: str | Path) -> list[dict]:
+    rows = read_jsonl(path)
+    check_rows(rows, path, SOLUTION_FIELDS, optional=SOLUTION_OPTIONAL, unique="id",
+               fix="expected rows of `critiquelab sample` (see docs/formats.md)")
+    return rows
+
+
+def read_critiques(path: str | Path, what: str = "--critiques") -> dict:
+    """The ok records of a critique store, by (id, input hash); the file must exist."""
+    if not Path(path).is_file():
+        raise UserError(f"{what} {path}: file not found (the store is <critique --out>/critiques.jsonl)")
+    rows = read_jsonl(path, tolerate_torn_tail=True)
+    check_rows(rows, path, STORE_FIELDS, optional={"critique": str, "verdict": str, "solution": str},
+               fix="expected the store written by `critiquelab critique`")
+    return latest_ok(path)
+
+
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
               cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None,
-              allow_empty: bool = False) -> dict:
+              allow_empty: bool = False, overwrite: bool = False) -> dict:
     """Write every variant in `cfg.methods`; an empty one is an error unless `allow_empty` (a grid,
-    where that method's cells are skipped and the others go on)."""
+    where that method's cells are skipped and the others go on). Nothing is written until every
+    input is checked and every set is built."""
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
-    if cfg.consistency not in ("keep", "drop", "flag"):
-        raise UserError(f"build.consistency={cfg.consistency!r}: use keep, drop or flag")
+    if cfg.exports:
+        from critiquelab.export import check_formats
+
+        check_formats(cfg.exports)
     if "sft_teacher" in cfg.methods and not teacher_solutions:
         raise UserError("build: sft_teacher needs the teacher's own solutions: run `critiquelab critique "
                         "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
-    solutions = read_jsonl(solutions_path)
-    critiques = latest_ok(critiques_path)
-    solved = latest_ok(teacher_solutions) if teacher_solutions else {}
+    solutions = read_solutions(solutions_path)
+    critiques = read_critiques(critiques_path)
+    solved = read_critiques(teacher_solutions, "--teacher-solutions") if teacher_solutions else {}
     report: dict = {"solutions": len(solutions)}
 
     if cfg.dedupe:  # one problem text (with all its solutions) per normalised question
@@ -115,7 +150,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     refs, cft_rows, seen_problems, seen_solved = [], [], set(), set()  # refs: one per problem
     for s in solutions:
-        c = critiques.get(s["id"])
+        c = critiques.get((s["id"], input_hash(s)))  # a critique of this very text, never of an older one
         verdict = c["verdict"] if c else None
         no_verdict += verdict is None
         mismatch = verdict is not None and s.get("correct") is not None and (verdict == "right") != s["correct"]
@@ -123,7 +158,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         if s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
             refs.append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
-        t = solved.get(s["id"])
+        t = solved.get((s["id"], input_hash(s)))
         if "sft_teacher" in data and t and t.get("solution") and s["problem_id"] not in seen_solved:
             seen_solved.add(s["problem_id"])
             data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], t["solution"]))
@@ -149,17 +184,20 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency}
     report["no_critique_or_verdict"] = no_verdict
 
-    out_dir = Path(out_dir)
-    counts = {m: write_jsonl(out_dir / f"{m}.jsonl", rows) for m, rows in data.items()}
+    counts = {m: len(rows) for m, rows in data.items()}
     empty = [m for m, n in counts.items() if n == 0]
     if empty and not allow_empty:
         raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
-                        "and filters)")
-    if cfg.exports:
-        from critiquelab.export import export_all
+                        "and filters); nothing written")
+    inputs = [Path(p) for p in (solutions_path, critiques_path, teacher_solutions) if p]
+    fingerprint = stable_hash({"build": asdict(cfg), "inputs": [sha256_file(p) for p in inputs]})
+    with output_dir(out_dir, "dataset", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
+        for m, rows in data.items():
+            write_jsonl(out_dir / f"{m}.jsonl", rows)
+        if cfg.exports:
+            from critiquelab.export import export_all
 
-        report["exports"] = export_all(out_dir, data, cfg.exports)
-    write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
-                                           "inputs": [str(solutions_path), str(critiques_path),
-                                                      *([str(teacher_solutions)] if teacher_solutions else [])]})
+            report["exports"] = export_all(out_dir, data, cfg.exports)
+        write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
+                                               "inputs": [str(p) for p in inputs]})
     return {"counts": counts, **report}

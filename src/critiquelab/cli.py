@@ -1,11 +1,15 @@
 """Command line: parses arguments, configures logging, calls one stage function. Nothing else.
 
-User errors (bad input, missing files, unknown names) print one line and exit with status 2.
+Exit status: 0 done; 1 failed (an error that is not the input's, e.g. a full disk, or failed cells
+of an experiment); 2 bad input (one line naming the file:line, key or value, and the fix);
+3 incomplete (some items failed, e.g. a teacher endpoint that went down; finished items are kept
+and rerunning the same command retries the rest); 130 interrupted (rerun to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -13,15 +17,16 @@ import time
 import warnings
 from pathlib import Path
 
-from critiquelab.io import UserError
+from critiquelab.io import Incomplete, UserError
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
+
+EXIT_FAILED, EXIT_USER, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 log = logging.getLogger("critiquelab")
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
@@ -34,15 +39,21 @@ def _quiet_libraries() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="critiquelab", description="Critique Fine-Tuning toolkit")
+    p = argparse.ArgumentParser(prog="critiquelab", description="Critique Fine-Tuning toolkit",
+                                epilog="exit status: 0 done, 1 failed, 2 bad input, 3 incomplete (rerun to retry "
+                                       "the failed items), 130 interrupted (rerun to resume)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def cmd(name: str, help: str, config: bool = True) -> argparse.ArgumentParser:
+    def cmd(name: str, help: str, config: bool = True, overwrite: bool = True) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help)
         if config:
             s.add_argument("--config", help="YAML recipe (a RunConfig; the stage's section is used)")
             s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4")
+        if overwrite:
+            s.add_argument("--overwrite", action="store_true",
+                           help="replace an earlier critiquelab output of the same kind made with other settings "
+                                "(never a directory critiquelab did not make)")
         return s
 
     s = cmd("world", "generate the synthetic math world")
@@ -52,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--world", required=True)
     s.add_argument("--out", required=True)
 
-    s = cmd("sample", "sample noisy candidate solutions (or import them: sample.source=import)")
+    s = cmd("sample", "sample noisy candidate solutions (or import them: sample.source=import); resumable")
     s.add_argument("--problems")
-    s.add_argument("--model")
+    s.add_argument("--model", help="shortcut for sample.model= (a model directory or hub name)")
     s.add_argument("--out", required=True)
 
     s = cmd("critique", "critique solutions with a teacher (resumable store)")
@@ -71,84 +82,92 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--from-alpaca", help="import a WebInstruct-CFT style file (instruction/input/output)")
     s.add_argument("--out", required=True)
 
-    s = cmd("train", "fine-tune a model on a built dataset (SFT or CFT; full or LoRA)")
+    s = cmd("train", "fine-tune a model on a built dataset (SFT or CFT; full or LoRA); resumable")
     s.add_argument("--model", help="shortcut for train.model=")
     s.add_argument("--data", help="shortcut for train.data=")
     s.add_argument("--out", help="shortcut for train.output_dir=")
     s.add_argument("--world", help="world directory (when selecting on world-validation)")
     s.add_argument("--benchmarks-dir")
     s.add_argument("--dry-run", action="store_true", help="print the effective config, world size, steps, tokens")
+    s.add_argument("--examples", type=int, help="dry run without the dataset: plan for this many examples")
 
-    s = cmd("eval", "evaluate a model on benchmarks")
+    s = cmd("eval", "evaluate a model on benchmarks (resumable)")
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--benchmarks", help="comma-separated names (world, math-500, gsm8k, ...)")
-    s.add_argument("--limit", type=int)
+    s.add_argument("--benchmarks", help="shortcut for eval.benchmarks= (comma-separated: world, math-500, gsm8k, ...)")
+    s.add_argument("--limit", help="shortcut for eval.limit= (the first N items of each benchmark)")
     s.add_argument("--world", help="world directory (for the world benchmarks)")
     s.add_argument("--benchmarks-dir")
 
-    s = cmd("judge", "a critic judges solutions (resumable)", config=False)
-    s.add_argument("--critic", required=True)
+    s = cmd("judge", "a critic judges solutions (resumable; settings in the critic section)")
+    s.add_argument("--critic", required=True, help="the critic model (directory or hub name; with "
+                   "critic.backend=openai, the served name unless critic.api_model is set)")
     s.add_argument("--solutions", required=True)
     s.add_argument("--out", required=True)
 
-    s = cmd("eval-critic", "verdict accuracy on labelled solutions, and critic-filtered best-of-N", config=False)
+    s = cmd("eval-critic", "verdict accuracy on labelled solutions, and critic-filtered best-of-N")
     s.add_argument("--critic", required=True)
     s.add_argument("--solutions", required=True, help="solutions.jsonl with 'correct' labels (from sample)")
     s.add_argument("--out", required=True)
 
-    s = cmd("grade", "grade a JSONL of {response, reference}", config=False)
+    s = cmd("grade", "grade a JSONL of {response, reference}", config=False, overwrite=False)
     s.add_argument("--responses", required=True)
 
     s = cmd("report", "(re)write the report of a run directory", config=False)
     s.add_argument("run_dir")
     s.add_argument("--publish", metavar="DIR", help="also copy the report (md, html, json, PNGs, cells, manifest) "
-                   "to DIR, e.g. docs/results/NAME")
+                   "to DIR, e.g. docs/results/NAME (--overwrite replaces an earlier published report there)")
 
-    s = cmd("experiment", "run (or resume) a grid: methods x seeds x data sizes x sources x teachers")
+    s = cmd("experiment", "run (or resume) a grid: methods x seeds x data sizes x sources x teachers",
+            overwrite=False)
     s.add_argument("--out", required=True)
     s.add_argument("--benchmarks-dir")
     s.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
 
-    s = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report")
+    s = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report", overwrite=False)
     s.add_argument("--preset", default="fast")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--benchmarks-dir")
     return p
 
 
-def _config(args):
+def _config(args, **shortcuts):
+    """The run config: recipe < overrides < shortcut flags (given ones only), all checked at once."""
     from critiquelab.config import RunConfig, load_config
 
-    return load_config(RunConfig, args.config, args.overrides)
+    # Paths are quoted (a directory named `yes` or `2024` stays text); eval.limit stays a number.
+    flags = [f"{key}={value if key == 'eval.limit' else json.dumps(value)}" for key, value in shortcuts.items()
+             if value is not None]
+    return load_config(RunConfig, args.config, [*args.overrides, *flags])
 
 
-def _run(args) -> str:
+def _run(args) -> str | tuple[str, int]:
     if args.cmd == "world":
         from critiquelab.world import write_world
 
-        counts = write_world(_config(args).world, args.out)
+        counts = write_world(_config(args).world, args.out, overwrite=args.overwrite)
         return f"wrote world to {args.out}: {counts}"
     if args.cmd == "pretrain":
         from critiquelab.pretrain import pretrain
 
         cfg = _config(args)
-        stats = pretrain(args.world, args.out, cfg.model, cfg.pretrain)
+        stats = pretrain(args.world, args.out, cfg.model, cfg.pretrain, overwrite=args.overwrite)
         return f"pretrained {stats['params'] / 1e6:.2f}M params on {stats['tokens']} tokens -> {args.out}"
     if args.cmd == "sample":
         from critiquelab.sample import run_sample
 
-        s = run_sample(args.problems, args.out, (c := _config(args).sample), args.model or c.model)
-        return f"wrote {s['solutions']} solutions to {args.out} (share correct: {s['share_correct']})"
+        c = _config(args).sample
+        s = run_sample(args.problems, args.out, c, args.model or c.model, overwrite=args.overwrite)
+        done = " (already complete)" if s["already_done"] else ""
+        return f"wrote {s['solutions']} solutions to {args.out}{done} (share correct: {s['share_correct']})"
     if args.cmd == "critique":
         from critiquelab.critique import run_critique
 
-        s = run_critique(args.input, args.out, _config(args).critique, shard=args.shard, dry_run=args.dry_run)
+        s = run_critique(args.input, args.out, _config(args).critique, shard=args.shard, dry_run=args.dry_run,
+                         overwrite=args.overwrite)
         if s.get("dry_run"):
             return "dry run: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "dry_run")
-        return (f"critiques in {args.out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, "
-                f"{s['wrong']} wrong, {s['no_verdict']} without verdict), {s['failed']} failed (retried on "
-                f"rerun); tokens {s['prompt_tokens']}+{s['completion_tokens']}, cost ${s['cost_usd']}")
+        return _critique_line(args.out, s)
     if args.cmd == "build":
         from critiquelab.build import run_build
 
@@ -160,66 +179,53 @@ def _run(args) -> str:
         if not (args.solutions and args.critiques):
             raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
         res = run_build(args.solutions, args.critiques, args.out, _config(args).build,
-                        teacher_solutions=args.teacher_solutions)
+                        teacher_solutions=args.teacher_solutions, overwrite=args.overwrite)
         return f"wrote datasets to {args.out}: {res['counts']}; filters: {res.get('decontaminate_removed')} " \
                f"decontaminated, {res.get('dedupe_removed')} duplicates, {res['verdict_disagreements']}"
     if args.cmd == "train":
-        from critiquelab.train import run_train
+        from critiquelab.train import plan, run_train
 
-        cfg = _config(args).train
-        for flag, key in (("model", "model"), ("data", "data"), ("out", "output_dir")):
-            if getattr(args, flag):
-                setattr(cfg, key, getattr(args, flag))
+        cfg = _config(args, **{"train.model": args.model, "train.data": args.data, "train.output_dir": args.out}).train
         if args.dry_run:
-            import json
-
-            from critiquelab.train import plan
-
-            p = plan(cfg)
+            p = plan(cfg, examples=args.examples)
             print(json.dumps(p, indent=2))
+            missing = f"; MISSING: {' | '.join(p['missing'])}" if p["missing"] else ""
             return (f"dry run: world size {p['world_size']}, global batch {p['global_batch']}, "
-                    f"{p['planned_steps']} steps, {p['examples']} examples, {p['tokens']} tokens")
-        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir)
+                    f"{p['planned_steps']} steps, {p['examples']} examples, {p['planned_tokens']} tokens{missing}")
+        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite)
         if not s:
             return "done (worker process)"
-        return (f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['train_loss']:.3f}, "
+        return (f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['final_loss']:.3f}, "
                 f"{s['tokens_per_s']} tokens/s) -> {cfg.output_dir}")
     if args.cmd == "eval":
         from critiquelab.evaluate import run_eval
 
-        cfg = _config(args).eval
-        if args.benchmarks:
-            cfg.benchmarks = [b for b in args.benchmarks.split(",") if b]
-        if args.limit is not None:
-            cfg.limit = args.limit
-        s = run_eval(args.model, args.out, cfg, world_dir=args.world, bench_dir=args.benchmarks_dir)
+        cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit}).eval
+        s = run_eval(args.model, args.out, cfg, world_dir=args.world, bench_dir=args.benchmarks_dir,
+                     overwrite=args.overwrite)
         accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
         return f"{accs}; details in {args.out}"
     if args.cmd == "judge":
-        from critiquelab.critic import run_judge
-        from critiquelab.io import read_jsonl
+        from critiquelab.critic import judge
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        js = run_judge(args.critic, read_jsonl(args.solutions), out / "judgements.jsonl")
+        js = judge(args.critic, args.solutions, args.out, _config(args).critic, overwrite=args.overwrite)
         counts = {v: sum(j["verdict"] == v for j in js) for v in ("right", "wrong", None)}
         return f"judged {len(js)} solutions: {counts['right']} right, {counts['wrong']} wrong, {counts[None]} no verdict"
     if args.cmd == "eval-critic":
         from critiquelab.critic import run_eval_critic
 
-        m = run_eval_critic(args.critic, args.solutions, args.out)["metrics"]
+        m = run_eval_critic(args.critic, args.solutions, args.out, _config(args).critic,
+                            overwrite=args.overwrite)["metrics"]
         return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
                 f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
                 f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}); details in {args.out}")
     if args.cmd == "grade":
         from critiquelab.grading import grade
-        from critiquelab.io import read_jsonl
+        from critiquelab.io import check_rows, read_jsonl
 
         rows = read_jsonl(args.responses)
-        for i, r in enumerate(rows, start=1):
-            if "response" not in r or "reference" not in r:
-                raise UserError(f"{args.responses}:{i}: expected 'response' and 'reference' fields")
-        grades = [grade(r["response"], r["reference"]) for r in rows]
+        check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
+        grades = [grade(r["response"], str(r["reference"])) for r in rows]
         for g in grades:
             print(f"{g.correct}\t{g.reason}\t{g.extracted}")
         return f"{sum(g.correct for g in grades)}/{len(grades)} correct"
@@ -227,7 +233,9 @@ def _run(args) -> str:
         from critiquelab.report import publish, write_report
 
         path = write_report(args.run_dir)
-        return f"report: {path}" + (f"; published to {publish(args.run_dir, args.publish)}" if args.publish else "")
+        if args.publish:
+            return f"report: {path}; published to {publish(args.run_dir, args.publish, overwrite=args.overwrite)}"
+        return f"report: {path}"
     if args.cmd in ("experiment", "demo"):
         from critiquelab.experiment import plan_experiment, preset_config, run_experiment
 
@@ -246,9 +254,18 @@ def _run(args) -> str:
         summary = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
         if res["failed"]:
             return (f"{summary}; {len(res['failed'])} cell(s) FAILED: {', '.join(res['failed'])} "
-                    f"(errors in {report.parent / 'cells.json'}; rerun to retry them)", 1)
+                    f"(errors in {report.parent / 'cells.json'}; rerun to retry them)", EXIT_FAILED)
         return summary
     raise AssertionError(args.cmd)
+
+
+def _critique_line(out: str, s: dict) -> str:
+    cost = f"${s['cost_usd']}" if s["cost_usd"] is not None else "cost unknown (set critique.price_in_per_mtok " \
+                                                                 "and critique.price_out_per_mtok)"
+    lost = f", {s['lost_requests']} answers lost in transit (estimated in ledger.json)" if s.get("lost_requests") else ""
+    return (f"critiques in {out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, {s['wrong']} wrong, "
+            f"{s['no_verdict']} without verdict), {s['failed']} failed; tokens {s['prompt_tokens']}+"
+            f"{s['completion_tokens']}, {cost}{lost}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,14 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = _run(args)
     except UserError as e:
-        print(f"critiquelab {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"critiquelab {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_USER
+    except Incomplete as e:
+        if args.cmd == "critique" and e.summary:
+            print(_critique_line(args.out, e.summary), file=sys.stderr)
+        print(f"critiquelab {args.cmd}: incomplete: {e}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except OSError as e:  # full disk, permissions, ...: finished work is already on disk
         print(f"critiquelab {args.cmd}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     summary, rc = summary if isinstance(summary, tuple) else (summary, 0)
     print(f"{summary} [{time.time() - t0:.0f}s]", file=sys.stderr if rc else sys.stdout)
     return rc

@@ -16,20 +16,28 @@ from typing import Any
 
 import yaml
 
-from critiquelab.io import UserError
+from critiquelab.io import UserError, read_text
 
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RunConfig", "load_config", "to_dict",
-    "with_overrides",
+    "with_overrides", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
 DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_CRITIQUE_INSTRUCTION = "Please critique whether the following solution to the question is correct."
+
+
+class _Checked:
+    """Every section checks its values when it is made (see `check_values` below)."""
+
+    def __post_init__(self) -> None:
+        check_values(self)
 
 
 @dataclass
-class WorldConfig:
+class WorldConfig(_Checked):
     """Synthetic arithmetic word problems (see world.py)."""
 
     seed: int = 0
@@ -46,7 +54,7 @@ class WorldConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Checked):
     """Architecture of the tiny from-scratch model (a real Qwen2ForCausalLM)."""
 
     hidden_size: int = 128
@@ -59,7 +67,7 @@ class ModelConfig:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(_Checked):
     """From-scratch pretraining on the world's train split (budgeted in tokens, not seconds)."""
 
     tokens: int = 2_000_000
@@ -72,7 +80,7 @@ class PretrainConfig:
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(_Checked):
     """Noisy candidate solutions: from a model (`model`), by error injection (`synthetic`), or
     imported from a file / HF dataset (`import`) with a field mapping."""
 
@@ -93,7 +101,7 @@ class SampleConfig:
 
 
 @dataclass
-class CritiqueConfig:
+class CritiqueConfig(_Checked):
     """Teacher that critiques solutions: `checker` (the world's exact step checker), `openai`
     (any OpenAI-compatible endpoint) or `hf` (a local model through the HF backend)."""
 
@@ -111,18 +119,18 @@ class CritiqueConfig:
     tokens_per_minute: float | None = None
     timeout: float = 120.0                # seconds per request
     max_attempts: int = 6                 # per item and run; failures are recorded and retried next run
-    price_in_per_mtok: float = 0.0        # cost ledger, USD per million prompt tokens
-    price_out_per_mtok: float = 0.0       # USD per million completion tokens
+    price_in_per_mtok: float | None = None   # cost ledger, USD per million prompt tokens (None: unknown)
+    price_out_per_mtok: float | None = None  # USD per million completion tokens (None: unknown)
     checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
 
 
 @dataclass
-class BuildConfig:
+class BuildConfig(_Checked):
     """Training sets built from problems, solutions and critiques."""
 
     methods: list[str] = field(default_factory=lambda: ["sft_reference", "sft_noisy", "cft"])
     system_prompt: str = DEFAULT_SYSTEM_PROMPT   # used by SFT examples (the solving prompt)
-    critique_instruction: str = "Please critique whether the following solution to the question is correct."
+    critique_instruction: str = DEFAULT_CRITIQUE_INSTRUCTION
     consistency: str = "keep"     # verdict vs reference-graded correctness: keep | drop | flag disagreements
     require_verdict: bool = True  # CFT examples need a parseable verdict
     dedupe: bool = True           # one problem text once (normalised), across all solutions' problems
@@ -135,7 +143,7 @@ class BuildConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
     """Fine-tuning with TRL's SFTTrainer (prompt-completion, loss on the completion only).
 
     Data volume: `token_budget` > 0 takes examples (cycling if needed) until their tokens reach
@@ -169,7 +177,9 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                              "gate_proj", "up_proj", "down_proj"])
     merge_lora: bool = True       # save merged full weights (loadable with AutoModelForCausalLM)
-    save_steps: int = 0           # > 0: checkpoint every N steps; a rerun resumes from the last one
+    save_steps: int = 0           # > 0: also checkpoint every N steps
+    save_minutes: float = 5.0     # checkpoint when this many minutes passed since the last one (0: off);
+                                  # a rerun resumes from the last complete checkpoint
     save_total_limit: int | None = None
     select_best_on: str | None = None  # a benchmark (world-validation, math-500, ...) to pick the best checkpoint
     select_limit: int | None = 200
@@ -179,7 +189,7 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Checked):
     """Greedy batched evaluation graded by final answer."""
 
     benchmarks: list[str] = field(default_factory=lambda: ["world"])
@@ -195,13 +205,21 @@ class EvalConfig:
 
 
 @dataclass
-class CriticConfig:
-    """Critic evaluation in a run: N sampled solutions per validation problem, judged by each model."""
+class CriticConfig(_Checked):
+    """A critic judging solutions (`judge`, `eval-critic`, and an experiment's critic stage, which
+    samples `n_samples` solutions for each of `n_problems` validation problems)."""
 
-    n_problems: int = 100         # 0 skips the critic stage
+    backend: str = "hf"           # hf | openai (any OpenAI-compatible endpoint) | vllm
+    base_url: str | None = None   # openai backend: e.g. http://127.0.0.1:8000/v1
+    api_model: str | None = None  # openai backend: the served model's name
+    api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
+    instruction: str = DEFAULT_CRITIQUE_INSTRUCTION  # the CFT prompt's first line (as in `build`)
+    max_new_tokens: int = 1024    # room for a real critic's critique before its verdict
+    batch_size: int = 16
+    concurrency: int = 16
+    n_problems: int = 100         # experiment: 0 skips the critic stage
     n_samples: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 200
+    temperature: float = 1.0      # experiment: sampling of the judged solutions
     methods: list[str] = field(default_factory=lambda: ["base", "sft_reference", "cft"])
 
 
@@ -284,8 +302,15 @@ def _build(cls: type, data: dict, where: str, errors: list[str]) -> Any:
                 continue
             kwargs[f.name] = _build(tp, value, f"{where}{f.name}.", errors)
         else:
-            kwargs[f.name] = _check_type(value, tp, f"{where}{f.name}", errors)
-    return cls(**kwargs)
+            n = len(errors)
+            value = _check_type(value, tp, f"{where}{f.name}", errors)
+            if len(errors) == n:  # a wrongly typed value is reported once, its range not checked
+                kwargs[f.name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        errors.extend(f"{where}{p}" for p in e.problems)
+        return cls()
 
 
 def with_overrides(base: Any, overrides: dict, where: str, errors: list[str]) -> Any:
@@ -313,12 +338,12 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     data: dict = dict(base or {})
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(read_text(path, "config file")) or {}
         except yaml.YAMLError as e:
-            raise UserError(f"{path}: invalid YAML ({e})") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise UserError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or 'parse error'})") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: expected a mapping at the top level")
         data = _merge(data, loaded)
@@ -326,7 +351,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         if "=" not in item:
             raise UserError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw else "")
+        _set_dotted(data, key.strip(), _parse_value(raw))
     errors: list[str] = []
     cfg = _build(cls, data, "", errors)
     if errors:
@@ -335,8 +360,128 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     return cfg
 
 
+def _parse_value(raw: str) -> Any:
+    """An override's value as YAML (numbers, lists, true/false); text that is not valid YAML, such
+    as `world.operations=*+`, is taken as it is."""
+    if not raw:
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def _merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks of values: ranges, choices and cross-field rules, run whenever a config is made (from
+# YAML, overrides or Python). Problems are gathered per section and reported all at once.
+
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+CHOICES: dict[tuple[str, str], tuple] = {
+    ("SampleConfig", "source"): ("model", "synthetic", "import"),
+    ("SampleConfig", "import_preset"): ("webinstruct", "metamathqa", "numinamath", "custom"),
+    ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
+    ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
+    ("TrainConfig", "lr_scheduler"): LR_SCHEDULERS,
+    ("TrainConfig", "too_long"): ("truncate", "drop"),
+    ("TrainConfig", "report_to"): ("none", "tensorboard", "wandb"),
+    ("EvalConfig", "prompt"): ("cot", "plain", "fewshot"),
+    ("EvalConfig", "backend"): ("hf", "openai", "vllm"),
+    ("CriticConfig", "backend"): ("hf", "openai", "vllm"),
+}
+
+# (lowest, highest): None is unbounded; a lowest of 0.0 written as `0+` means "more than 0".
+_POS, _NONNEG, _SHARE, _OPEN_SHARE = (1, None), (0, None), (0.0, 1.0), ("0+", 1.0)
+RANGES: dict[str, dict[str, tuple]] = {
+    "WorldConfig": {"min_steps": _POS, "max_steps": _POS, "max_number": (2, None), "max_factor": (2, None),
+                    "max_value": (4, None), "n_pretrain": _NONNEG, "n_train": _NONNEG, "n_validation": _NONNEG,
+                    "n_test": _NONNEG},
+    "ModelConfig": {"hidden_size": _POS, "num_layers": _POS, "num_heads": _POS, "num_kv_heads": _POS,
+                    "intermediate_size": _POS, "vocab_size": (260, None), "max_position_embeddings": (16, None)},
+    "PretrainConfig": {"tokens": _POS, "critique_share": _SHARE, "lr": ("0+", None), "batch_size": _POS,
+                       "warmup_ratio": _SHARE, "weight_decay": (0.0, None)},
+    "SampleConfig": {"n_problems": _POS, "n_per_problem": _POS, "temperature": (0.0, None), "top_p": _OPEN_SHARE,
+                     "max_new_tokens": _POS, "batch_size": _POS, "error_rate": _SHARE},
+    "CritiqueConfig": {"temperature": (0.0, 2.0), "top_p": _OPEN_SHARE, "max_tokens": _POS, "concurrency": _POS,
+                       "requests_per_minute": ("0+", None), "tokens_per_minute": ("0+", None),
+                       "timeout": ("0+", None), "max_attempts": _POS, "price_in_per_mtok": (0.0, None),
+                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE},
+    "BuildConfig": {"ngram": _POS, "overlap_threshold": _OPEN_SHARE, "mix_ratio": _OPEN_SHARE},
+    "TrainConfig": {"token_budget": _NONNEG, "epochs": ("0+", None), "lr": ("0+", None), "batch_size": _POS,
+                    "grad_accum": _POS, "warmup_ratio": _SHARE, "weight_decay": (0.0, None), "max_length": (8, None),
+                    "lora_r": _POS, "lora_alpha": ("0+", None), "lora_dropout": (0.0, 0.99), "save_steps": _NONNEG,
+                    "save_minutes": (0.0, None), "save_total_limit": _POS, "select_limit": _POS,
+                    "logging_steps": _NONNEG},
+    "EvalConfig": {"limit": _POS, "batch_size": _POS, "max_new_tokens": _POS, "concurrency": _POS},
+    "CriticConfig": {"n_problems": _NONNEG, "n_samples": _POS, "temperature": (0.0, None), "max_new_tokens": _POS,
+                     "batch_size": _POS, "concurrency": _POS},
+}
+
+
+class ConfigError(UserError):
+    """Problems with a config's values; `problems` names each key (without its section)."""
+
+    def __init__(self, section: str, problems: list[str]):
+        super().__init__(f"invalid {section}: " + "; ".join(problems))
+        self.problems = problems
+
+
+def _range_problem(name: str, value: Any, bounds: tuple) -> str | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # optional and unset, or a type error reported elsewhere
+    lo, hi = bounds
+    if lo == "0+" and value <= 0:
+        return f"{name}={value}: must be greater than 0"
+    if isinstance(lo, (int, float)) and value < lo:
+        return f"{name}={value}: must be at least {lo}"
+    if hi is not None and value > hi:
+        return f"{name}={value}: must be at most {hi}"
+    return None
+
+
+def _cross_problems(cfg: Any) -> list[str]:
+    """Rules between fields of one section."""
+    kind, out = type(cfg).__name__, []
+    if kind == "WorldConfig":
+        if isinstance(cfg.operations, str) and (not cfg.operations or set(cfg.operations) - set("+-*/")
+                                                or len(set(cfg.operations)) != len(cfg.operations)):
+            out.append(f"operations={cfg.operations!r}: use a subset of '+-*/' (each once), e.g. '+-*'")
+        if _ints(cfg.min_steps, cfg.max_steps) and cfg.min_steps > cfg.max_steps:
+            out.append(f"min_steps={cfg.min_steps} is above max_steps={cfg.max_steps}")
+    if kind == "ModelConfig" and _ints(cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads) and min(
+            cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads) > 0:
+        if cfg.hidden_size % cfg.num_heads or (cfg.hidden_size // cfg.num_heads) % 2:
+            out.append(f"num_heads={cfg.num_heads} must divide hidden_size={cfg.hidden_size} into heads of an even "
+                       "size (rotary embeddings)")
+        if cfg.num_heads % cfg.num_kv_heads:
+            out.append(f"num_kv_heads={cfg.num_kv_heads} must divide num_heads={cfg.num_heads}")
+    if kind == "TrainConfig" and _ints(cfg.max_steps) and cfg.max_steps != -1 and cfg.max_steps < 1:
+        out.append(f"max_steps={cfg.max_steps}: use -1 (train by epochs / token budget) or a positive number")
+    return out
+
+
+def _ints(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def check_values(cfg: Any) -> None:
+    """Raise ConfigError listing every out-of-range value, unknown choice and broken rule of one
+    section (called by each config's `__post_init__`)."""
+    kind, problems = type(cfg).__name__, []
+    for name, bounds in RANGES.get(kind, {}).items():
+        if (p := _range_problem(name, getattr(cfg, name), bounds)) is not None:
+            problems.append(p)
+    for (owner, name), valid in CHOICES.items():
+        value = getattr(cfg, name) if owner == kind else None
+        if isinstance(value, str) and value not in valid:
+            problems.append(f"{name}={value!r}: use one of {', '.join(valid)}")
+    problems += _cross_problems(cfg)
+    if problems:
+        raise ConfigError(kind, problems)

@@ -22,31 +22,72 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.build import cft_prompt
-from critiquelab.config import BuildConfig
+from critiquelab.config import CriticConfig
 from critiquelab.critique import parse_verdict
-from critiquelab.evaluate import wilson_ci
+from critiquelab.evaluate import check_backend, make_backend, wilson_ci
 from critiquelab.grading import equivalent, extract_answer
-from critiquelab.io import UserError, pyplot, read_jsonl, save_figure, write_json
-from critiquelab.llm import HFBackend, Sampling, generate_resumable
+from critiquelab.io import (
+    UserError,
+    check_rows,
+    output_dir,
+    pyplot,
+    read_jsonl,
+    save_figure,
+    stable_hash,
+    write_json,
+)
+from critiquelab.llm import Sampling, generate_resumable
 
-__all__ = ["run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
+__all__ = ["read_judged", "run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
 
-_INSTRUCTION = BuildConfig().critique_instruction
+JUDGED_FIELDS = {"id": (str, int), "question": str, "solution": str}
+LABEL_FIELDS = {"correct": bool, "problem_id": (str, int), "answer": (str, int, float), "first_error_step": int}
 
 
-def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, *, batch_size: int = 64,
-              max_new_tokens: int = 200, backend=None) -> list[dict]:
-    for i, s in enumerate(solutions, start=1):
-        if not s.get("question") or "solution" not in s or not s.get("id"):
-            raise UserError(f"solutions row {i}: needs id, question and solution")
+def read_judged(path: str | Path, labels: bool = False) -> list[dict]:
+    """Solutions for a critic: unique `id`, `question`, `solution` (and, to score the critic, the
+    `correct` labels of at least one row), checked with file:line before anything is judged."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise UserError(f"{path}: no solutions")
+    check_rows(rows, path, JUDGED_FIELDS, optional=LABEL_FIELDS, unique="id",
+               fix="expected rows of `critiquelab sample` (see docs/formats.md)")
+    if labels and not any(isinstance(r.get("correct"), bool) for r in rows):
+        raise UserError(f"{path}: no row has a 'correct' label (true/false); eval-critic scores verdicts against "
+                        "them (`critiquelab sample` writes them when problems have an 'answer')")
+    return rows
+
+
+def _settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=["[END]"])
+    return {"critic": str(critic), "backend": cfg.backend, "api_model": cfg.api_model,
+            "instruction": cfg.instruction, "sampling": sampling.to_dict()}, sampling
+
+
+def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: CriticConfig | None = None, *,
+              backend=None) -> list[dict]:
+    """The critic's critique and parsed verdict of every solution, resumable in `out_path`."""
+    cfg = cfg or CriticConfig()
+    settings, sampling = _settings(critic, cfg)
     return generate_resumable(
-        out_path, solutions, lambda: backend or HFBackend(critic, batch_size=batch_size),
-        lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], _INSTRUCTION)}],
+        out_path, solutions, lambda: backend or make_backend(critic, cfg),
+        lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
         lambda s, t: {"id": s["id"], "critique": t, "verdict": parse_verdict(t)},
-        Sampling(max_new_tokens=max_new_tokens, stop=["[END]"]), chunk=batch_size * 4)
+        sampling, chunk=cfg.batch_size * 4, settings=settings)
+
+
+def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, cfg: CriticConfig, *,
+          overwrite: bool = False) -> list[dict]:
+    """`critiquelab judge`: inputs and the critic checked first, then `out_dir/judgements.jsonl`."""
+    solutions = read_judged(solutions_path)
+    check_backend(critic, cfg, "critic")
+    fingerprint = stable_hash(_settings(critic, cfg)[0])
+    with output_dir(out_dir, "judge", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
+        return run_judge(critic, solutions, out / "judgements.jsonl", cfg)
 
 
 _STEP = re.compile(r"Step\s+(\d+)")
@@ -147,18 +188,19 @@ def _plot(curves: dict, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, *,
-                    batch_size: int = 64, max_new_tokens: int = 200) -> dict:
-    solutions = read_jsonl(solutions_path)
-    if not solutions:
-        raise UserError(f"{solutions_path}: no solutions")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", batch_size=batch_size,
-                           max_new_tokens=max_new_tokens)
-    result = {"critic": str(critic), "metrics": critic_metrics(solutions, judgements)}
-    if len({s["problem_id"] for s in solutions}) < len(solutions):
-        result["best_of_n"] = best_of_n(solutions, judgements)
-        _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(critic).name}")
-    write_json(out_dir / "critic.json", result)
+def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path,
+                    cfg: CriticConfig | None = None, *, overwrite: bool = False) -> dict:
+    cfg = cfg or CriticConfig()
+    solutions = read_judged(solutions_path, labels=True)  # labels checked before anything is judged
+    check_backend(critic, cfg, "critic")
+    grouped = all(s.get("problem_id") is not None for s in solutions) and \
+        len({s["problem_id"] for s in solutions}) < len(solutions)
+    fingerprint = stable_hash(_settings(critic, cfg)[0])
+    with output_dir(out_dir, "critic-eval", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
+        judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg)
+        result = {"critic": str(critic), "config": asdict(cfg), "metrics": critic_metrics(solutions, judgements)}
+        if grouped:
+            result["best_of_n"] = best_of_n(solutions, judgements)
+            _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")
+        write_json(out_dir / "critic.json", result)
     return result

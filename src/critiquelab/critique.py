@@ -27,17 +27,29 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from critiquelab.config import CritiqueConfig
-from critiquelab.io import UserError, append_jsonl, read_jsonl, stable_hash, write_json
+from critiquelab.io import (
+    Incomplete,
+    Store,
+    UserError,
+    check_rows,
+    output_dir,
+    read_jsonl,
+    read_text,
+    stable_hash,
+    write_json,
+)
+from critiquelab.llm import check_endpoint, check_model, is_local_url
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
-__all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "read_store", "latest_ok",
-           "run_critique"]
+__all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
+           "latest_ok", "run_critique"]
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +67,34 @@ def parse_verdict(text: str) -> str | None:
 
 def load_prompt(name: str) -> dict:
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        text = read_text(path, "prompt template")
     else:
         try:
             text = resources.files("critiquelab").joinpath("prompts", f"{name}.yaml").read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"critique.prompt={name!r}: no such template (a name in critiquelab/prompts or a .yaml path)") from None
-    prompt = yaml.safe_load(text)
-    if not isinstance(prompt, dict) or "user" not in prompt:
-        raise UserError(f"critique prompt {name!r}: needs a 'user' template (and optionally 'system')")
+    try:
+        prompt = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"critique.prompt={name!r}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("user"), str) or not isinstance(
+            prompt.get("system", ""), str):
+        raise UserError(f"critique prompt {name!r}: needs a 'user' template text (and optionally a 'system' text)")
+    if prompt.get("task", "critique") not in ("critique", "solve"):
+        raise UserError(f"critique prompt {name!r}: task {prompt['task']!r} (use critique or solve)")
+    try:
+        prompt["user"].format(question="q", solution="s")
+    except (KeyError, IndexError, ValueError) as e:
+        raise UserError(f"critique prompt {name!r}: the user template may only use {{question}} and {{solution}} "
+                        f"(write other braces as {{{{ and }}}}): {type(e).__name__} {e}") from None
     return prompt
 
 
 def render(prompt: dict, row: dict) -> list[dict]:
     messages = [{"role": "system", "content": prompt["system"]}] if prompt.get("system") else []
     return messages + [{"role": "user", "content": prompt["user"].format(question=row["question"],
-                                                                          solution=row["solution"])}]
+                                                                          solution=row.get("solution") or "")}]
 
 
 def shard_filter(rows: list[dict], shard: str | None) -> list[dict]:
@@ -85,20 +108,20 @@ def shard_filter(rows: list[dict], shard: str | None) -> list[dict]:
     return [r for r in rows if int(stable_hash(r["id"]), 16) % n == i]
 
 
+def input_hash(row: dict) -> str:
+    """What a critique is of: the question and the solution text. A solution changed under an
+    unchanged id gets a new hash, so it is critiqued again and never paired with the old critique."""
+    return stable_hash({"question": row["question"], "solution": row.get("solution")}, 16)
+
+
 def read_store(path: str | Path) -> dict[str, dict]:
     """Latest record per key (a torn last line from a killed run is ignored)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    latest: dict[str, dict] = {}
-    for r in read_jsonl(path, tolerate_torn_tail=True):
-        latest[r["key"]] = r
-    return latest
+    return Store(path).read()
 
 
-def latest_ok(path: str | Path) -> dict[str, dict]:
-    """item id -> its latest successful critique."""
-    return {r["id"]: r for r in read_store(path).values() if r["status"] == "ok"}
+def latest_ok(path: str | Path) -> dict[tuple[str, str], dict]:
+    """(item id, input hash) -> its successful critique (or teacher solution)."""
+    return {(r["id"], r.get("input")): r for r in read_store(path).values() if r["status"] == "ok"}
 
 
 def _teacher_id(cfg: CritiqueConfig) -> str:
@@ -111,117 +134,174 @@ def _sampling(cfg: CritiqueConfig) -> dict:
     return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
 
 
-def _validate(rows: list[dict], path, task: str) -> list[dict]:
-    """Rows without id or question are errors; an empty solution (a model that wrote nothing) is
-    skipped with a count, not sent to the teacher to critique (a teacher that solves needs none)."""
-    for i, r in enumerate(rows, start=1):
-        missing = [k for k in ("id", "question") if not r.get(k)] + (["solution"] if "solution" not in r else [])
-        if missing:
-            raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
-    kept = [r for r in rows if str(r["solution"]).strip() or task == "solve"]
+def read_items(path: str | Path, task: str = "critique") -> list[dict]:
+    """Solutions to critique: every row needs a unique `id` and a `question`; a critique needs a
+    `solution` text. An empty solution (a model that wrote nothing) is skipped with a count, not
+    sent to the teacher (a teacher that solves needs none)."""
+    rows = read_jsonl(path)
+    solution = {"solution": str} if task == "critique" else {}
+    check_rows(rows, path, {"id": (str, int), "question": str, **solution},
+               optional={"solution": str, "problem_id": (str, int)}, unique="id",
+               fix="each row needs id, question and solution (see docs/formats.md)")
+    kept = [r for r in rows if task == "solve" or r["solution"].strip()]
     if len(kept) < len(rows):
         log.warning("critique: %d empty solutions skipped", len(rows) - len(kept))
     return kept
 
 
+def _check_teacher(cfg: CritiqueConfig, rows: list[dict], path, task: str) -> None:
+    """What the teacher needs, checked before anything is written or sent."""
+    if cfg.teacher == "checker":
+        for r in rows:
+            needs = ["start", "steps"] + (["reference_solution"] if task == "solve" else [])
+            if any(k not in r for k in needs):
+                raise UserError(f"{path}: item {r['id']}: the checker teacher needs world problems "
+                                f"({', '.join(needs)}); for your own data use critique.teacher=openai, hf or vllm")
+    elif cfg.teacher in ("hf", "vllm"):
+        if not cfg.model:
+            raise UserError(f"critique.teacher={cfg.teacher} needs critique.model (a model directory or hub name)")
+        check_model(cfg.model, "critique.model")
+    elif cfg.teacher == "openai":
+        if not cfg.base_url or not cfg.model:
+            raise UserError("critique.teacher=openai needs critique.base_url and critique.model")
+        if not os.environ.get(cfg.api_key_env) and not is_local_url(cfg.base_url):
+            raise UserError(f"critique: set the API key in the environment variable {cfg.api_key_env}")
+
+
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
-                 shard: str | None = None, dry_run: bool = False) -> dict:
+                 shard: str | None = None, dry_run: bool = False, overwrite: bool = False) -> dict:
+    """Critique (or, with a `task: solve` prompt, solve) every item not yet done. Raises
+    `Incomplete` (with the summary) when items failed: a rerun retries exactly those."""
     prompt = load_prompt(cfg.prompt)
     task = prompt.get("task", "critique")
-    if task not in ("critique", "solve"):
-        raise UserError(f"critique prompt {cfg.prompt!r}: task {task!r} (use critique or solve)")
-    rows = shard_filter(_validate(read_jsonl(solutions_path), solutions_path, task), shard)
-    out_dir = Path(out_dir)
-    store_path = out_dir / ("critiques.jsonl" if task == "critique" else "solutions.jsonl")
+    rows = shard_filter(read_items(solutions_path, task), shard)
+    _check_teacher(cfg, rows, solutions_path, task)
+    store_name = "critiques.jsonl" if task == "critique" else "solutions.jsonl"
     if cfg.teacher == "checker":  # the checker reads no prompt, only its task
         prompt = {"user": f"exact step checker: {task}"}
     fixed = {"prompt": stable_hash(prompt), "teacher": _teacher_id(cfg),
              "sampling": _sampling(cfg) if cfg.teacher != "checker" else None}
-    keyed = [(stable_hash({**fixed, "id": r["id"]}, 16), r) for r in rows]
-    store = read_store(store_path)
-    todo = [(k, r) for k, r in keyed if store.get(k, {}).get("status") != "ok"]
-    log.info("critique: %d items, %d already done, %d to do", len(keyed), len(keyed) - len(todo), len(todo))
+    keyed = [(stable_hash({**fixed, "id": r["id"], "input": input_hash(r)}, 16), r) for r in rows]
     if dry_run:
+        done = read_store(Path(out_dir) / store_name) if (Path(out_dir) / store_name).is_file() else {}
+        todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
         return _estimate(todo, prompt, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = lambda k, r: {"key": k, "id": r["id"], "problem_id": r.get("problem_id"),  # noqa: E731
-                         "teacher": fixed["teacher"]}
-    if cfg.teacher == "checker":
-        recs = []
-        for k, r in todo:
-            if "steps" not in r or "start" not in r:
-                raise UserError(f"{solutions_path}: item {r['id']}: the checker teacher needs world problems "
-                                "('start', 'steps')")
-            rng = random.Random(stable_hash({"seed": cfg.seed, "id": r["id"]}))
-            if task == "solve":  # the reference steps; a weak checker slips on a share of them
-                wrong = rng.random() < cfg.checker_noise
-                text = noisy_solution(r, rng)[0] if wrong else r["reference_solution"]
-                recs.append({**base(k, r), "status": "ok", "solution": text, "verdict": None, "usage": None})
-                continue
-            res = check(r, r["solution"])
-            if rng.random() < cfg.checker_noise:  # a deliberately weak teacher: the verdict is wrong
-                res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng))
-            recs.append({**base(k, r), "status": "ok", "critique": res.critique,
-                         "verdict": parse_verdict(res.critique), "error_step": res.error_step,
-                         "error_kind": res.error_kind, "usage": None})
-        append_jsonl(store_path, recs)
-    elif cfg.teacher in ("hf", "vllm"):
-        from critiquelab.llm import HFBackend, Sampling, VLLMBackend
+    with output_dir(out_dir, "critique", fingerprint=stable_hash(fixed), overwrite=overwrite) as (out, _):
+        store = Store(out / store_name)
+        done = store.read()
+        todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
+        log.info("critique: %d items, %d already done, %d to do", len(keyed), len(keyed) - len(todo), len(todo))
+        base = lambda k, r: {"key": k, "id": r["id"], "input": input_hash(r),  # noqa: E731
+                             "problem_id": r.get("problem_id"), "teacher": fixed["teacher"]}
+        if not todo:
+            pass
+        elif cfg.teacher == "checker":
+            store.append(_checker_records(todo, cfg, task, base))
+        elif cfg.teacher in ("hf", "vllm"):
+            from critiquelab.llm import HFBackend, Sampling, VLLMBackend
 
-        if not cfg.model:
-            raise UserError(f"critique.teacher={cfg.teacher} needs critique.model (a model directory)")
-        backend = HFBackend(cfg.model) if cfg.teacher == "hf" else VLLMBackend(cfg.model)
-        sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                            seed=cfg.seed)
-        for s in range(0, len(todo), 256):  # append as it goes, so an interruption keeps finished work
-            part = todo[s:s + 256]
-            texts = backend.generate([render(prompt, r) for _, r in part], sampling)
-            append_jsonl(store_path, [{**base(k, r), "status": "ok", **_response(task, t), "usage": None}
-                                      for (k, r), t in zip(part, texts, strict=True)])
-    elif cfg.teacher == "openai":
-        asyncio.run(_api_run(todo, prompt, cfg, store_path, base, task))
-    else:
-        raise UserError(f"critique.teacher={cfg.teacher!r}: use checker, openai, hf or vllm")
-    return _summarize(store_path, [k for k, _ in keyed], cfg, out_dir)
+            backend = HFBackend(cfg.model) if cfg.teacher == "hf" else VLLMBackend(cfg.model)
+            sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                seed=cfg.seed)
+            for s in range(0, len(todo), 256):  # append as it goes, so an interruption keeps finished work
+                part = todo[s:s + 256]
+                texts = backend.generate([render(prompt, r) for _, r in part], sampling)
+                store.append({**base(k, r), "status": "ok", **_response(task, t), "usage": None}
+                             for (k, r), t in zip(part, texts, strict=True))
+        else:
+            asyncio.run(_api_run(todo, prompt, cfg, store, base, task))
+        summary = _summarize(store, [k for k, _ in keyed], cfg, out)
+    if summary["failed"] or summary["ok"] < summary["items"]:
+        errors = Counter(r.get("error", "").split(":")[0] for r in store.read().values() if r["status"] == "failed")
+        top = ", ".join(f"{n} {e}" for e, n in errors.most_common(3))
+        raise Incomplete(f"{summary['failed']} of {summary['items']} items failed ({top}); finished items are kept "
+                         f"in {store.path}; rerun the same command to retry the failed ones", summary)
+    return summary
 
 
-def _cost(cfg: CritiqueConfig, prompt_tokens: int, completion_tokens: int) -> float:
-    return prompt_tokens / 1e6 * cfg.price_in_per_mtok + completion_tokens / 1e6 * cfg.price_out_per_mtok
+def _checker_records(todo, cfg: CritiqueConfig, task: str, base) -> list[dict]:
+    recs = []
+    for k, r in todo:
+        rng = random.Random(stable_hash({"seed": cfg.seed, "id": r["id"]}))
+        if task == "solve":  # the reference steps; a weak checker slips on a share of them
+            wrong = rng.random() < cfg.checker_noise
+            text = noisy_solution(r, rng)[0] if wrong else r["reference_solution"]
+            recs.append({**base(k, r), "status": "ok", "solution": text, "verdict": None, "usage": None})
+            continue
+        res = check(r, r["solution"])
+        if rng.random() < cfg.checker_noise:  # a deliberately weak teacher: the verdict is wrong
+            res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng))
+        recs.append({**base(k, r), "status": "ok", "critique": res.critique,
+                     "verdict": parse_verdict(res.critique), "error_step": res.error_step,
+                     "error_kind": res.error_kind, "usage": None})
+    return recs
 
 
-def _summarize(store_path: Path, keys: list[str], cfg: CritiqueConfig, out_dir: Path) -> dict:
-    store = read_store(store_path)
-    mine = [store[k] for k in keys if k in store]
+PRICE_UNKNOWN = "price unknown: set critique.price_in_per_mtok and critique.price_out_per_mtok (USD per 1M tokens)"
+
+
+def _cost(cfg: CritiqueConfig, prompt_tokens: float, completion_tokens: float) -> float | None:
+    """USD, or None when the price is not known (never a made-up $0 for an API teacher)."""
+    if cfg.teacher != "openai":
+        return 0.0  # a local teacher: no API bill
+    if cfg.price_in_per_mtok is None or cfg.price_out_per_mtok is None:
+        return None
+    return round(prompt_tokens / 1e6 * cfg.price_in_per_mtok + completion_tokens / 1e6 * cfg.price_out_per_mtok, 4)
+
+
+def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path) -> dict:
+    """The summary of this run's items, and the ledger of every request the store has seen.
+
+    A request the endpoint may have completed (and billed) but whose answer the client lost (a
+    timeout, a cut connection, a body that was not a chat completion) counts as `lost`; its
+    tokens are estimated from the answered ones and marked as an estimate."""
+    rows = store.rows()
+    latest = {r["key"]: r for r in rows}
+    mine = [latest[k] for k in keys if k in latest]
     ok = [r for r in mine if r["status"] == "ok"]
-    prompt_tokens = sum((r.get("usage") or {}).get("prompt_tokens", 0) for r in store.values())
-    completion_tokens = sum((r.get("usage") or {}).get("completion_tokens", 0) for r in store.values())
-    ledger = {"requests": sum(1 for r in store.values() if r.get("usage")), "prompt_tokens": prompt_tokens,
-              "completion_tokens": completion_tokens,
-              "cost_usd": round(_cost(cfg, prompt_tokens, completion_tokens), 4),
+    answered = [r for r in rows if r["status"] == "ok" and r.get("usage")]
+    prompt_tokens = sum(r["usage"].get("prompt_tokens", 0) for r in answered)
+    completion_tokens = sum(r["usage"].get("completion_tokens", 0) for r in answered)
+    lost = sum(r.get("lost", 0) for r in rows)
+    mean_in = prompt_tokens / len(answered) if answered else None
+    mean_out = completion_tokens / len(answered) if answered else cfg.max_tokens
+    lost_in = round(lost * mean_in) if mean_in is not None else None
+    lost_out = round(lost * mean_out)
+    cost = _cost(cfg, prompt_tokens, completion_tokens)
+    ledger = {"teacher": _teacher_id(cfg), "requests_answered": len(answered), "prompt_tokens": prompt_tokens,
+              "completion_tokens": completion_tokens, "cost_usd": cost,
+              "lost_requests": lost, "lost_tokens_estimate": {"prompt": lost_in, "completion": lost_out,
+                                                              "estimate": True},
+              "lost_cost_usd_estimate": _cost(cfg, lost_in or 0, lost_out) if lost else 0.0,
               "prices_per_mtok": {"in": cfg.price_in_per_mtok, "out": cfg.price_out_per_mtok}}
+    if cost is None:
+        ledger["note"] = PRICE_UNKNOWN
     write_json(out_dir / "ledger.json", ledger)
     return {"items": len(keys), "ok": len(ok), "failed": sum(r["status"] == "failed" for r in mine),
             "right": sum(r["verdict"] == "right" for r in ok), "wrong": sum(r["verdict"] == "wrong" for r in ok),
-            "no_verdict": sum(r["verdict"] is None for r in ok), **{k: ledger[k] for k in ("prompt_tokens",
-                                                                                            "completion_tokens", "cost_usd")}}
+            "no_verdict": sum(r["verdict"] is None for r in ok), "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens, "cost_usd": cost, "lost_requests": lost}
 
 
 def _estimate(todo, prompt: dict, cfg: CritiqueConfig) -> dict:
     """Dry run: ~4 characters per token for prompts; completions bounded by max_tokens."""
     prompt_tokens = sum(sum(len(m["content"]) for m in render(prompt, r)) // 4 + 8 for _, r in todo)
     completion_max = len(todo) * cfg.max_tokens
-    cost = lambda out: round(_cost(cfg, prompt_tokens, out), 2)  # noqa: E731
-    return {"dry_run": True, "items_to_do": len(todo), "prompt_tokens_est": prompt_tokens,
-            "completion_tokens_max": completion_max, "completion_tokens_typical": len(todo) * 400,
-            "cost_usd_max": cost(completion_max), "cost_usd_typical": cost(len(todo) * 400)}
+    cost = lambda out: _cost(cfg, prompt_tokens, out)  # noqa: E731
+    est = {"dry_run": True, "items_to_do": len(todo), "prompt_tokens_est": prompt_tokens,
+           "completion_tokens_max": completion_max, "completion_tokens_typical": len(todo) * 400,
+           "cost_usd_max": cost(completion_max), "cost_usd_typical": cost(len(todo) * 400)}
+    if est["cost_usd_max"] is None:
+        est["cost"] = PRICE_UNKNOWN
+    return est
 
 
 # ---------------------------------------------------------------------------------------------
 # The OpenAI-compatible teacher
 
 
-class _EmptyResponse(Exception):
-    pass
+class _BadResponse(Exception):
+    """A 200 answer that is not a usable chat completion (no choices, or not one at all)."""
 
 
 class _Limiter:
@@ -250,15 +330,26 @@ def _transient(e: BaseException) -> bool:
     import openai
 
     if isinstance(e, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                      json.JSONDecodeError, _EmptyResponse)):
+                      json.JSONDecodeError, _BadResponse)):
         return True
     return isinstance(e, openai.APIStatusError) and e.status_code >= 500
 
 
+def _maybe_billed(e: BaseException) -> bool:
+    """Did the endpoint perhaps do (and bill) the work whose answer we lost? Yes for a timeout, a
+    connection cut after the request went out, or a 200 whose body was unusable; no for a refused
+    connection or an error status."""
+    import openai
+
+    if isinstance(e, (openai.APITimeoutError, json.JSONDecodeError, _BadResponse)):
+        return True
+    if isinstance(e, openai.APIConnectionError):
+        return "connect" not in type(e.__cause__).__name__.lower()
+    return False
+
+
 def _wait(state) -> float:
     """Retry-After when the server sends one (429), else exponential backoff with jitter."""
-    import random
-
     e = state.outcome.exception()
     response = getattr(e, "response", None)
     after = response.headers.get("retry-after") if response is not None else None
@@ -276,8 +367,9 @@ def _response(task: str, text: str) -> dict:
         {"solution": text, "verdict": None}
 
 
-async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, base, kind: str) -> None:
+async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, kind: str) -> None:
     import openai
+    from openai.types.chat import ChatCompletion
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -288,11 +380,8 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
     )
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-    if not cfg.base_url or not cfg.model:
-        raise UserError("critique.teacher=openai needs critique.base_url and critique.model")
+    check_endpoint(cfg.base_url, "critique.base_url")
     key = os.environ.get(cfg.api_key_env)
-    if not key and "127.0.0.1" not in cfg.base_url and "localhost" not in cfg.base_url:
-        raise UserError(f"critique: set the API key in the environment variable {cfg.api_key_env}")
     client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=key or "EMPTY", timeout=cfg.timeout, max_retries=0)
     gate, limiter = asyncio.Semaphore(cfg.concurrency), _Limiter(cfg.requests_per_minute, cfg.tokens_per_minute)
     fatal: list[BaseException] = []
@@ -301,13 +390,15 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
         resp = await client.chat.completions.create(
             model=cfg.model, messages=messages, temperature=cfg.temperature, top_p=cfg.top_p,
             max_tokens=cfg.max_tokens, seed=cfg.seed)
+        if not isinstance(resp, ChatCompletion):  # e.g. an HTML or plain-text 200 from a proxy
+            raise _BadResponse(f"the answer is not a chat completion: {str(resp)[:80]!r}")
         if not resp.choices or resp.choices[0].message is None:
-            raise _EmptyResponse("response without choices")
+            raise _BadResponse("response without choices")
         return resp
 
     async def one(k: str, row: dict, progress, task) -> None:
         messages = render(prompt, row)
-        attempts = 0
+        attempts, lost = 0, 0
         try:
             async with gate:
                 if fatal:
@@ -317,34 +408,31 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
                     with attempt:
                         attempts += 1
                         await limiter.acquire(sum(len(m["content"]) for m in messages) // 4 + cfg.max_tokens)
-                        resp = await request(messages)
+                        try:
+                            resp = await request(messages)
+                        except Exception as e:
+                            lost += _maybe_billed(e)
+                            raise
             text = resp.choices[0].message.content or ""  # an empty critique is kept; it has no verdict
             usage = resp.usage.model_dump() if resp.usage else None
             rec = {**base(k, row), "status": "ok", **_response(kind, text),
-                   "usage": usage and {"prompt_tokens": usage.get("prompt_tokens", 0),
-                                       "completion_tokens": usage.get("completion_tokens", 0)},
-                   "attempts": attempts}
+                   "usage": usage and {"prompt_tokens": usage.get("prompt_tokens") or 0,
+                                       "completion_tokens": usage.get("completion_tokens") or 0},
+                   "attempts": attempts, "lost": lost}
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
             fatal.append(e)
             return
         except Exception as e:  # permanent for this run: recorded, retried on the next run
             rec = {**base(k, row), "status": "failed", "verdict": None, "usage": None,
-                   "attempts": attempts, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-        store.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        store.flush()  # in the OS after every item: a killed process loses nothing
-        written[0] += 1
-        if written[0] % 64 == 0:
-            os.fsync(store.fileno())  # and on disk regularly, not per item (fsync costs ms)
+                   "attempts": attempts, "lost": lost, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        write(rec)
         progress.advance(task)
 
     columns = [TextColumn("[bold]critique"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     t0 = time.monotonic()
-    written = [0]
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    store = open(store_path, "a", encoding="utf-8")
     try:
-        with Progress(*columns) as progress:
+        with store.writer() as write, Progress(*columns) as progress:
             task = progress.add_task("critique", total=len(todo), rate="")
 
             async def tick():
@@ -358,9 +446,6 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store_path: Path, ba
             ticker.cancel()
     finally:
         await client.close()
-        store.flush()
-        os.fsync(store.fileno())
-        store.close()
     if fatal:
         e = fatal[0]
         hint = f"check {cfg.api_key_env}" if not isinstance(e, openai.NotFoundError) else "check critique.model"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
 from critiquelab.grading import grade
-from critiquelab.io import UserError, read_jsonl, write_json
-from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, generate_resumable
+from critiquelab.io import UserError, atomic_write, output_dir, read_jsonl, stable_hash, write_json
+from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, check_model, generate_resumable
 from critiquelab.sources import benchmarks_dir, load_benchmark
 
 __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
@@ -56,18 +56,27 @@ def conversation(question: str, prompt: str = "cot", bench_dir=None) -> list[dic
     return PROMPTS[prompt](question, bench_dir)
 
 
-def make_backend(model: str | Path | None, cfg: EvalConfig):
-    """The generation backend named by `cfg.backend`."""
+def make_backend(model: str | Path | None, cfg):
+    """The generation backend named by `cfg.backend` (an EvalConfig or a CriticConfig)."""
     if cfg.backend == "hf":
         return HFBackend(model, batch_size=cfg.batch_size)
     if cfg.backend == "openai":
-        if not cfg.base_url:
-            raise UserError("backend=openai needs eval.base_url (e.g. http://127.0.0.1:8000/v1)")
         return OpenAIBackend(cfg.base_url, cfg.api_model or str(model), api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency)
     if cfg.backend == "vllm":
         return VLLMBackend(model)
     raise UserError(f"unknown backend {cfg.backend!r} (valid: hf, openai, vllm)")
+
+
+def check_backend(model: str | Path | None, cfg, section: str) -> None:
+    """What the backend needs, checked before any output is written."""
+    if cfg.backend == "openai":
+        if not cfg.base_url:
+            raise UserError(f"{section}.backend=openai needs {section}.base_url (e.g. http://127.0.0.1:8000/v1)")
+        if not (cfg.api_model or model):
+            raise UserError(f"{section}.backend=openai needs {section}.api_model (the served model's name)")
+    else:
+        check_model(model, "--model" if section == "eval" else "--critic")
 
 
 def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -96,34 +105,44 @@ def _graded(row: dict, response: str) -> dict:
 
 
 def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,
-             bench_dir=None, backend=None) -> dict:
+             bench_dir=None, backend=None, overwrite: bool = False) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
             for b in cfg.benchmarks}  # every name and file is checked before any generation
-    if cfg.prompt not in PROMPTS:
-        raise UserError(f"unknown prompt {cfg.prompt!r} (valid: {', '.join(PROMPTS)})")
+    if not sets:
+        raise UserError("eval.benchmarks: name at least one benchmark (e.g. --benchmarks world,gsm8k)")
+    if backend is None:
+        check_backend(model_dir, cfg, "eval")
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens)
-    backend = backend or make_backend(model_dir, cfg)
+    settings = {"model": str(model_dir), "backend": cfg.backend, "api_model": cfg.api_model, "prompt": cfg.prompt,
+                "sampling": sampling.to_dict()}
     results, t0 = {}, time.time()
-    with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn()) as progress:
-        for name, rows in sets.items():
-            task = progress.add_task(name, total=len(rows))
-            items = generate_resumable(out_dir / f"{name}.jsonl", rows, lambda: backend,
-                                       lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
-                                       sampling, chunk=max(cfg.batch_size * 4, 1),
-                                       on_batch=lambda n, t=task: progress.advance(t, n))
-            results[name] = summarize(items)
-    summary = {"model": str(model_dir), "backend": backend.name, "benchmarks": results, "prompt": cfg.prompt,
-               "sampling": sampling.to_dict(), "config": asdict(cfg), "seconds": round(time.time() - t0, 1),
-               "truncated_prompts": getattr(backend, "truncated", 0)}
-    write_json(out_dir / "results.json", summary)
-    lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} "
-                     f"| {r['n']} | {r['no_answer']} |")
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    with output_dir(out_dir, "eval", fingerprint=stable_hash(settings), overwrite=overwrite) as (out_dir, _):
+        made: list = []  # the backend, made once and only when an item is missing
+
+        def get_backend():
+            if not made:
+                made.append(backend or make_backend(model_dir, cfg))
+            return made[0]
+
+        with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn()) as progress:
+            for name, rows in sets.items():
+                task = progress.add_task(name, total=len(rows))
+                items = generate_resumable(out_dir / f"{name}.jsonl", rows, get_backend,
+                                           lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
+                                           sampling, chunk=max(cfg.batch_size * 4, 1), settings=settings,
+                                           on_batch=lambda n, t=task: progress.advance(t, n))
+                results[name] = summarize(items)
+        summary = {"model": str(model_dir), "backend": made[0].name if made else f"{cfg.backend} (all items cached)",
+                   "benchmarks": results, "prompt": cfg.prompt, "sampling": sampling.to_dict(), "config": asdict(cfg),
+                   "seconds": round(time.time() - t0, 1), "truncated_prompts": getattr(made[0], "truncated", 0) if made else 0}
+        write_json(out_dir / "results.json", summary)
+        lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
+        for name, r in results.items():
+            lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} "
+                         f"| {r['n']} | {r['no_answer']} |")
+        with atomic_write(out_dir / "results.md") as f:
+            f.write("\n".join(lines) + "\n")
     return summary

@@ -42,8 +42,9 @@ from critiquelab.critic import run_eval_critic
 from critiquelab.critique import run_critique
 from critiquelab.evaluate import run_eval
 from critiquelab.io import (
+    MARKER,
     UserError,
-    ensure_writable_dir,
+    output_dir,
     provenance,
     read_json,
     read_jsonl,
@@ -241,11 +242,22 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
     """Run (or resume) the grid; return {"report": path, "failed": [cell names]}."""
     plan = plan_experiment(cfg, bench_dir)
     t_start, prov = time.time(), provenance()  # the code and machine this run starts with
-    run_dir = ensure_writable_dir(out_dir)
+    _adopt_legacy_run(Path(out_dir))
+    with output_dir(out_dir, "experiment") as (run_dir, _):
+        return _run_grid(cfg, plan, run_dir, bench_dir, t_start, prov)
+
+
+def _adopt_legacy_run(path: Path) -> None:
+    """A run directory from before output markers (it has stages/ and config.json) is ours."""
+    if path.is_dir() and not (path / MARKER).exists() and (path / "stages").is_dir() and (path / "config.json").is_file():
+        write_json(path / MARKER, {"kind": "experiment", "fingerprint": None, "complete": False, "adopted": True})
+
+
+def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: float, prov: dict) -> dict:
     stages = _Stages(run_dir)
     write_json(run_dir / "config.json", asdict(cfg))
     world_dir = run_dir / "world"
-    stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir))
+    stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
     if cfg.base_model:
         base, cached = cfg.base_model, True
     else:
@@ -296,7 +308,8 @@ def _data(r: _Run, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
     sols, tdir, label = r.dir / "data" / src / "solutions.jsonl", r.dir / "data" / src / tch, f"n{size}" if size else "all"
     k_sample = {"world": asdict(r.cfg.world), "base": r.base, "sample": asdict(scfg)}
     r.stages.run(f"sample-{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
-                                                               scfg.model or r.base), outputs=(sols,))
+                                                               scfg.model or r.base),
+                 outputs=(sols, sols.with_name(sols.name + ".partial")))
     k_crit = {"sample": k_sample, "critique": asdict(tcfg)}
     r.stages.run(f"critique-{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
                  outputs=(tdir / "critique",))
@@ -331,7 +344,7 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}
             r.stages.run(f"train-{cell.name}", key, lambda: _train_summary(run_train(
                 train_cfg, desc=f"train {cell.name}", world_dir=r.world_dir, bench_dir=r.bench_dir)),
-                outputs=(model_dir, model_dir.with_name(model_dir.name + ".partial")))
+                outputs=(model_dir,))
             weights[cell.name], model = key, model_dir
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},
@@ -351,15 +364,16 @@ def _critics(r: _Run, plan: Plan, weights: dict) -> None:
         return
     main = plan.cells[1]
     sols = r.dir / "critic" / "solutions.jsonl"
-    scfg = SampleConfig(source="model", n_problems=crit.n_problems, n_per_problem=crit.n_samples,
+    scfg = SampleConfig(source="model", n_problems=max(crit.n_problems, 1), n_per_problem=crit.n_samples,
                         temperature=crit.temperature, max_new_tokens=r.cfg.eval.max_new_tokens, seed=1)
     r.stages.run("critic-solutions", {"critic": asdict(crit), "base": r.base, "world": asdict(r.cfg.world)},
-                 lambda: run_sample(r.world_dir / "validation.jsonl", sols, scfg, r.base), outputs=(sols,))
+                 lambda: run_sample(r.world_dir / "validation.jsonl", sols, scfg, r.base),
+                 outputs=(sols, sols.with_name(sols.name + ".partial")))
     for cell in plan.cells:
         same_group = (cell.source, cell.teacher, cell.data_size) == (main.source, main.teacher, main.data_size)
         if cell.method not in crit.methods or not (cell.method == "base" or same_group) or cell.name not in weights:
             continue
         model, out = (r.base if cell.method == "base" else r.dir / "models" / cell.name), r.dir / "critic" / cell.name
         r.stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name]},
-                     lambda m=model, o=out: run_eval_critic(m, sols, o, max_new_tokens=crit.max_new_tokens)["metrics"],
+                     lambda m=model, o=out: run_eval_critic(m, sols, o, crit)["metrics"],
                      outputs=(out,))

@@ -1,18 +1,27 @@
-"""Files: atomic writes, JSONL with file:line errors, hashing, provenance.
+"""Files: atomic writes, JSONL with file:line errors, the append-only store, the output-dir
+guard, hashing, provenance.
 
-Every stage writes through `atomic_write` / `write_jsonl`, so a crash never leaves
-a half-written output under the final name.
+Every stage writes through these helpers, so that
+- a crash never leaves a half-written file under its final name (`atomic_write`);
+- a resumable store survives any crash: a torn last line is cut off before the next append
+  (`Store`);
+- a directory critiquelab did not make is never written into, and one it made for something
+  else is never replaced without `--overwrite` (`output_dir`);
+- bad input is one line naming file:line and the field (`read_jsonl`, `check_rows`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -21,24 +30,47 @@ from typing import Any
 
 __all__ = [
     "UserError",
+    "Incomplete",
     "atomic_write",
     "write_jsonl",
     "write_json",
     "read_jsonl",
-    "append_jsonl",
     "read_json",
+    "read_text",
+    "check_rows",
+    "Store",
+    "MARKER",
+    "output_dir",
+    "read_marker",
+    "mark_complete",
+    "check_output_file",
     "sha256_file",
     "sha256_dir",
     "stable_hash",
     "provenance",
-    "ensure_writable_dir",
     "pyplot",
     "save_figure",
 ]
 
+log = logging.getLogger(__name__)
+
 
 class UserError(Exception):
-    """A problem with the user's input: the CLI prints it as one line, no traceback."""
+    """A problem with the user's input: the CLI prints it as one line, no traceback (exit 2)."""
+
+
+class Incomplete(Exception):
+    """A stage finished but some items failed or are missing; a rerun retries them (exit 3).
+
+    `summary` holds the stage's usual summary, so a caller loses nothing by catching it."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
 
 
 @contextmanager
@@ -67,57 +99,339 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
-def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Append complete lines and fsync: the resumable stores' write path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading: every problem is one line naming the file (and line)
+
+
+def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = line if line is not None else raw[:e.start].count(b"\n") + 1
+        where = f"{path}:{line}"
+        raise UserError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8") from None
+
+
+def _read_bytes(path: Path, what: str = "file") -> bytes:
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a {what}")
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file; missing, unreadable or non-UTF-8 files are one-line user errors."""
+    path = Path(path)
+    return _decode(_read_bytes(path, what), path)
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 
-def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> list[dict]:
-    """Read a JSONL file; a malformed line raises UserError naming file:line.
+class Rows(list):
+    """Rows of a JSONL file with the line number of each (for file:line messages)."""
 
-    `tolerate_torn_tail` skips an unterminated last line (what a killed appender leaves).
-    """
+    def __init__(self, rows=(), lines=(), path: str | Path | None = None):
+        super().__init__(rows)
+        self.lines = list(lines) or list(range(1, len(self) + 1))
+        self.path = path
+
+
+def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Rows:
+    """Read a JSONL file; a malformed or non-UTF-8 line raises UserError naming file:line.
+
+    `tolerate_torn_tail` skips an unterminated last line (what a killed appender leaves) instead
+    of reporting it; stores repair it before they append (`Store.repair`)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    rows = []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    for i, line in enumerate(lines, start=1):
+    raw = _read_bytes(path)
+    parts = raw.split(b"\n")
+    rows, lines = [], []
+    for i, chunk in enumerate(parts, start=1):
+        torn = i == len(parts) and chunk.strip() != b""  # no newline after the last line
+        try:
+            line = _decode(chunk, path, i)
+        except UserError:
+            if torn and tolerate_torn_tail:
+                continue
+            raise
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            if tolerate_torn_tail and i == len(lines):
+            if torn and tolerate_torn_tail:
                 continue
             raise UserError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
-    return rows
+        lines.append(i)
+    return Rows(rows, lines, path)
+
+
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
+               dict: "an object", type(None): "null"}
+
+
+def _type_ok(value: Any, types: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+def check_rows(rows: list[dict], where: str | Path, required: dict[str, Any], optional: dict[str, Any] | None = None,
+               unique: str | None = None, fix: str = "") -> None:
+    """Each row has the `required` fields (not null) with the given type(s), and the `optional`
+    ones, when present and not null, too; `unique` names a field no two rows may share. The first
+    problem is a UserError naming file:line, the field and what was expected."""
+    lines = getattr(rows, "lines", None) or list(range(1, len(rows) + 1))
+    seen: dict[Any, int] = {}
+    hint = f"; {fix}" if fix else ""
+    for row, line in zip(rows, lines, strict=True):
+        for name, types in [*((k, (t, True)) for k, t in required.items()),
+                            *((k, (t, False)) for k, t in (optional or {}).items())]:
+            types, needed = types
+            types = types if isinstance(types, tuple) else (types,)
+            value = row.get(name)
+            if value is None:
+                if needed:
+                    raise UserError(f"{where}:{line}: missing field {name!r}{hint}")
+                continue
+            if not _type_ok(value, types):
+                want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+                raise UserError(f"{where}:{line}: field {name!r} must be {want}, got {json.dumps(value)[:60]}")
+        if unique is not None:
+            key = row.get(unique)
+            if key in seen:
+                raise UserError(f"{where}:{line}: duplicate {unique} {json.dumps(key)} (also on line {seen[key]}); "
+                                f"every row needs its own {unique}")
+            seen[key] = line
+
+
+# ---------------------------------------------------------------------------------------------
+# The append-only store
+
+
+class Store:
+    """An append-only JSONL file of records keyed by `key`; the latest record per key wins.
+
+    Crash safety: records are appended as whole lines, flushed after each one and fsynced every
+    `fsync_every` and on close. A kill can leave at most one torn (unterminated) last line;
+    readers skip it and `append` / `writer` cut it off first, so the next record never lands on
+    a fragment. A rerun skips keys already done, so nothing is lost or duplicated.
+
+    Used by every resumable stage: sample, critique, eval, judge.
+    """
+
+    def __init__(self, path: str | Path, fsync_every: int = 64):
+        self.path = Path(path)
+        self.fsync_every = fsync_every
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        rows = read_jsonl(self.path, tolerate_torn_tail=True)
+        for row, line in zip(rows, rows.lines, strict=True):
+            if "key" not in row:
+                raise UserError(f"{self.path}:{line}: not a critiquelab store (rows have no 'key'); "
+                                "choose another output or move the file away")
+        return rows
+
+    def read(self) -> dict[str, dict]:
+        """key -> latest record."""
+        return {r["key"]: r for r in self.rows()}
+
+    def repair(self) -> int:
+        """Cut an unterminated last line (a killed writer's); return the bytes removed."""
+        if not self.path.exists():
+            return 0
+        with open(self.path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            pos, tail = size, b""
+            while pos > 0:  # find the last newline, reading backwards in blocks
+                step = min(1 << 16, pos)
+                f.seek(pos - step)
+                tail = f.read(step) + tail
+                i = tail.rfind(b"\n")
+                if i >= 0:
+                    keep = pos - step + i + 1
+                    break
+                pos -= step
+            else:
+                keep = 0
+            if keep < size:
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+                log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run", self.path,
+                            size - keep)
+            return size - keep
+
+    @contextmanager
+    def writer(self) -> Iterator[Any]:
+        """`w(record)` appends one record; the file is repaired first and fsynced on exit."""
+        self.rows()  # refuses a file that is not a store before anything is written
+        self.repair()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a", encoding="utf-8")
+        count = [0]
+
+        def write(record: dict) -> None:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()  # in the OS after every record: a killed process loses nothing written
+            count[0] += 1
+            if count[0] % self.fsync_every == 0:
+                os.fsync(f.fileno())  # on disk regularly (fsync costs milliseconds)
+
+        try:
+            yield write
+        finally:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+
+    def append(self, records: Iterable[dict]) -> None:
+        with self.writer() as write:
+            for r in records:
+                write(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output directories: never write into (or delete) what critiquelab did not make
+
+MARKER = ".critiquelab.json"
+
+
+def read_marker(path: str | Path) -> dict | None:
+    p = Path(path) / MARKER
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _write_marker(path: Path, marker: dict) -> None:
+    write_json(path / MARKER, marker)
+
+
+def mark_complete(path: str | Path, **extra: Any) -> None:
+    """Record in the directory's marker that its work finished."""
+    path = Path(path)
+    _write_marker(path, {**(read_marker(path) or {}), "complete": True, "completed": time.time(), **extra})
+
+
+def _clear(path: Path) -> None:
+    for p in path.iterdir():
+        if p.name != MARKER:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _probe(path: Path, label: str) -> None:
+    try:
+        probe = path / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{path}: {label} is not writable ({e.strerror})") from None
+
+
+@contextmanager
+def output_dir(path: str | Path, kind: str, *, fingerprint: str | None = None, overwrite: bool = False,
+               label: str = "--out") -> Iterator[tuple[Path, str]]:
+    """Claim `path` for an output of `kind` before any compute; yield (path, state).
+
+    - absent or empty: created and marked (state "new");
+    - marked with the same kind and fingerprint: kept, so the stage resumes (state "resume";
+      "done" when the marker says the work finished);
+    - marked with the same kind but other settings: refused, or emptied with `overwrite`;
+    - marked with another kind, not a directory, not writable, or holding files critiquelab did
+      not make: refused, always.
+    If the block fails before anything but the marker was written, a directory this call created
+    is removed again, so a bad input leaves nothing behind."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{label} {path}: exists and is not a directory")
+    created = not path.exists()
+    if created:
+        try:
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise UserError(f"{label} {path}: cannot create the directory ({e.strerror})") from None
+    marker = read_marker(path)
+    contents = [p.name for p in path.iterdir() if p.name != MARKER]
+    state = "new"
+    if marker is None and contents:
+        raise UserError(f"{label} {path}: the directory is not empty and was not made by critiquelab; "
+                        "refusing to write into it (choose a new or empty directory)")
+    if marker is not None:
+        if marker.get("kind") != kind:
+            raise UserError(f"{label} {path}: holds a critiquelab {marker.get('kind')!r} output, not {kind!r}; "
+                            "choose another directory")
+        if fingerprint is not None and marker.get("fingerprint") not in (None, fingerprint) and contents:
+            if not overwrite:
+                raise UserError(f"{label} {path}: holds a {kind} made with other inputs or settings; pass "
+                                "--overwrite to replace it, or choose another directory")
+            log.warning("%s: replacing the earlier %s (--overwrite)", path, kind)
+            _clear(path)
+            marker = None
+        elif overwrite and contents:
+            log.warning("%s: replacing the earlier %s (--overwrite)", path, kind)
+            _clear(path)
+            marker = None
+        elif contents:
+            state = "done" if marker.get("complete") else "resume"
+    _probe(path, label)
+    if marker is None or marker.get("fingerprint") != fingerprint:
+        _write_marker(path, {"kind": kind, "fingerprint": fingerprint, "complete": False, "created": time.time(),
+                             "critiquelab": _version("critiquelab")})
+    try:
+        yield path, state
+    except BaseException:
+        if created and all(p.name == MARKER for p in path.iterdir()):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def check_output_file(path: str | Path, label: str = "--out") -> Path:
+    """A file output: its directory exists (or can be made) and is writable, and the path is not a
+    directory. Whether an existing file may be replaced is the stage's decision."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{label} {path}: is a directory, expected a file path")
+    parent = path.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{label} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{label} {path}: {existing} is not writable")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashes and provenance
 
 
 def sha256_file(path: str | Path) -> str:
@@ -129,11 +443,11 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_dir(path: str | Path) -> str:
-    """Hash of every file's relative name and content under `path`."""
+    """Hash of every file's relative name and content under `path` (the marker left out)."""
     h = hashlib.sha256()
     root = Path(path)
     for p in sorted(root.rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.name != MARKER:
             h.update(str(p.relative_to(root)).encode())
             h.update(sha256_file(p).encode())
     return h.hexdigest()
@@ -145,16 +459,11 @@ def stable_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
-def ensure_writable_dir(path: str | Path) -> Path:
-    path = Path(path)
+def _version(pkg: str) -> str | None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{path}: output directory is not writable ({e.strerror})") from None
-    return path
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _git(*args: str) -> str | None:
@@ -169,13 +478,8 @@ def _git(*args: str) -> str | None:
 
 def provenance() -> dict:
     """Git commit + dirty flag, package versions, hardware: what a number needs beside it."""
-    versions = {}
-    for pkg in ["critiquelab", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
-                "tokenizers", "math-verify", "openai"]:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = {pkg: _version(pkg) for pkg in ["critiquelab", "torch", "transformers", "trl", "peft",
+                                                "accelerate", "datasets", "tokenizers", "math-verify", "openai"]}
     status = _git("status", "--porcelain", "--untracked-files=no")
     try:
         import torch

@@ -1,19 +1,94 @@
-"""Generation backends behind one Protocol. For now: Hugging Face transformers.
+"""Models and generation backends behind one Protocol: Hugging Face transformers, any
+OpenAI-compatible endpoint, vLLM.
 
 `HFBackend.generate(conversations, settings)` renders each conversation with the tokenizer's
 chat template, sorts by length, generates in left-padded batches with the KV cache, cuts the
 text at stop strings and returns completions in the input order.
+
+A model is a local directory or a Hugging Face Hub name. Hub names are fetched (or read from the
+local cache with HF_HUB_OFFLINE=1); `check_model` says in one line when neither works, before any
+work starts. `generate_resumable` is the resumable loop of every stage that generates (eval,
+judge): it appends to an append-only `Store`, so a rerun only generates what is missing.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlparse
 
-from critiquelab.io import UserError, append_jsonl, read_jsonl
+from critiquelab.io import Incomplete, Store, UserError, read_json, stable_hash
 
-__all__ = ["Sampling", "Backend", "HFBackend"]
+__all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
+           "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable"]
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def check_model(name: str | Path, label: str = "model") -> str:
+    """A local model directory with a readable config.json, or a Hub name that can be fetched (or
+    is cached, offline); anything else is a one-line UserError saying what to do."""
+    name = str(name)
+    path = Path(name).expanduser()
+    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
+    if looks_local:
+        if not (path / "config.json").is_file():
+            raise UserError(f"{label}={name}: not a model directory (no config.json)")
+        config = read_json(path / "config.json")
+        if not isinstance(config, dict):
+            raise UserError(f"{path / 'config.json'}: expected a JSON object")
+        return str(path)
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(name, "config.json")
+    except Exception as e:  # not found, offline and not cached, no network, bad name, gated, ...
+        raise UserError(f"{label}={name}: not a local directory and not loadable from the Hugging Face Hub "
+                        f"({type(e).__name__}); download it first (`hf download {name}`, then use it "
+                        "offline with HF_HUB_OFFLINE=1) or give a model directory") from None
+    return name
+
+
+def load_tokenizer(name: str | Path, label: str = "model"):
+    from transformers import AutoTokenizer
+
+    name = check_model(name, label)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # a broken or missing tokenizer file
+        raise UserError(f"{label}={name}: cannot load its tokenizer ({_one_line(e)})") from None
+
+
+def load_causal_lm(name: str | Path, label: str = "model", **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    name = check_model(name, label)
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except Exception as e:  # broken weights, an architecture transformers does not know, ...
+        raise UserError(f"{label}={name}: cannot load the model ({_one_line(e)})") from None
+
+
+def is_local_url(url: str) -> bool:
+    return (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def check_endpoint(url: str, label: str) -> None:
+    """Fail in one line, before any request, when nothing listens at the endpoint's host:port."""
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise UserError(f"{label}={url}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=10).close()
+    except OSError as e:
+        raise UserError(f"{label}={url}: cannot connect ({e.strerror or type(e).__name__}); is the server "
+                        "running and the URL right?") from None
 
 
 @dataclass
@@ -49,19 +124,18 @@ class HFBackend:
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path}: not a model directory (no config.json)")
-        self.name = f"hf:{path}"
+        self.name = f"hf:{model_dir}"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(model_dir)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not self.tokenizer.chat_template:
+            raise UserError(f"model={model_dir}: its tokenizer has no chat template (use an instruct/chat "
+                            "tokenizer, or add a chat_template to tokenizer_config.json)")
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.model = load_causal_lm(model_dir, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
         self.truncated = 0  # prompts cut to fit the context window
 
@@ -122,7 +196,17 @@ class OpenAIBackend:
     def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
         import asyncio
 
-        return asyncio.run(self._generate(conversations, sampling, on_batch))
+        import openai
+
+        check_endpoint(self.base_url, "base_url")
+        try:
+            return asyncio.run(self._generate(conversations, sampling, on_batch))
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
+            raise UserError(f"{self.base_url}: the endpoint refused the request ({_one_line(e)}); check the "
+                            "model name and the API key variable") from None
+        except (openai.APIError, ValueError) as e:
+            raise Incomplete(f"{self.base_url}: a request failed after retries ({_one_line(e)}); finished "
+                             "items are kept; rerun the same command to resume") from None
 
     async def _generate(self, conversations, sampling: Sampling, on_batch) -> list[str]:
         import asyncio
@@ -141,8 +225,8 @@ class OpenAIBackend:
                     stop=sampling.stop or None)
             if on_batch:
                 on_batch(1)
-            if not resp.choices:
-                raise RuntimeError(f"{self.base_url}: response without choices")
+            if not getattr(resp, "choices", None):
+                raise ValueError(f"{self.base_url}: the answer is not a chat completion with choices")
             return _cut_at_stop(resp.choices[0].message.content or "", sampling.stop)
 
         try:
@@ -178,21 +262,27 @@ class VLLMBackend:
 
 
 def generate_resumable(path: Path, rows: list[dict], backend, conversation, record, sampling: Sampling,
-                       chunk: int, on_batch=None) -> list[dict]:
-    """Generate for the rows (by `id`) not yet recorded in the JSONL `path`, appending
-    `record(row, text)` chunk by chunk so that an interrupted run resumes (a torn last line is
-    ignored); return every row's record, in order. `backend` is a zero-argument factory, called only
-    when there is work; `on_batch(n)` hears about generated rows and, first, the ones already done."""
-    done = {r["id"]: r for r in read_jsonl(path, tolerate_torn_tail=True)} if path.exists() else {}
-    todo = [r for r in rows if r["id"] not in done]
+                       chunk: int, settings: dict, on_batch=None) -> list[dict]:
+    """Generate for the rows not yet recorded in the store at `path`, appending `record(row, text)`
+    chunk by chunk, so that an interrupted run resumes; return every row's record, in order.
+
+    An item's key hashes `settings` (model, sampling, ...), its `id` and its conversation, so a
+    changed question under an old id is generated again. `backend` is a zero-argument factory,
+    called only when there is work; `on_batch(n)` hears about generated rows and, first, the ones
+    already done."""
+    store = Store(path)
+    keys = [stable_hash({"settings": settings, "id": r["id"], "input": conversation(r)}, 16) for r in rows]
+    wanted = set(keys)
+    done = {k: rec for k, rec in store.read().items() if k in wanted}
+    todo = [(k, r) for k, r in zip(keys, rows, strict=True) if k not in done]
     if on_batch:
         on_batch(len(rows) - len(todo))
     if todo:
         model = backend()
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            texts = model.generate([conversation(r) for r in part], sampling, on_batch=on_batch)
-            records = [record(r, t) for r, t in zip(part, texts, strict=True)]
-            append_jsonl(path, records)
-            done.update((r["id"], rec) for r, rec in zip(part, records, strict=True))
-    return [done[r["id"]] for r in rows]
+            texts = model.generate([conversation(r) for _, r in part], sampling, on_batch=on_batch)
+            records = [{"key": k, **record(r, t)} for (k, r), t in zip(part, texts, strict=True)]
+            store.append(records)
+            done.update((rec["key"], rec) for rec in records)
+    return [done[k] for k in keys]

@@ -18,7 +18,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, TrainConfig, WorldConfig
-from critiquelab.io import read_jsonl, stable_hash, write_json
+from critiquelab.io import (
+    UserError,
+    check_rows,
+    mark_complete,
+    output_dir,
+    read_json,
+    read_jsonl,
+    read_marker,
+    stable_hash,
+    write_json,
+)
 from critiquelab.world import check, noisy_solution
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain",
@@ -106,38 +116,46 @@ def build_model(cfg: ModelConfig, tokenizer, seed: int = 0):
 
 
 def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
-             cfg: PretrainConfig, max_length: int = 512) -> dict:
-    """Train tokenizer and model on the pretrain split; save to `out_dir` atomically."""
+             cfg: PretrainConfig, max_length: int = 512, *, overwrite: bool = False) -> dict:
+    """Train tokenizer and model on the pretrain split into `out_dir` (claimed first; a rerun after
+    an interruption resumes from the last checkpoint, and a finished one is not redone)."""
     from critiquelab.train import fit
 
-    problems = read_jsonl(Path(world_dir) / "pretrain.jsonl")
-    tmp_tok = build_tokenizer([p["question"] + "\n" + p["solution"] for p in problems], 64)
-    rng = random.Random(cfg.seed)
-    # Like web text, the corpus holds worked solutions and, for a share of problems, a critique of
-    # a flawed (or sound) attempt, so the base model has seen evaluative text before any CFT.
-    convs = [critique_messages(p, rng) if rng.random() < cfg.critique_share else corpus_messages(p)
-             for p in problems]
-    texts = [tmp_tok.apply_chat_template(c, tokenize=False) for c in convs]
-    tokenizer = build_tokenizer(texts, model_cfg.vocab_size)
-    model = build_model(model_cfg, tokenizer, seed=cfg.seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("pretraining %.2fM params on %d problems, %d tokens", n_params / 1e6, len(texts), cfg.tokens)
-    # Plain language modelling on the whole chat text: measured on the world, this learns to solve
-    # faster than a loss on the solutions only (10.8% vs 8.4% after 1.5M tokens).
-    rows = [{"text": t} for t in texts]
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    train_cfg = TrainConfig(token_budget=cfg.tokens, lr=cfg.lr, batch_size=cfg.batch_size,
-                            warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, seed=cfg.seed,
-                            max_length=max_length, group_by_length=True)
-    stats = fit(model, tokenizer, rows, tmp, train_cfg, desc="pretrain", repeat=True)
-    stats.pop("config", None)
-    stats["params"] = n_params
-    write_json(tmp / "critiquelab_pretrain.json", {"model": asdict(model_cfg), "pretrain": asdict(cfg),
-                                                   "stats": stats})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    corpus = Path(world_dir) / "pretrain.jsonl"
+    problems = read_jsonl(corpus)
+    check_rows(problems, corpus, {"question": str, "solution": str, "start": int, "steps": list},
+               fix="is --world a directory written by `critiquelab world`?")
+    if not problems:
+        raise UserError(f"{corpus}: no pretraining problems (world.n_pretrain=0?)")
+    fingerprint = stable_hash({"v": FORMAT_VERSION, "corpus": stable_hash(problems), "model": asdict(model_cfg),
+                               "pretrain": asdict(cfg), "max_length": max_length})
+    with output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite) as (out, state):
+        if state == "done" and (out / "critiquelab_pretrain.json").is_file():
+            return read_json(out / "critiquelab_pretrain.json")["stats"]
+        tmp_tok = build_tokenizer([p["question"] + "\n" + p["solution"] for p in problems], 64)
+        rng = random.Random(cfg.seed)
+        # Like web text, the corpus holds worked solutions and, for a share of problems, a critique of
+        # a flawed (or sound) attempt, so the base model has seen evaluative text before any CFT.
+        convs = [critique_messages(p, rng) if rng.random() < cfg.critique_share else corpus_messages(p)
+                 for p in problems]
+        texts = [tmp_tok.apply_chat_template(c, tokenize=False) for c in convs]
+        tokenizer = build_tokenizer(texts, model_cfg.vocab_size)
+        model = build_model(model_cfg, tokenizer, seed=cfg.seed)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("pretraining %.2fM params on %d problems, %d tokens", n_params / 1e6, len(texts), cfg.tokens)
+        # Plain language modelling on the whole chat text: measured on the world, this learns to solve
+        # faster than a loss on the solutions only (10.8% vs 8.4% after 1.5M tokens).
+        rows = [{"text": t} for t in texts]
+        train_cfg = TrainConfig(token_budget=cfg.tokens, lr=cfg.lr, batch_size=cfg.batch_size,
+                                warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                                max_length=max_length, group_by_length=True)
+        stats = fit(model, tokenizer, rows, out, train_cfg, desc="pretrain", repeat=True)
+        stats.pop("config", None)
+        stats["params"] = n_params
+        write_json(out / "critiquelab_pretrain.json", {"model": asdict(model_cfg), "pretrain": asdict(cfg),
+                                                       "stats": stats})
+        mark_complete(out)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return stats
 
 
@@ -147,7 +165,8 @@ def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: 
     key = stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
                        "pretrain": asdict(cfg)})
     path = cache_dir() / "models" / f"base-{key}"
-    if (path / "config.json").is_file() and (path / "critiquelab_pretrain.json").is_file():
+    finished = (read_marker(path) or {}).get("complete") or (path / "critiquelab_pretrain.json").is_file()
+    if finished and (path / "config.json").is_file():  # (a cache from before markers has no marker)
         return path, True
     pretrain(world_dir, path, model_cfg, cfg)
     return path, False

@@ -23,7 +23,19 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
-from critiquelab.io import UserError, atomic_write, pyplot, read_json, read_jsonl, save_figure, write_json
+from critiquelab.io import (
+    UserError,
+    atomic_write,
+    check_rows,
+    mark_complete,
+    output_dir,
+    pyplot,
+    read_json,
+    read_jsonl,
+    save_figure,
+    stable_hash,
+    write_json,
+)
 
 __all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish", "seed_means",
            "write_report"]
@@ -45,7 +57,12 @@ def _order(method: str) -> int:
 def load_cells(run_dir: Path) -> list[dict]:
     """Cells with their attributes: `cells.json` of an experiment, else `eval/<method>-s<seed>` names."""
     if (run_dir / "cells.json").exists():
-        return read_json(run_dir / "cells.json")
+        cells = read_json(run_dir / "cells.json")
+        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+            raise UserError(f"{run_dir / 'cells.json'}: expected a JSON list of cells")
+        check_rows(cells, run_dir / "cells.json", {"name": str, "method": str}, optional={"seed": int},
+                   fix="is it an experiment's run directory?")
+        return cells
     cells = []
     for d in sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir()):
         method, _, seed = d.name.rpartition("-s")
@@ -65,7 +82,13 @@ def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
         results = run_dir / "eval" / c["name"] / "results.json"
         if not results.exists():
             continue
-        for bench, r in read_json(results)["benchmarks"].items():
+        benches = read_json(results).get("benchmarks") if isinstance(read_json(results), dict) else None
+        if not isinstance(benches, dict) or not all(isinstance(r, dict) for r in benches.values()):
+            raise UserError(f"{results}: expected {{\"benchmarks\": {{name: {{accuracy, n, ci95, no_answer}}}}}} "
+                            "(the results.json of `critiquelab eval`)")
+        check_rows(list(benches.values()), results, {"accuracy": float, "n": int, "ci95": list, "no_answer": int},
+                   fix="expected the results.json of `critiquelab eval`")
+        for bench, r in benches.items():
             runs.append({"method": c["method"], "seed": c["seed"], "benchmark": bench, "accuracy": r["accuracy"],
                          "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"],
                          "format_failures": r["no_answer"] + r.get("fallback", 0),
@@ -80,6 +103,7 @@ def item_table(run_dir: Path, cells: list[dict]) -> dict[tuple, list[dict[str, b
     for c in cells:
         for f in sorted((run_dir / "eval" / c["name"]).glob("*.jsonl")):
             rows = read_jsonl(f, tolerate_torn_tail=True)
+            check_rows(rows, f, {"id": (str, int), "correct": bool}, fix="expected the items of `critiquelab eval`")
             items[(c["method"], *_group(c), f.stem)].append({r["id"]: bool(r["correct"]) for r in rows})
     return items
 
@@ -432,22 +456,22 @@ def write_report(run_dir: str | Path) -> Path:
     return run_dir / "report.md"
 
 
-def publish(run_dir: str | Path, dest: str | Path) -> Path:
-    """Copy a run's report (md, html, json, PNGs, critic plots, cells and manifest) to `dest`,
-    replacing what was there: the committed copy readers see without running anything."""
-    import shutil
+def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy a run's report (md, html, json, PNGs, critic plots, cells and manifest) to `dest`: the
+    committed copy readers see without running anything. `dest` must be new, empty, or an earlier
+    published report (replaced only with `overwrite`)."""
 
-    run_dir, dest = Path(run_dir), Path(dest)
+    run_dir = Path(run_dir)
     if not (run_dir / "report.md").exists():
         raise UserError(f"{run_dir}: no report.md to publish (run `critiquelab report {run_dir}` first)")
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json", run_dir / "manifest.json",
-              *run_dir.glob("critic/*/best_of_n.png")]:
-        if f.is_file():
-            (tmp / f.relative_to(run_dir)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, tmp / f.relative_to(run_dir))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    files = [f for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json",
+                         run_dir / "manifest.json", *run_dir.glob("critic/*/best_of_n.png")] if f.is_file()]
+    fingerprint = stable_hash({"run": str(run_dir.resolve())})
+    with output_dir(dest, "report", fingerprint=fingerprint, overwrite=overwrite, label="--publish") as (dest, _):
+        for f in files:
+            target = dest / f.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(target, "wb") as out:
+                out.write(f.read_bytes())
+        mark_complete(dest)
     return dest

@@ -2,8 +2,14 @@
 
 Input: problems JSONL (`id`, `question`, optional `answer`; world problems also carry `start`
 and `steps`). Output: `solutions.jsonl`, one row per solution: `id`, `problem_id`, `question`,
-`answer`, `solution`, `source`, `correct` (graded against the reference when there is one), and
-the world fields copied through so later stages need no join.
+`answer`, `solution`, `source`, `correct` (graded against the reference when there is one),
+`key` (what the row was made from: problem, sample index and sampler settings), and the world
+fields copied through so later stages need no join.
+
+Resumable: rows are appended chunk by chunk to `<out>.partial` (an append-only store); a rerun
+after an interruption generates only the missing ones, and the finished file is written at once
+in problem order. A finished `<out>` made with the same settings is kept as it is; one made with
+other settings is replaced only with `overwrite`.
 
     critiquelab sample --problems runs/w/train.jsonl --model runs/base --out runs/demo/solutions.jsonl
 """
@@ -16,8 +22,17 @@ from pathlib import Path
 from critiquelab.config import SampleConfig
 from critiquelab.evaluate import conversation
 from critiquelab.grading import grade
-from critiquelab.io import UserError, read_json, read_jsonl, write_jsonl
-from critiquelab.llm import HFBackend, Sampling
+from critiquelab.io import (
+    Store,
+    UserError,
+    check_output_file,
+    check_rows,
+    read_json,
+    read_jsonl,
+    stable_hash,
+    write_jsonl,
+)
+from critiquelab.llm import HFBackend, Sampling, check_model
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
@@ -55,40 +70,43 @@ def _load_records(path: str, split: str) -> list[dict]:
         return read_jsonl(p)
     if p.suffix == ".json":
         rows = read_json(p)
-        if not isinstance(rows, list):
-            raise UserError(f"{p}: expected a JSON list of records")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise UserError(f"{p}: expected a JSON list of records (objects)")
         return rows
     import datasets
 
     if p.suffix == ".parquet":
         if not p.is_file():
             raise UserError(f"{p}: file not found")
-        return datasets.Dataset.from_parquet(str(p)).to_list()
-    if p.is_dir():
-        ds = datasets.load_from_disk(str(p))
-        return (ds[split] if isinstance(ds, datasets.DatasetDict) else ds).to_list()
+        try:
+            return datasets.Dataset.from_parquet(str(p)).to_list()
+        except Exception as e:  # not parquet, truncated, ...
+            raise UserError(f"{p}: cannot read as parquet ({type(e).__name__})") from None
     try:
+        if p.is_dir():
+            ds = datasets.load_from_disk(str(p))
+            return (ds[split] if isinstance(ds, datasets.DatasetDict) else ds).to_list()
         return datasets.load_dataset(path, split=split).to_list()
-    except Exception as e:  # offline, unknown name, ...
-        raise UserError(f"sample.import_path={path!r}: not a file and not loadable as an HF dataset ({e})") from None
+    except Exception as e:  # offline, unknown name, unknown split, not a saved dataset, ...
+        raise UserError(f"sample.import_path={path!r}: not a file and not loadable as an HF dataset "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
 
 
 def read_import(cfg: SampleConfig) -> list[tuple[dict, str]]:
     """(problem, solution) pairs of an imported file through the field mapping, checked, not graded."""
-    if cfg.import_preset not in IMPORT_PRESETS:
-        raise UserError(f"sample.import_preset={cfg.import_preset!r} (valid: {', '.join(IMPORT_PRESETS)})")
     if not cfg.import_path:
         raise UserError("sample.source=import needs sample.import_path")
     fields = {**IMPORT_PRESETS[cfg.import_preset], **cfg.import_fields}
     missing = [k for k in ("question", "solution") if k not in fields]
     if missing:
         raise UserError(f"sample.import_fields: map {', '.join(missing)} (e.g. sample.import_fields.question=problem)")
+    records = _load_records(cfg.import_path, cfg.import_split)[: cfg.n_problems]
+    types = {"question": str, "solution": str, "answer": (str, int, float), "id": (str, int)}
+    check_rows(records, cfg.import_path, {fields[k]: types[k] for k in ("question", "solution")},
+               optional={fields[k]: types[k] for k in ("answer", "id") if k in fields},
+               unique=fields.get("id"), fix="map your columns with sample.import_fields.<ours>=<theirs>")
     pairs = []
-    for i, r in enumerate(_load_records(cfg.import_path, cfg.import_split)[: cfg.n_problems]):
-        where = f"{cfg.import_path}:{i + 1}"
-        absent = [theirs for theirs in (fields["question"], fields["solution"]) if not r.get(theirs)]
-        if absent:
-            raise UserError(f"{where}: missing field(s) {', '.join(absent)}")
+    for i, r in enumerate(records):
         pid = str(r[fields["id"]]) if "id" in fields and fields["id"] in r else f"import-{i}"
         problem = {"id": pid, "question": r[fields["question"]],
                    "answer": str(r[fields["answer"]]) if "answer" in fields and r.get(fields["answer"]) is not None
@@ -101,50 +119,113 @@ def import_solutions(cfg: SampleConfig) -> list[dict]:
     return [_row(problem, 0, solution, f"import:{cfg.import_path}") for problem, solution in read_import(cfg)]
 
 
-def _generate(problems: list[dict], cfg: SampleConfig, model_dir, problems_path) -> list[dict]:
-    rows: list[dict] = []
-    if cfg.source == "synthetic":
-        rng = random.Random(cfg.seed)
-        for p in problems:
-            if "steps" not in p:
-                raise UserError(f"{problems_path}: source=synthetic needs world problems (with 'steps')")
-            for j in range(cfg.n_per_problem):
-                if rng.random() < cfg.error_rate:
-                    text, info = noisy_solution(p, rng)
-                    rows.append(_row(p, j, text, "synthetic", {"injected": info}))
-                else:
-                    rows.append(_row(p, j, p["solution"], "synthetic", {"injected": None}))
-    elif cfg.source == "model":
-        if model_dir is None:
-            raise UserError("sample: source=model needs --model DIR")
-        backend = HFBackend(model_dir, batch_size=cfg.batch_size)
-        sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            top_p=cfg.top_p, seed=cfg.seed)
-        convs = [conversation(p["question"]) for p in problems for _ in range(cfg.n_per_problem)]
-        from rich.progress import Progress
+def _plan(problems: list[dict], cfg: SampleConfig, model: str | None) -> list[tuple[str, dict, int]]:
+    """(key, problem, sample index) of every solution to make; the key hashes what it is made from."""
+    settings = {"source": cfg.source, "model": model, "seed": cfg.seed, **(
+        {"error_rate": cfg.error_rate} if cfg.source == "synthetic" else
+        {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens})}
+    return [(stable_hash({"settings": settings, "problem": p["id"], "question": p["question"],
+                         "answer": p.get("answer"), "j": j}, 16), p, j)
+            for p in problems for j in range(cfg.n_per_problem)]
 
-        with Progress() as progress:
-            task = progress.add_task("sample", total=len(convs))
-            texts = backend.generate(convs, sampling, on_batch=lambda n: progress.advance(task, n))
-        it = iter(texts)
-        for p in problems:
-            for j in range(cfg.n_per_problem):
-                rows.append(_row(p, j, next(it), f"model:{model_dir}"))
-    else:
-        raise UserError(f"sample.source={cfg.source!r}: use 'model', 'synthetic' or 'import'")
-    return rows
+
+def _synthetic(plan, cfg: SampleConfig, write) -> None:
+    for key, p, j in plan:
+        rng = random.Random(stable_hash({"seed": cfg.seed, "id": p["id"], "j": j}))
+        if rng.random() < cfg.error_rate:
+            text, info = noisy_solution(p, rng)
+            write(key, _row(p, j, text, "synthetic", {"injected": info}))
+        else:
+            write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}))
+
+
+def _sampled(plan, cfg: SampleConfig, model: str, write, n_done: int) -> None:
+    """Generate in chunks with a seed per chunk of the full plan (chunk boundaries do not move
+    when a run resumes), appending each chunk as it finishes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    backend = HFBackend(model, batch_size=cfg.batch_size)
+    size = cfg.batch_size * 4
+    with Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as progress:
+        task = progress.add_task("sample", total=len(plan) + n_done, completed=n_done)
+        for c in range(0, len(plan), size):
+            part = plan[c:c + size]
+            if not part:
+                continue
+            sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                seed=int(stable_hash({"seed": cfg.seed, "first": part[0][0]}), 16) % 2**31)
+            texts = backend.generate([conversation(p["question"]) for _, p, _ in part], sampling,
+                                     on_batch=lambda n: progress.advance(task, n))
+            for (key, p, j), text in zip(part, texts, strict=True):
+                write(key, _row(p, j, text, f"model:{model}"))
+
+
+def _existing(out: Path) -> set[str] | None:
+    """Keys of a finished solutions file critiquelab wrote; refuses a file it did not write."""
+    if not out.exists():
+        return None
+    rows = read_jsonl(out)
+    if rows and not all("key" in r and "source" in r for r in rows):
+        raise UserError(f"--out {out}: exists and was not written by `critiquelab sample`; refusing to replace "
+                        "it (choose another --out)")
+    return {r["key"] for r in rows}
 
 
 def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
-               model_dir: str | Path | None = None) -> dict:
+               model_dir: str | Path | None = None, *, overwrite: bool = False) -> dict:
+    """Write `out_path` (see the module doc); resumes an interrupted run."""
+    out = check_output_file(out_path)
+    model = None
     if cfg.source == "import":
-        rows = problems = import_solutions(cfg)  # one imported solution per problem
-    elif problems_path is None:
-        raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
+        rows = import_solutions(cfg)  # one imported solution per problem, instant: no store
+        problems = rows
+        plan = [(stable_hash({"import": cfg.import_path, "row": r}, 16), r, 0) for r in rows]
     else:
+        if problems_path is None:
+            raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
         problems = load_problems(problems_path)[: cfg.n_problems]
-        rows = _generate(problems, cfg, model_dir, problems_path)
-    write_jsonl(out_path, rows)
+        if cfg.source == "synthetic":
+            for p in problems:
+                if "steps" not in p or "solution" not in p:
+                    raise UserError(f"{problems_path}: source=synthetic needs world problems (with 'steps'); "
+                                    "for your own problems use sample.source=model")
+        else:
+            if model_dir is None:
+                raise UserError("sample: source=model needs --model (a model directory or hub name)")
+            model = check_model(model_dir, "--model")
+        plan = _plan(problems, cfg, model)
+    keys = [k for k, _, _ in plan]
+    existing = _existing(out)
+    if existing is not None and existing == set(keys):
+        rows = read_jsonl(out)
+        return _summary(rows, problems, resumed=True)
+    if existing and not overwrite:
+        raise UserError(f"--out {out}: holds solutions made from other problems or settings; pass --overwrite "
+                        "to replace it, or choose another --out")
+    if cfg.source == "import":
+        made = {k: {**r, "key": k} for k, r, _ in plan}
+    else:
+        store = Store(out.with_name(out.name + ".partial"))
+        wanted = set(keys)
+        made = {k: r for k, r in store.read().items() if k in wanted}
+        todo = [item for item in plan if item[0] not in made]
+        with store.writer() as append:
+            def write(key: str, row: dict) -> None:
+                made[key] = {**row, "key": key}
+                append(made[key])
+
+            if cfg.source == "synthetic":
+                _synthetic(todo, cfg, write)
+            else:
+                _sampled(todo, cfg, model, write, len(plan) - len(todo))
+    rows = [made[k] for k in keys]
+    write_jsonl(out, rows)
+    if cfg.source != "import":
+        store.path.unlink(missing_ok=True)
+    return _summary(rows, problems)
+
+
+def _summary(rows: list[dict], problems: list[dict], resumed: bool = False) -> dict:
     graded = [r["correct"] for r in rows if r["correct"] is not None]
-    return {"solutions": len(rows), "problems": len(problems),
+    return {"solutions": len(rows), "problems": len(problems), "already_done": resumed,
             "share_correct": sum(graded) / len(graded) if graded else None}

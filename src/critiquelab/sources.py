@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from critiquelab.io import UserError, read_jsonl
+from critiquelab.io import UserError, check_rows, read_jsonl
 
 __all__ = ["BENCHMARKS", "benchmarks_dir", "load_benchmark", "last_boxed", "load_problems"]
 
@@ -113,7 +113,10 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
     if name in WORLD_BENCHMARKS:
         if world_dir is None:
             raise UserError(f"benchmark {name!r} needs a world directory (--world DIR)")
-        rows = read_jsonl(Path(world_dir) / WORLD_BENCHMARKS[name])
+        path = Path(world_dir) / WORLD_BENCHMARKS[name]
+        rows = read_jsonl(path)
+        check_rows(rows, path, {"id": (str, int), "question": str, "answer": (str, int, float)}, unique="id",
+                   fix="is --world a directory written by `critiquelab world`?")
     elif name in BENCHMARKS:
         folder, file, convert = BENCHMARKS[name]
         path = benchmarks_dir(bench_dir) / folder / file
@@ -131,11 +134,17 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
     return rows[:limit] if limit is not None else rows
 
 
+PROBLEM_FIELDS = {"id": (str, int), "question": str}
+PROBLEM_OPTIONAL = {"answer": (str, int, float), "solution": str}
+
+
 def load_problems(path: str | Path) -> list[dict]:
-    """User JSONL of problems: needs `id` and `question`; `answer` optional."""
+    """User JSONL of problems: a unique `id` and a `question`; `answer` (the reference, for
+    grading) and `solution` (a reference solution) optional. Numbers as answers become text."""
     rows = read_jsonl(path)
-    for i, r in enumerate(rows, start=1):
-        missing = [k for k in ("id", "question") if k not in r]
-        if missing:
-            raise UserError(f"{path}:{i}: missing field(s) {', '.join(missing)}")
+    check_rows(rows, path, PROBLEM_FIELDS, optional=PROBLEM_OPTIONAL, unique="id",
+               fix="a problem row is {\"id\": ..., \"question\": \"...\", \"answer\": \"...\"}")
+    for r in rows:
+        if isinstance(r.get("answer"), (int, float)):
+            r["answer"] = str(r["answer"])
     return rows

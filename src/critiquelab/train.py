@@ -6,10 +6,14 @@ conversational prompt-completion rows). Output: a model dir that
 throughput, peak memory). The loss is on the completion only (`completion_only_loss=True`, set
 explicitly, as are `loss_type`, packing and padding-free).
 
-Work happens in `<output_dir>.partial/`; with `save_steps` it holds checkpoints, and rerunning
-the same command after an interruption resumes from the last one (optimizer, scheduler, RNG
-and data order restored). The finished model is renamed into place. With `select_best_on`, every
-checkpoint is evaluated on that benchmark and the best is copied to `<output_dir>/best/`.
+The output directory is claimed before any compute (see `io.output_dir`): a directory critiquelab
+did not make is refused, and a finished model of other settings is replaced only with `overwrite`.
+Checkpoints go to `<output_dir>/checkpoints/` every `save_minutes` (default 5) and every
+`save_steps`; rerunning the same command after an interruption resumes from the last complete
+one (optimizer, scheduler, RNG and data order restored), and `train_log.json` accounts for the
+whole run: its loss curve, seconds and trained tokens span every resume. The marker's `complete`
+flag is set last, when the model is saved. With `select_best_on`, every checkpoint is evaluated
+on that benchmark and the best is copied to `<output_dir>/best/`.
 
     critiquelab train --config recipes/tiny-cpu.yaml train.model=runs/demo/base train.data=runs/demo/dataset/cft.jsonl
     accelerate launch --config_file recipes/accelerate/zero3-8gpu.yaml -m critiquelab.cli train --config recipes/qwen2.5-math-7b-cft.yaml
@@ -29,7 +33,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import TrainConfig
-from critiquelab.io import UserError, read_jsonl, write_json
+from critiquelab.io import (
+    UserError,
+    check_rows,
+    mark_complete,
+    output_dir,
+    read_json,
+    read_jsonl,
+    read_marker,
+    sha256_file,
+    stable_hash,
+    write_json,
+)
+from critiquelab.llm import check_model, load_causal_lm, load_tokenizer
 
 __all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
 
@@ -70,8 +86,6 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
     """Length accounting, the too-long policy and the token budget, before any training step."""
     if not rows:
         raise UserError(f"{desc}: the training set is empty")
-    if cfg.too_long not in ("truncate", "drop"):
-        raise UserError(f"train.too_long={cfg.too_long!r}: use truncate or drop")
     lengths = [_count_tokens(tokenizer, r) for r in rows]
     too_long = sum(n > cfg.max_length for n in lengths)
     if too_long:
@@ -90,7 +104,7 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
     epochs = 1 if cfg.token_budget > 0 else cfg.epochs
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, int(-(-len(chosen) * epochs // per_step)))
     return chosen, {"examples": len(chosen), "unique_examples": len({id(r) for r in chosen}),
-                    "tokens": int(tokens * epochs), "too_long": too_long, "too_long_policy": cfg.too_long,
+                    "planned_tokens": int(tokens * epochs), "too_long": too_long, "too_long_policy": cfg.too_long,
                     "global_batch": per_step, "world_size": _world_size(), "planned_steps": steps}
 
 
@@ -122,6 +136,43 @@ def _progress_callback(total_steps: int, desc: str):
     return RichProgress()
 
 
+CLOCK = "critiquelab_clock.json"  # in each checkpoint: seconds trained up to it
+
+
+def _checkpoint_callback(save_minutes: float):
+    """Save a checkpoint whenever `save_minutes` passed since the last one (every rank agrees:
+    rank 0's clock decides), and write the training seconds so far into each checkpoint."""
+    import torch
+    from transformers import TrainerCallback
+
+    class WallClockCheckpoints(TrainerCallback):
+        def __init__(self):
+            self.before = 0.0  # seconds trained before this process (restored on resume)
+            self.start = self.last = time.monotonic()
+
+        def elapsed(self) -> float:
+            return self.before + time.monotonic() - self.start
+
+        def on_step_end(self, args, state, control, **kw):
+            if save_minutes <= 0:
+                return
+            due = time.monotonic() - self.last >= 60 * save_minutes
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                flag = torch.tensor([int(due)], device=args.device)
+                torch.distributed.broadcast(flag, 0)
+                due = bool(flag.item())
+            if due:
+                control.should_save = True
+
+        def on_save(self, args, state, control, **kw):
+            self.last = time.monotonic()
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ckpt.is_dir():
+                write_json(ckpt / CLOCK, {"seconds": round(self.elapsed(), 1), "step": state.global_step})
+
+    return WallClockCheckpoints()
+
+
 def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfig, *,
                  desc: str = "train", repeat: bool = True):
     """An SFTTrainer over `rows` ({"text"} for LM, or conversational prompt/completion) with
@@ -142,6 +193,7 @@ def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: T
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps or max(1, steps // 50),
         save_strategy="steps" if cfg.save_steps > 0 else "no", save_steps=max(cfg.save_steps, 1),
+        include_num_input_tokens_seen="non_padding",
         save_total_limit=cfg.save_total_limit, report_to=cfg.report_to, disable_tqdm=True,
         dataloader_num_workers=0, completion_only_loss=True, assistant_only_loss=False,
         packing=cfg.packing, padding_free=cfg.packing, loss_type="nll",
@@ -156,7 +208,7 @@ def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: T
                                  target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(chosen),
                          processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[_progress_callback(steps, desc)])
+                         callbacks=[_progress_callback(steps, desc), _checkpoint_callback(cfg.save_minutes)])
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; logs go to train_log.json
     return trainer, info
 
@@ -181,20 +233,24 @@ def _last_checkpoint(work: Path) -> str | None:
 
 def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfig, *, desc: str = "train",
         repeat: bool = True) -> dict:
-    """Train, resuming from the last checkpoint in `out_dir` if there is one; save the model
-    (LoRA adapters merged when `merge_lora`), the tokenizer and `train_log.json`."""
+    """Train, resuming from the last complete checkpoint in `out_dir/checkpoints` if there is one;
+    save the model (LoRA adapters merged when `merge_lora`), the tokenizer and `train_log.json`."""
     import torch
 
     out_dir = Path(out_dir)
-    trainer, info = make_trainer(model, tokenizer, rows, out_dir, cfg, desc=desc, repeat=repeat)
-    resume = _last_checkpoint(out_dir)
+    work = out_dir / "checkpoints"
+    trainer, info = make_trainer(model, tokenizer, rows, work, cfg, desc=desc, repeat=repeat)
+    clock = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "WallClockCheckpoints")
+    resume = _last_checkpoint(work)
     if resume:
         log.info("%s: resuming from %s", desc, resume)
+        saved = Path(resume) / CLOCK
+        clock.before = json.loads(saved.read_text())["seconds"] if saved.is_file() else 0.0
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.time() - t0
+    clock.start = clock.last = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = clock.elapsed()
     if not trainer.is_world_process_zero():
         return {}
     final = trainer.model
@@ -209,39 +265,61 @@ def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfi
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     loss_curve = [{"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate")}
                   for h in trainer.state.log_history if "loss" in h]
-    stats = {**info, "steps": trainer.state.global_step, "seconds": round(seconds, 1), "resumed_from": resume,
-             "tokens_per_s": round(info["tokens"] / max(seconds, 1e-9)), "train_loss": result.training_loss,
+    tokens = int(trainer.state.num_input_tokens_seen)
+    stats = {**info, "tokens": tokens, "tokens_note": "tokens trained on (prompt + completion, no padding), "
+             "counted over the whole run including earlier resumed parts",
+             "steps": trainer.state.global_step, "seconds": round(seconds, 1), "resumed_from": resume,
+             "tokens_per_s": round(tokens / max(seconds, 1e-9)),
+             "train_loss": sum(p["loss"] for p in loss_curve) / len(loss_curve) if loss_curve else None,
+             "final_loss": loss_curve[-1]["loss"] if loss_curve else None,
              "peak_memory_gib": round(peak, 3), "peak_memory_kind": "cuda" if torch.cuda.is_available() else "rss",
              "config": asdict(cfg), "loss_curve": loss_curve}
     write_json(out_dir / "train_log.json", stats)
     return stats
 
 
-def load_model(path: str | Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model(path: str | Path, label: str = "train.model"):
+    tokenizer = load_tokenizer(path, label)
+    if not tokenizer.chat_template:
+        raise UserError(f"{label}={path}: its tokenizer has no chat template (use an instruct/chat model's "
+                        "tokenizer, or add a chat_template to tokenizer_config.json)")
+    return load_causal_lm(path, label), tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    return model, tokenizer
+
+DATA_FIELDS = {"prompt": list, "completion": list}
 
 
-def _check_inputs(cfg: TrainConfig) -> list[dict]:
+def read_dataset(path: str | Path) -> list[dict]:
+    """A dataset from `build`: conversational prompt-completion rows, checked with file:line."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise UserError(f"{path}: the dataset is empty")
+    check_rows(rows, path, DATA_FIELDS, fix="expected rows of `critiquelab build` "
+               "({\"prompt\": [messages], \"completion\": [messages]})")
+    for row, line in zip(rows, rows.lines, strict=True):
+        for part in ("prompt", "completion"):
+            msgs = row[part]
+            if not msgs or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                   and isinstance(m.get("content"), str) for m in msgs):
+                raise UserError(f"{path}:{line}: field {part!r} must be a non-empty list of "
+                                "{\"role\": ..., \"content\": \"...\"} messages")
+    return rows
+
+
+def _check_inputs(cfg: TrainConfig, need_model: bool = True) -> list[dict]:
     """Everything that can fail before the first step fails here, with a clear message."""
     problems = [f"train.{k} is required" for k in ("model", "data", "output_dir") if not getattr(cfg, k)]
     if problems:
         raise UserError("; ".join(problems))
-    mp = Path(cfg.model)
-    if (mp.exists() or cfg.model.startswith((".", "/"))) and not (mp / "config.json").is_file():
-        raise UserError(f"train.model={cfg.model}: not a model directory (no config.json)")
+    if need_model:
+        check_model(cfg.model, "train.model")
     if cfg.lora and cfg.select_best_on:
         raise UserError("train.select_best_on works with full fine-tuning (or lora with merge_lora and save_steps=0)")
-    rows = read_jsonl(cfg.data)
-    for i, r in enumerate(rows, start=1):
-        if not ("prompt" in r and "completion" in r):
-            raise UserError(f"{cfg.data}:{i}: expected 'prompt' and 'completion' fields")
-    if not rows:
-        raise UserError(f"{cfg.data}: the dataset is empty")
-    return rows
+    if cfg.select_best_on and cfg.save_steps <= 0:
+        raise UserError("train.select_best_on needs train.save_steps > 0 (the checkpoints to choose from)")
+    if cfg.deepspeed and not Path(cfg.deepspeed).is_file():
+        raise UserError(f"train.deepspeed={cfg.deepspeed}: file not found")
+    return read_dataset(cfg.data)
 
 
 class _CharTokenizer:
@@ -254,20 +332,33 @@ class _CharTokenizer:
         return {"input_ids": [0] * (len(text) * 2 // 7)}
 
 
-def plan(cfg: TrainConfig) -> dict:
-    """Dry run: the effective config, world size, steps and tokens, without loading the model."""
+def plan(cfg: TrainConfig, examples: int | None = None) -> dict:
+    """Dry run: the effective config, world size, steps and tokens, without loading the model.
+
+    Without the dataset (or the tokenizer) at hand, it says what is missing and plans from
+    `examples` rows of the median CFT length it assumes instead."""
     from transformers import AutoTokenizer
 
-    rows = _check_inputs(cfg)
+    missing = []
+    try:
+        rows = _check_inputs(cfg, need_model=False)
+    except UserError as e:
+        if examples is None or not cfg.data or Path(cfg.data).exists():
+            raise
+        missing.append(f"train.data: {e}")
+        rows = [{"prompt": [{"role": "user", "content": "x" * 2400}],
+                 "completion": [{"role": "assistant", "content": "x" * 1600}]}] * examples
     try:
         tokenizer, counted = AutoTokenizer.from_pretrained(cfg.model), "tokenizer"
-    except (OSError, ValueError):
-        tokenizer, counted = _CharTokenizer(), "estimated (tokenizer not available offline)"
+    except Exception:  # not cached, offline, not a model: estimate
+        tokenizer, counted = _CharTokenizer(), "estimated (~3.5 characters a token; the tokenizer is not available)"
+        missing.append(f"train.model={cfg.model}: tokenizer not available here")
     _, info = prepare_rows(rows, tokenizer, cfg, "dry-run", repeat=True)
-    return {"config": asdict(cfg), **info, "token_counts": counted}
+    return {"config": asdict(cfg), **info, "token_counts": counted, "missing": missing,
+            **({"assumed_examples": examples} if missing and examples else {})}
 
 
-def _select_best(work: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
+def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
     from critiquelab.config import EvalConfig
     from critiquelab.evaluate import run_eval
 
@@ -279,7 +370,8 @@ def _select_best(work: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
     if not scores:
         return {}
     best = max(scores, key=lambda k: (scores[k], int(k.split("-")[1])))
-    dest = work / "best"
+    dest = out / "best"
+    shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(work / best, dest, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
                                                                       "select-eval"))
     from critiquelab.sources import BENCHMARKS
@@ -293,22 +385,39 @@ def _select_best(work: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
     return summary
 
 
-def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_dir=None) -> dict:
+def _fingerprint(cfg: TrainConfig) -> str:
+    """What the output is made from: the settings (not where it goes) and the data's content."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "report_to", "logging_steps")}
+    return stable_hash({"train": settings, "data": sha256_file(cfg.data)})
+
+
+def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_dir=None,
+              overwrite: bool = False) -> dict:
     """Fine-tune `cfg.model` on `cfg.data` into `cfg.output_dir` (resumable; see the module doc)."""
+    from contextlib import nullcontext
+
     rows = _check_inputs(cfg)
-    out_dir = Path(cfg.output_dir)
-    work = out_dir.with_name(out_dir.name + ".partial")
-    if not _last_checkpoint(work) and int(os.environ.get("RANK", "0")) == 0:
-        shutil.rmtree(work, ignore_errors=True)
-    model, tokenizer = load_model(cfg.model)
-    stats = fit(model, tokenizer, rows, work, cfg, desc=desc)
-    if not stats:  # not the main process
-        return stats
     if cfg.select_best_on:
-        stats["selection"] = _select_best(work, cfg, world_dir, bench_dir)
-        write_json(work / "train_log.json", stats)
-    for ckpt in work.glob("checkpoint-*"):
-        shutil.rmtree(ckpt)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(work, out_dir)
+        from critiquelab.sources import load_benchmark
+
+        load_benchmark(cfg.select_best_on, bench_dir=bench_dir, world_dir=world_dir, limit=1)
+    out_dir = Path(cfg.output_dir)
+    fingerprint = _fingerprint(cfg)
+    main = int(os.environ.get("RANK", "0")) == 0
+    claim = output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite, label="train.output_dir") \
+        if main else nullcontext((out_dir, "done" if (read_marker(out_dir) or {}).get("complete") else "resume"))
+    with claim as (out_dir, state):
+        if state == "done" and (out_dir / "train_log.json").is_file():
+            log.info("%s: %s already holds this finished model; nothing to do", desc, out_dir)
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+            return read_json(out_dir / "train_log.json")
+        model, tokenizer = load_model(cfg.model)
+        stats = fit(model, tokenizer, rows, out_dir, cfg, desc=desc)
+        if not stats:  # not the main process
+            return stats
+        if cfg.select_best_on:
+            stats["selection"] = _select_best(out_dir / "checkpoints", out_dir, cfg, world_dir, bench_dir)
+            write_json(out_dir / "train_log.json", stats)
+        mark_complete(out_dir)
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # after: a kill here loses nothing
     return stats

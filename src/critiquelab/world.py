@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from critiquelab.config import WorldConfig
-from critiquelab.io import UserError, write_json, write_jsonl
+from critiquelab.io import UserError, mark_complete, output_dir, stable_hash, write_json, write_jsonl
 
 __all__ = [
     "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "solution_text", "noisy_solution",
@@ -76,7 +76,7 @@ def _split_of(start: int, steps: list[tuple[str, int]], weights: dict[str, int])
 
 
 def _draw_problem(rng: random.Random, cfg: WorldConfig) -> tuple[int, list[tuple[str, int, str]]]:
-    while True:
+    for _ in range(10_000):
         value = start = rng.randint(2, cfg.max_number)
         steps: list[tuple[str, int, str]] = []
         for _ in range(rng.randint(cfg.min_steps, cfg.max_steps)):
@@ -105,6 +105,9 @@ def _draw_problem(rng: random.Random, cfg: WorldConfig) -> tuple[int, list[tuple
             value = apply_op(op, value, n)
         if len(steps) >= cfg.min_steps:
             return start, steps
+    raise UserError(f"world: no problem with {cfg.min_steps}+ steps fits operations={cfg.operations!r}, "
+                    f"max_value={cfg.max_value}, max_number={cfg.max_number}, max_factor={cfg.max_factor}; "
+                    "widen the ranges or lower world.min_steps")
 
 
 def solution_text(start: int, steps: list[tuple[str, int]]) -> tuple[str, int]:
@@ -119,11 +122,6 @@ def solution_text(start: int, steps: list[tuple[str, int]]) -> tuple[str, int]:
 
 def generate_world(cfg: WorldConfig) -> dict[str, list[dict]]:
     """Deterministic problems for every split; splits are disjoint by construction."""
-    bad = set(cfg.operations) - set("+-*/")
-    if bad or not cfg.operations:
-        raise UserError(f"world.operations={cfg.operations!r}: use a subset of '+-*/'")
-    if not 1 <= cfg.min_steps <= cfg.max_steps:
-        raise UserError(f"world.min_steps/max_steps: need 1 <= {cfg.min_steps} <= {cfg.max_steps}")
     wanted = {"pretrain": cfg.n_pretrain, "train": cfg.n_train, "validation": cfg.n_validation,
               "test": cfg.n_test}
     # Hash buckets: 1/20 test, 1/20 validation, 4/20 train, 14/20 pretrain.
@@ -157,11 +155,14 @@ def generate_world(cfg: WorldConfig) -> dict[str, list[dict]]:
     return out
 
 
-def write_world(cfg: WorldConfig, out_dir: str | Path) -> dict[str, int]:
-    out_dir = Path(out_dir)
+def write_world(cfg: WorldConfig, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, int]:
+    """The world's splits in `out_dir` (claimed first; a world of another config is replaced only
+    with `overwrite`)."""
     world = generate_world(cfg)
-    counts = {split: write_jsonl(out_dir / f"{split}.jsonl", rows) for split, rows in world.items()}
-    write_json(out_dir / "manifest.json", {"stage": "world", "config": cfg.__dict__, "counts": counts})
+    with output_dir(out_dir, "world", fingerprint=stable_hash(cfg.__dict__), overwrite=overwrite) as (out_dir, _):
+        counts = {split: write_jsonl(out_dir / f"{split}.jsonl", rows) for split, rows in world.items()}
+        write_json(out_dir / "manifest.json", {"stage": "world", "config": cfg.__dict__, "counts": counts})
+        mark_complete(out_dir)
     return counts
 
 
