@@ -188,6 +188,7 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
         return _estimate(todo, prompt, cfg)
     with output_dir(out_dir, "critique", fingerprint=stable_hash(fixed), overwrite=overwrite) as (out, _):
         store = Store(out / store_name)
+        store.repair()  # even when nothing is left to do, a torn line from a kill does not stay
         done = store.read()
         todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
         log.info("critique: %d items, %d already done, %d to do", len(keyed), len(keyed) - len(todo), len(todo))

@@ -262,6 +262,16 @@ class Store:
         """Cut an unterminated last line (a killed writer's); return the bytes removed."""
         if not self.path.exists():
             return 0
+        with open(self.path, "rb") as f:  # never cut a file that is not a store
+            first = f.readline()
+        if first.endswith(b"\n") and first.strip():
+            try:
+                row = json.loads(first)
+            except (ValueError, UnicodeDecodeError):
+                row = None
+            if not isinstance(row, dict) or "key" not in row:
+                raise UserError(f"{self.path}:1: not a critiquelab store (rows have no 'key'); choose another "
+                                "output or move the file away")
         with open(self.path, "rb+") as f:
             size = f.seek(0, os.SEEK_END)
             if size == 0:

@@ -271,6 +271,7 @@ def generate_resumable(path: Path, rows: list[dict], backend, conversation, reco
     called only when there is work; `on_batch(n)` hears about generated rows and, first, the ones
     already done."""
     store = Store(path)
+    store.repair()  # even when nothing is left to do, a torn line from a kill does not stay
     keys = [stable_hash({"settings": settings, "id": r["id"], "input": conversation(r)}, 16) for r in rows]
     wanted = set(keys)
     done = {k: rec for k, rec in store.read().items() if k in wanted}
