@@ -20,11 +20,11 @@ demo: $(STAMP)
 
 results: $(STAMP)  ## the committed reports in docs/results (about an hour on 2 cores)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
-	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast
+	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast --overwrite
 	$(VENV)/bin/critiquelab demo --preset full --out runs/full
-	$(VENV)/bin/critiquelab report runs/full --publish docs/results/demo-full
+	$(VENV)/bin/critiquelab report runs/full --publish docs/results/demo-full --overwrite
 	$(VENV)/bin/critiquelab experiment --config recipes/ablation-source-teacher.yaml --out runs/ablation
-	$(VENV)/bin/critiquelab report runs/ablation --publish docs/results/ablation-source-teacher
+	$(VENV)/bin/critiquelab report runs/ablation --publish docs/results/ablation-source-teacher --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -34,6 +34,10 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+
+.PHONY: check-clients
+check-clients: $(STAMP)  ## opt-in, not in `make test`: train 2 CPU steps from each export with LLaMA-Factory, ms-swift (own venvs in runs/clients/) and TRL
+	$(PY) checks/clients/run.py --python $(PYTHON)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -60,3 +60,32 @@ def test_judge_is_resumable_and_counts_missing_verdicts(tiny_model, tiny_world, 
     write_jsonl(bad, [{"id": "x", "solution": "y"}])
     with pytest.raises(UserError, match=f"{bad}:1: missing field 'question'"):
         read_judged(bad)
+
+
+def test_judge_and_eval_critic_through_an_openai_compatible_critic(tmp_path):
+    """critic.backend=openai against a local endpoint (canned critiques ending `Conclusion: right`)."""
+    from critiquelab.cli import main
+    from tests.servers import FaultProxy
+
+    path = tmp_path / "solutions.jsonl"
+    write_jsonl(path, sols([True, False, True, False]))
+    with FaultProxy(None) as proxy:
+        args = ["--solutions", str(path), "critic.backend=openai", f"critic.base_url={proxy.url}/v1",
+                "critic.max_new_tokens=2048"]
+        assert main(["judge", "--critic", "served-critic", "--out", str(tmp_path / "j"), *args]) == 0
+        assert main(["eval-critic", "--critic", "served-critic", "--out", str(tmp_path / "e"), *args]) == 0
+        assert proxy.requests == 8
+    judged = read_jsonl(tmp_path / "j" / "judgements.jsonl")
+    assert [j["verdict"] for j in judged] == ["right"] * 4
+    metrics = __import__("json").loads((tmp_path / "e" / "critic.json").read_text())["metrics"]
+    assert metrics["accuracy"] == 0.5 and metrics["balanced_accuracy"] == 0.5
+
+
+def test_eval_critic_checks_labels_before_judging(tmp_path, capsys):
+    from critiquelab.cli import main
+
+    path = tmp_path / "solutions.jsonl"
+    write_jsonl(path, [{"id": f"s{i}", "question": "q", "solution": "x"} for i in range(3)])
+    assert main(["eval-critic", "--critic", str(tmp_path / "no-model"), "--solutions", str(path), "--out",
+                 str(tmp_path / "e")]) == 2
+    assert "no row has a 'correct' label" in capsys.readouterr().err and not (tmp_path / "e").exists()

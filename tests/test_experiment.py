@@ -192,3 +192,28 @@ def test_a_cell_without_training_examples_is_skipped_not_failed(tmp_path, monkey
     assert res["failed"] == [] and cells["sft_noisy-s0"]["status"] == "ok"
     assert cells["sft_verified-s0"]["status"] == "skipped" and "sft_verified set" in cells["sft_verified-s0"]["error"]
     assert not (tmp_path / "run" / "models" / "sft_verified-s0").exists()
+
+
+def test_a_dying_teacher_fails_its_cells_and_the_stage_is_never_recorded_done(tmp_path, monkeypatch):
+    """The API teacher's endpoint answers 500 to everything: the critique stage ends incomplete, the
+    cells that need it fail (exit 1), the stage record stays not-done, and a rerun retries it."""
+    from tests.servers import FaultProxy
+
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    down = [True]
+    with FaultProxy(None, lambda i: "500" if down[0] else None) as proxy:
+        cfg = tiny_run_config(**{
+            "build.methods": "[sft_reference, cft]", "critic.n_problems": 0, "train.token_budget": 1000,
+            "sample.source": "synthetic", "critique.teacher": "openai", "critique.base_url": f"{proxy.url}/v1",
+            "critique.model": "teacher", "critique.max_attempts": 1, "critique.concurrency": 4})
+        res = run_experiment(cfg, tmp_path / "run")
+        assert sorted(res["failed"]) == ["cft-s0", "sft_reference-s0"]
+        cells = {c["name"]: c for c in json.loads((tmp_path / "run" / "cells.json").read_text())}
+        assert "failed" in cells["cft-s0"]["error"] and cells["base"]["status"] == "ok"
+        record = json.loads((tmp_path / "run" / "stages" / "critique-default-default.json").read_text())
+        assert record["done"] is False
+        down[0] = False  # the endpoint is back: the rerun retries the stage and the cells
+        again = run_experiment(cfg, tmp_path / "run")
+    assert again["failed"] == []
+    record = json.loads((tmp_path / "run" / "stages" / "critique-default-default.json").read_text())
+    assert record["done"] is True and record["result"]["ok"] == record["result"]["items"]

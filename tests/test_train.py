@@ -65,6 +65,21 @@ def test_dry_run_cli_prints_plan(tiny_model, cft_data):
     assert "planned_steps" in r.stdout and "world size 1" in r.stdout
 
 
+def test_recipe_dry_run_without_the_dataset_says_what_is_missing_and_still_plans(tmp_path):
+    recipe = str(recipes_dir() / "qwen2.5-math-7b-cft.yaml")
+    data = f"train.data={tmp_path / 'absent.jsonl'}"
+    r = subprocess.run([*CLI, "train", "--config", recipe, data, "--dry-run"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2 and "file not found" in r.stderr and "--examples" in r.stderr
+    r = subprocess.run([*CLI, "train", "--config", recipe, data, "--dry-run", "--examples", "50000"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "WORLD_SIZE": "8"})
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout[r.stdout.index("{"):r.stdout.rindex("}") + 1])
+    assert plan["examples"] == 50000 and plan["global_batch"] == 512 and plan["planned_steps"] == 98
+    assert any("absent.jsonl" in m for m in plan["missing"]) and "MISSING" in r.stdout
+
+
 def test_kill_9_then_resume_matches_uninterrupted_run(tiny_model, cft_data, tmp_path):
     """Default settings (no save_steps): wall-clock checkpoints, here every ~0.3 s instead of 5 min."""
     args = ["train", "--model", str(tiny_model), "--data", str(cft_data), "train.token_budget=0",

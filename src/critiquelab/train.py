@@ -343,8 +343,10 @@ def plan(cfg: TrainConfig, examples: int | None = None) -> dict:
     try:
         rows = _check_inputs(cfg, need_model=False)
     except UserError as e:
-        if examples is None or not cfg.data or Path(cfg.data).exists():
+        if not cfg.data or Path(cfg.data).exists():
             raise
+        if examples is None:
+            raise UserError(f"{e}; to plan without the dataset, pass --examples N (its number of rows)") from None
         missing.append(f"train.data: {e}")
         rows = [{"prompt": [{"role": "user", "content": "x" * 2400}],
                  "completion": [{"role": "assistant", "content": "x" * 1600}]}] * examples
