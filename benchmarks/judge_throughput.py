@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from critiquelab.build import cft_prompt
-from critiquelab.critic import _INSTRUCTION, run_judge
+from critiquelab.config import CriticConfig
+from critiquelab.critic import run_judge
 from critiquelab.io import read_jsonl
 from critiquelab.llm import HFBackend, Sampling
 
@@ -30,14 +31,15 @@ def main() -> None:
     sols = read_jsonl(args.solutions)[: args.n]
     backend = HFBackend(args.critic, batch_size=64)
     sampling = Sampling(max_new_tokens=200, stop=["[END]"])
-    convs = [[{"role": "user", "content": cft_prompt(s["question"], s["solution"], _INSTRUCTION)}] for s in sols]
+    cfg = CriticConfig(max_new_tokens=200, batch_size=64)
+    convs = [[{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}] for s in sols]
     backend.generate(convs[:8], sampling)  # warm-up
     t0 = time.perf_counter()
     plain = backend.generate(convs, sampling)
     t_plain = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        judged = run_judge(args.critic, sols, Path(tmp) / "j.jsonl", backend=backend, max_new_tokens=200)
+        judged = run_judge(args.critic, sols, Path(tmp) / "j.jsonl", cfg, backend=backend)
         t_judge = time.perf_counter() - t0
     result = {"solutions": len(sols), "plain_per_s": round(len(sols) / t_plain, 1),
               "judge_per_s": round(len(sols) / t_judge, 1), "ratio": round(t_plain / t_judge, 3),
