@@ -77,3 +77,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             fh.write("partial")
             raise ValueError
     assert not (tmp_path / "new.txt").exists()
+
+
+def test_override_text_that_yaml_reads_as_a_block_list_stays_text():
+    cfg = load_config(RunConfig, None, ["world.operations=-", "world.min_steps=1", "world.max_steps=1"])
+    assert cfg.world.operations == "-"
+    assert load_config(RunConfig, None, ["seeds=[1, 2]"]).seeds == [1, 2]

@@ -84,4 +84,4 @@ def test_write_world_writes_every_split(tmp_path):
     counts = write_world(CFG, tmp_path)
     assert counts["test"] == 80
     assert sorted(f.name for f in tmp_path.iterdir()) == [
-        "manifest.json", "pretrain.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl"]
+        ".critiquelab.json", "manifest.json", "pretrain.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from critiquelab.config import BuildConfig
 from critiquelab.critique import input_hash, latest_ok
 from critiquelab.io import (
+    Rows,
     UserError,
     check_rows,
     output_dir,
@@ -92,23 +93,35 @@ def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) ->
 
 SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
 SOLUTION_OPTIONAL = {"problem_id": (str, int), "correct": bool, "reference_solution": str, "answer": (str, int, float)}
-STORE_FIELDS = {"key": str, "id": (str, int), "status": str}
+STORE_FIELDS = {"key": str, "id": (str, int), "status": str, "input": str}
+NEEDS_CRITIQUES = ("sft_verified", "cft", "cft_sft_mix")
 
 
 def read_solutions(path: str | Path) -> list[dict]:
     rows = read_jsonl(path)
+    if not rows:
+        raise UserError(f"{path}: no solutions (the file is empty)")
     check_rows(rows, path, SOLUTION_FIELDS, optional=SOLUTION_OPTIONAL, unique="id",
                fix="expected rows of `critiquelab sample` (see docs/formats.md)")
     return rows
 
 
-def read_critiques(path: str | Path, what: str = "--critiques") -> dict:
-    """The ok records of a critique store, by (id, input hash); the file must exist."""
-    if not Path(path).is_file():
-        raise UserError(f"{what} {path}: file not found (the store is <critique --out>/critiques.jsonl)")
+def read_critiques(path: str | Path, what: str = "--critiques", needed: bool = True) -> dict:
+    """The ok records of a critique store (`--critiques`: critiques; `--teacher-solutions`: a
+    solving run's solutions), by (id, input hash); the file must exist, and hold records when
+    `needed`."""
+    fix = "expected the store written by `critiquelab critique`"
+    if not Path(path).exists():
+        raise UserError(f"{what} {path}: file not found (the store is <critique --out>/"
+                        f"{'critiques' if what == '--critiques' else 'solutions'}.jsonl)")
     rows = read_jsonl(path, tolerate_torn_tail=True)
-    check_rows(rows, path, STORE_FIELDS, optional={"critique": str, "verdict": str, "solution": str},
-               fix="expected the store written by `critiquelab critique`")
+    if not rows and needed:
+        raise UserError(f"{what} {path}: no critiques (the store is empty)" if what == "--critiques" else
+                        f"{what} {path}: no solutions (the store is empty)")
+    check_rows(rows, path, STORE_FIELDS, optional={"critique": str, "verdict": str, "solution": str}, fix=fix)
+    ok = [(r, line) for r, line in zip(rows, rows.lines, strict=True) if r["status"] == "ok"]
+    text = "critique" if what == "--critiques" else "solution"  # what an ok record carries
+    check_rows(Rows([r for r, _ in ok], [line for _, line in ok]), path, {text: str}, fix=fix)
     return latest_ok(path)
 
 
@@ -129,7 +142,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         raise UserError("build: sft_teacher needs the teacher's own solutions: run `critiquelab critique "
                         "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
     solutions = read_solutions(solutions_path)
-    critiques = read_critiques(critiques_path)
+    critiques = read_critiques(critiques_path, needed=any(m in NEEDS_CRITIQUES for m in cfg.methods))
     solved = read_critiques(teacher_solutions, "--teacher-solutions") if teacher_solutions else {}
     report: dict = {"solutions": len(solutions)}
 

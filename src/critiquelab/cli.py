@@ -38,8 +38,16 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other user error (exit 2)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USER)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="critiquelab", description="Critique Fine-Tuning toolkit",
+    p = _Parser(prog="critiquelab", description="Critique Fine-Tuning toolkit",
                                 epilog="exit status: 0 done, 1 failed, 2 bad input, 3 incomplete (rerun to retry "
                                        "the failed items), 130 interrupted (rerun to resume)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -173,8 +181,10 @@ def _run(args) -> str | tuple[str, int]:
 
         if args.from_alpaca:
             from critiquelab.export import import_alpaca_cft
+            from critiquelab.io import output_dir
 
-            n = import_alpaca_cft(args.from_alpaca, Path(args.out) / "cft.jsonl")
+            with output_dir(args.out, "dataset", overwrite=args.overwrite) as (out, _):
+                n = import_alpaca_cft(args.from_alpaca, out / "cft.jsonl")
             return f"imported {n} CFT examples to {args.out}/cft.jsonl"
         if not (args.solutions and args.critiques):
             raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
@@ -224,14 +234,18 @@ def _run(args) -> str | tuple[str, int]:
         from critiquelab.io import check_rows, read_jsonl
 
         rows = read_jsonl(args.responses)
+        if not rows:
+            raise UserError(f"{args.responses}: no responses to grade (the file is empty)")
         check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
         grades = [grade(r["response"], str(r["reference"])) for r in rows]
         for g in grades:
             print(f"{g.correct}\t{g.reason}\t{g.extracted}")
         return f"{sum(g.correct for g in grades)}/{len(grades)} correct"
     if args.cmd == "report":
-        from critiquelab.report import publish, write_report
+        from critiquelab.report import check_publish, publish, write_report
 
+        if args.publish:
+            check_publish(args.run_dir, args.publish, overwrite=args.overwrite)
         path = write_report(args.run_dir)
         if args.publish:
             return f"report: {path}; published to {publish(args.run_dir, args.publish, overwrite=args.overwrite)}"
@@ -268,8 +282,20 @@ def _critique_line(out: str, s: dict) -> str:
             f"{s['completion_tokens']}, {cost}{lost}")
 
 
+def _parse(argv: list[str] | None):
+    """Options and `key=value` overrides in any order (`sample a=1 --model M b=2`)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
@@ -287,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"critiquelab {args.cmd}: incomplete: {e}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except OSError as e:  # full disk, permissions, ...: finished work is already on disk
-        print(f"critiquelab {args.cmd}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        out = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        kept = f"; finished work so far is kept in {out} (rerun the same command to resume)" if out else ""
+        print(f"critiquelab {args.cmd}: error: {e.strerror or e}: {e.filename or ''}{kept}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)

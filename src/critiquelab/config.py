@@ -138,7 +138,7 @@ class BuildConfig(_Checked):
     ngram: int = 13               # word n-gram size for decontamination
     overlap_threshold: float = 0.5  # share of a question's n-grams found in a benchmark question
     mix_ratio: float = 0.5        # cft_sft_mix: share of CFT examples (the rest SFT-reference)
-    exports: list[str] = field(default_factory=list)  # trl_text | hf | parquet | alpaca (trl JSONL always)
+    exports: list[str] = field(default_factory=list)  # messages | hf | parquet | alpaca | trl_text (trl JSONL always)
     seed: int = 0
 
 
@@ -322,13 +322,17 @@ def with_overrides(base: Any, overrides: dict, where: str, errors: list[str]) ->
     return _build(type(base), _merge(dataclasses.asdict(base), overrides), where, errors)
 
 
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+def _set_dotted(data: dict, dotted: str, value: Any, path: Path | None = None, loaded: dict | None = None) -> None:
     keys = dotted.split(".")
-    node = data
-    for k in keys[:-1]:
+    node, in_file = data, loaded
+    for i, k in enumerate(keys[:-1]):
         node = node.setdefault(k, {})
+        in_file = in_file.get(k) if isinstance(in_file, dict) else None
         if not isinstance(node, dict):
-            raise UserError(f"override {dotted}: {k} is not a section")
+            section = ".".join(keys[: i + 1])
+            if path is not None and in_file is node:  # the recipe's fault, not the override's
+                raise UserError(f"invalid config in {path}: {section}: expected a mapping, got {node!r}")
+            raise UserError(f"override {dotted}: {section} is not a section")
     node[keys[-1]] = value
 
 
@@ -336,12 +340,16 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
                 base: dict | None = None) -> Any:
     """Build `cls` from an optional YAML file, then `key=value` overrides (YAML-parsed values)."""
     data: dict = dict(base or {})
+    loaded: dict = {}
     if path is not None:
         path = Path(path)
         try:
             loaded = yaml.safe_load(read_text(path, "config file")) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
+            problem = str(getattr(e, "problem", ""))
+            if ("<stream end>" in problem or "end of stream" in problem) and getattr(e, "context_mark", None):
+                mark = e.context_mark  # an unclosed bracket or quote: name the line that opened it
             where = f"{path}:{mark.line + 1}" if mark else str(path)
             raise UserError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or 'parse error'})") from None
         if not isinstance(loaded, dict):
@@ -351,7 +359,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         if "=" not in item:
             raise UserError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), _parse_value(raw))
+        _set_dotted(data, key.strip(), _parse_value(raw), path, loaded)
     errors: list[str] = []
     cfg = _build(cls, data, "", errors)
     if errors:
@@ -362,9 +370,10 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
 
 def _parse_value(raw: str) -> Any:
     """An override's value as YAML (numbers, lists, true/false); text that is not valid YAML, such
-    as `world.operations=*+`, is taken as it is."""
-    if not raw:
-        return ""
+    as `world.operations=*+`, or that YAML reads as a block list (`world.operations=-`), is taken
+    as it is (a list is written `[a, b]` or `a,b`)."""
+    if not raw or raw.strip() == "-" or raw.lstrip().startswith("- "):
+        return raw
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError:

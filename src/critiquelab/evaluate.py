@@ -20,7 +20,15 @@ from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
 from critiquelab.grading import grade
-from critiquelab.io import UserError, atomic_write, output_dir, read_jsonl, stable_hash, write_json
+from critiquelab.io import (
+    UserError,
+    atomic_write,
+    check_rows,
+    output_dir,
+    read_jsonl,
+    stable_hash,
+    write_json,
+)
 from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, check_model, generate_resumable
 from critiquelab.sources import benchmarks_dir, load_benchmark
 
@@ -28,21 +36,25 @@ __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
 
 log = logging.getLogger(__name__)
 
-_SHOTS: list[dict] | None = None  # few-shot turns, read once
+_SHOTS: dict[Path, list[dict]] = {}  # few-shot turns, read once per benchmarks directory
 
 
 def _fewshot(question: str, bench_dir=None, k: int = 4) -> list[dict]:
     """k worked GSM8K-train examples as earlier chat turns (the only training split shipped)."""
-    global _SHOTS
-    if _SHOTS is None:
-        rows = read_jsonl(benchmarks_dir(bench_dir) / "gsm8k" / "train.jsonl")[:k]
-        _SHOTS = []
-        for r in rows:
+    path = benchmarks_dir(bench_dir) / "gsm8k" / "train.jsonl"
+    if path not in _SHOTS:
+        rows = read_jsonl(path)
+        check_rows(rows, path, {"question": str, "answer": str}, fix="expected GSM8K rows (answer ends '#### N')")
+        shots = []
+        for r, line in list(zip(rows, rows.lines, strict=True))[:k]:
+            if r["answer"].count("####") != 1:
+                raise UserError(f"{path}:{line}: field 'answer' must end with '#### <answer>' (GSM8K layout)")
             work, answer = r["answer"].split("####")
             work = re.sub(r"<<[^>]*>>", "", work).strip()
-            _SHOTS += [{"role": "user", "content": r["question"]},
-                       {"role": "assistant", "content": f"{work}\nThe answer is \\boxed{{{answer.strip()}}}."}]
-    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *_SHOTS, {"role": "user", "content": question}]
+            shots += [{"role": "user", "content": r["question"]},
+                      {"role": "assistant", "content": f"{work}\nThe answer is \\boxed{{{answer.strip()}}}."}]
+        _SHOTS[path] = shots
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *_SHOTS[path], {"role": "user", "content": question}]
 
 
 PROMPTS = {
@@ -114,6 +126,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
         raise UserError("eval.benchmarks: name at least one benchmark (e.g. --benchmarks world,gsm8k)")
     if backend is None:
         check_backend(model_dir, cfg, "eval")
+    conversation("", cfg.prompt, bench_dir)  # the few-shot examples are read (and checked) now
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens)
     settings = {"model": str(model_dir), "backend": cfg.backend, "api_model": cfg.api_model, "prompt": cfg.prompt,
                 "sampling": sampling.to_dict()}

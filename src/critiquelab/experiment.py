@@ -54,6 +54,7 @@ from critiquelab.io import (
     write_json,
     write_jsonl,
 )
+from critiquelab.llm import check_model
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
 from critiquelab.sample import read_import, run_sample
@@ -148,6 +149,11 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
             errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
                           + (" and critique.base_url" if t.teacher == "openai" else ""))
+    if cfg.base_model:
+        try:
+            check_model(cfg.base_model, "base_model")
+        except UserError as e:
+            errors.append(str(e))
     sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
     if any(n is not None and n <= 0 for n in sizes):
         errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")

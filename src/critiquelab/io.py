@@ -37,10 +37,12 @@ __all__ = [
     "read_jsonl",
     "read_json",
     "read_text",
+    "Rows",
     "check_rows",
     "Store",
     "MARKER",
     "output_dir",
+    "check_output_dir",
     "read_marker",
     "mark_complete",
     "check_output_file",
@@ -366,6 +368,43 @@ def _probe(path: Path, label: str) -> None:
         raise UserError(f"{path}: {label} is not writable ({e.strerror})") from None
 
 
+def _refuse(path: Path, kind: str, marker: dict | None, contents: list[str], fingerprint: str | None,
+            overwrite: bool, label: str) -> None:
+    """The rules by which `output_dir` refuses an existing directory."""
+    if marker is None and contents:
+        raise UserError(f"{label} {path}: the directory is not empty and was not made by critiquelab; "
+                        "refusing to write into it (choose a new or empty directory)")
+    if marker is not None:
+        if marker.get("kind") != kind:
+            raise UserError(f"{label} {path}: holds a critiquelab {marker.get('kind')!r} output, not {kind!r}; "
+                            "choose another directory")
+        if fingerprint is not None and marker.get("fingerprint") not in (None, fingerprint) and contents \
+                and not overwrite:
+            raise UserError(f"{label} {path}: holds a {kind} made with other inputs or settings; pass "
+                            "--overwrite to replace it, or choose another directory")
+
+
+def check_output_dir(path: str | Path, kind: str, *, fingerprint: str | None = None, overwrite: bool = False,
+                     label: str = "--out") -> None:
+    """Refuse now what `output_dir` would refuse, creating and writing nothing: for a command that
+    writes elsewhere first (the report, then its published copy)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{label} {path}: exists and is not a directory")
+    if path.is_dir():
+        contents = [p.name for p in path.iterdir() if p.name != MARKER]
+        _refuse(path, kind, read_marker(path), contents, fingerprint, overwrite, label)
+        existing = path
+    else:
+        existing = path.parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{label} {path}: cannot create the directory ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{label} {path}: {existing} is not writable")
+
+
 @contextmanager
 def output_dir(path: str | Path, kind: str, *, fingerprint: str | None = None, overwrite: bool = False,
                label: str = "--out") -> Iterator[tuple[Path, str]]:
@@ -391,17 +430,9 @@ def output_dir(path: str | Path, kind: str, *, fingerprint: str | None = None, o
     marker = read_marker(path)
     contents = [p.name for p in path.iterdir() if p.name != MARKER]
     state = "new"
-    if marker is None and contents:
-        raise UserError(f"{label} {path}: the directory is not empty and was not made by critiquelab; "
-                        "refusing to write into it (choose a new or empty directory)")
+    _refuse(path, kind, marker, contents, fingerprint, overwrite, label)
     if marker is not None:
-        if marker.get("kind") != kind:
-            raise UserError(f"{label} {path}: holds a critiquelab {marker.get('kind')!r} output, not {kind!r}; "
-                            "choose another directory")
         if fingerprint is not None and marker.get("fingerprint") not in (None, fingerprint) and contents:
-            if not overwrite:
-                raise UserError(f"{label} {path}: holds a {kind} made with other inputs or settings; pass "
-                                "--overwrite to replace it, or choose another directory")
             log.warning("%s: replacing the earlier %s (--overwrite)", path, kind)
             _clear(path)
             marker = None

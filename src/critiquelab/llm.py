@@ -54,10 +54,17 @@ def check_model(name: str | Path, label: str = "model") -> str:
     return name
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def load_tokenizer(name: str | Path, label: str = "model"):
     from transformers import AutoTokenizer
 
     name = check_model(name, label)
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        # (transformers would make an empty tokenizer from config.json alone)
+        raise UserError(f"{label}={name}: no tokenizer in the directory (none of {', '.join(TOKENIZER_FILES)}); "
+                        "save the tokenizer beside the model")
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:  # a broken or missing tokenizer file

@@ -26,6 +26,7 @@ from pathlib import Path
 from critiquelab.io import (
     UserError,
     atomic_write,
+    check_output_dir,
     check_rows,
     mark_complete,
     output_dir,
@@ -37,8 +38,8 @@ from critiquelab.io import (
     write_json,
 )
 
-__all__ = ["collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish", "seed_means",
-           "write_report"]
+__all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
+           "seed_means", "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
@@ -302,6 +303,11 @@ def _label(group: tuple) -> str:
 
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: run directory not found")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a directory (give the run directory of an experiment or one holding "
+                        "eval/<name>/results.json)")
     cells = load_cells(run_dir)
     runs = collect_runs(run_dir, cells)
     if not runs:
@@ -320,6 +326,12 @@ def write_report(run_dir: str | Path) -> Path:
         if not log.exists():
             continue
         stats = read_json(log)
+        check_rows([stats] if isinstance(stats, dict) else [{}], log,
+                   {"loss_curve": list, "examples": int, "tokens": int, "steps": int, "tokens_per_s": (int, float)},
+                   optional={"train_loss": float}, fix="expected the train_log.json of `critiquelab train`")
+        if not all(isinstance(p, dict) and isinstance(p.get("loss"), (int, float)) for p in stats["loss_curve"]):
+            raise UserError(f"{log}: every loss_curve entry needs a 'loss' number (the train_log.json of "
+                            "`critiquelab train`)")
         training[c["name"]] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
         training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
         if _group(c) == main and stats["loss_curve"]:
@@ -329,6 +341,11 @@ def write_report(run_dir: str | Path) -> Path:
         f = run_dir / "critic" / c["name"] / "critic.json"
         if f.exists():
             r = read_json(f)
+            fix = "expected the critic.json of `critiquelab eval-critic`"
+            check_rows([r] if isinstance(r, dict) else [{}], f, {"metrics": dict}, optional={"best_of_n": dict}, fix=fix)
+            check_rows([r["metrics"]], f, {"n": int, "accuracy": float, "balanced_accuracy": float,
+                                           "balanced_accuracy_ci95": list, "wrong_f1": float,
+                                           "unparseable_rate": float}, fix=fix)
             critics.append({"method": c["method"], "seed": c["seed"], **r["metrics"], "best_of_n": r.get("best_of_n"),
                             "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
     sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
@@ -429,7 +446,7 @@ def write_report(run_dir: str | Path) -> Path:
                    ("table", ["cell", "examples (distinct)", "tokens", "steps", "mean loss", "last logged loss",
                               "tokens/s"],
                     [[name, f"{t['examples']} ({t.get('unique_examples', '-')})", t["tokens"], t["steps"],
-                      f"{t['train_loss']:.3f}",
+                      "-" if t.get("train_loss") is None else f"{t['train_loss']:.3f}",
                       "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
                      for name, t in training.items()])]
     failed = [c for c in cells if c.get("status") in ("failed", "skipped")]
@@ -456,6 +473,16 @@ def write_report(run_dir: str | Path) -> Path:
     return run_dir / "report.md"
 
 
+def _publish_fingerprint(run_dir: Path) -> str:
+    return stable_hash({"run": str(run_dir.resolve())})
+
+
+def check_publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse a `--publish` directory before the report is (re)written, so a refusal changes nothing."""
+    check_output_dir(dest, "report", fingerprint=_publish_fingerprint(Path(run_dir)), overwrite=overwrite,
+                     label="--publish")
+
+
 def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -> Path:
     """Copy a run's report (md, html, json, PNGs, critic plots, cells and manifest) to `dest`: the
     committed copy readers see without running anything. `dest` must be new, empty, or an earlier
@@ -466,7 +493,7 @@ def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -
         raise UserError(f"{run_dir}: no report.md to publish (run `critiquelab report {run_dir}` first)")
     files = [f for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json",
                          run_dir / "manifest.json", *run_dir.glob("critic/*/best_of_n.png")] if f.is_file()]
-    fingerprint = stable_hash({"run": str(run_dir.resolve())})
+    fingerprint = _publish_fingerprint(run_dir)
     with output_dir(dest, "report", fingerprint=fingerprint, overwrite=overwrite, label="--publish") as (dest, _):
         for f in files:
             target = dest / f.relative_to(run_dir)

@@ -101,6 +101,8 @@ def read_import(cfg: SampleConfig) -> list[tuple[dict, str]]:
     if missing:
         raise UserError(f"sample.import_fields: map {', '.join(missing)} (e.g. sample.import_fields.question=problem)")
     records = _load_records(cfg.import_path, cfg.import_split)[: cfg.n_problems]
+    if not records:
+        raise UserError(f"{cfg.import_path}: no records to import (it is empty)")
     types = {"question": str, "solution": str, "answer": (str, int, float), "id": (str, int)}
     check_rows(records, cfg.import_path, {fields[k]: types[k] for k in ("question", "solution")},
                optional={fields[k]: types[k] for k in ("answer", "id") if k in fields},
@@ -164,7 +166,10 @@ def _existing(out: Path) -> set[str] | None:
     """Keys of a finished solutions file critiquelab wrote; refuses a file it did not write."""
     if not out.exists():
         return None
-    rows = read_jsonl(out)
+    try:
+        rows = read_jsonl(out)
+    except UserError:  # not JSONL (or not UTF-8): not ours either
+        rows = [{}]
     if rows and not all("key" in r and "source" in r for r in rows):
         raise UserError(f"--out {out}: exists and was not written by `critiquelab sample`; refusing to replace "
                         "it (choose another --out)")
@@ -184,6 +189,8 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         if problems_path is None:
             raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
         problems = load_problems(problems_path)[: cfg.n_problems]
+        if not problems:
+            raise UserError(f"{problems_path}: no problems (the file is empty)")
         if cfg.source == "synthetic":
             for p in problems:
                 if "steps" not in p or "solution" not in p:

@@ -131,6 +131,8 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
     else:
         valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
         raise UserError(f"unknown benchmark {name!r} (valid: {valid})")
+    if not rows:
+        raise UserError(f"{path}: no items to evaluate (the file is empty)")
     return rows[:limit] if limit is not None else rows
 
 
