@@ -394,13 +394,16 @@ def check_output_dir(path: str | Path, kind: str, *, fingerprint: str | None = N
     if path.is_dir():
         contents = [p.name for p in path.iterdir() if p.name != MARKER]
         _refuse(path, kind, read_marker(path), contents, fingerprint, overwrite, label)
-        existing = path
-    else:
-        existing = path.parent
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            raise UserError(f"{label} {path}: cannot create the directory ({existing} is not a directory)")
+    _writable_ancestor(path if path.is_dir() else path.parent, path, label)
+
+
+def _writable_ancestor(start: Path, path: Path, label: str) -> None:
+    """The nearest existing directory at or above `start` must be a writable directory."""
+    existing = start
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{label} {path}: cannot create the directory ({existing} is not a directory)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{label} {path}: {existing} is not writable")
 
@@ -431,16 +434,12 @@ def output_dir(path: str | Path, kind: str, *, fingerprint: str | None = None, o
     contents = [p.name for p in path.iterdir() if p.name != MARKER]
     state = "new"
     _refuse(path, kind, marker, contents, fingerprint, overwrite, label)
-    if marker is not None:
-        if fingerprint is not None and marker.get("fingerprint") not in (None, fingerprint) and contents:
+    if marker is not None and contents:  # ours, of this kind (`_refuse` saw to the rest)
+        if overwrite:
             log.warning("%s: replacing the earlier %s (--overwrite)", path, kind)
             _clear(path)
             marker = None
-        elif overwrite and contents:
-            log.warning("%s: replacing the earlier %s (--overwrite)", path, kind)
-            _clear(path)
-            marker = None
-        elif contents:
+        else:
             state = "done" if marker.get("complete") else "resume"
     _probe(path, label)
     if marker is None or marker.get("fingerprint") != fingerprint:
@@ -460,14 +459,7 @@ def check_output_file(path: str | Path, label: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{label} {path}: is a directory, expected a file path")
-    parent = path.parent
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{label} {path}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{label} {path}: {existing} is not writable")
+    _writable_ancestor(path.parent, path, label)
     return path
 
 
