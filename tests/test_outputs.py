@@ -133,3 +133,17 @@ def test_build_and_eval_check_outputs_before_work(tiny_world, tiny_model, tmp_pa
     blocker.write_text("x")
     assert main(["eval", "--model", str(tiny_model), "--world", str(tiny_world), "--out", str(blocker)]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err and blocker.read_text() == "x"
+
+
+def test_report_never_replaces_the_users_own_report_files(tmp_path, capsys):
+    run = tmp_path / "results"
+    (run / "eval" / "m").mkdir(parents=True)
+    (run / "eval" / "m" / "results.json").write_text(json.dumps(
+        {"benchmarks": {"world": {"accuracy": 1.0, "n": 1, "correct": 1, "ci95": [0.2, 1.0], "no_answer": 0}}}))
+    write_jsonl(run / "eval" / "m" / "world.jsonl", [{"id": "a", "correct": True}])
+    (run / "report.md").write_text("my own notes")
+    assert main(["report", str(run)]) == 2
+    assert "would replace report.md, which critiquelab did not write" in capsys.readouterr().err
+    assert (run / "report.md").read_text() == "my own notes" and not (run / "report.json").exists()
+    (run / "report.md").unlink()
+    assert main(["report", str(run)]) == 0 and main(["report", str(run)]) == 0  # its own report: refreshed

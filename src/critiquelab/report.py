@@ -33,6 +33,7 @@ from critiquelab.io import (
     pyplot,
     read_json,
     read_jsonl,
+    read_marker,
     save_figure,
     stable_hash,
     write_json,
@@ -301,6 +302,29 @@ def _label(group: tuple) -> str:
     return ", ".join(p for p in parts if p) or "all"
 
 
+REPORT_FILES = ("report.md", "report.html", "report.json", "accuracy.png", "data_size.png", "loss.png")
+
+
+def _check_report_files(run_dir: Path) -> None:
+    """In a directory critiquelab did not make (no marker: say, one the user filled with eval
+    outputs), never replace a file of the report's names that it did not write itself."""
+    if read_marker(run_dir) is not None:
+        return
+    theirs = [n for n in REPORT_FILES if (run_dir / n).exists() and not _ours(run_dir / n)]
+    if theirs:
+        raise UserError(f"{run_dir}: writing the report would replace {', '.join(theirs)}, which critiquelab did "
+                        "not write; move them away or report a run directory critiquelab made")
+
+
+def _ours(path: Path) -> bool:
+    """A report file critiquelab wrote: report.json names its keys, the others sit beside it."""
+    report = path.parent / "report.json"
+    try:
+        return {"runs", "summary", "comparisons"} <= set(read_json(report))
+    except (UserError, TypeError):
+        return False
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -308,6 +332,7 @@ def write_report(run_dir: str | Path) -> Path:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a directory (give the run directory of an experiment or one holding "
                         "eval/<name>/results.json)")
+    _check_report_files(run_dir)
     cells = load_cells(run_dir)
     runs = collect_runs(run_dir, cells)
     if not runs:
