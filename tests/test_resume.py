@@ -83,6 +83,7 @@ def test_sample_killed_at_random_moments_resumes_without_loss_or_duplicates(tiny
             "sample.n_problems=40", "sample.n_per_problem=2", "sample.batch_size=2", "sample.max_new_tokens=32"]
     partial = out.with_name(out.name + ".partial")
     landed = kill_at_random_moments(args, partial, 80, kills=3, seed=1)
+    print(f"sample: {len(landed)} kills landed, at {landed} of 80 rows")
     assert landed and landed[0] < 80  # killed mid-run at least once
     r = subprocess.run([*CLI, *args], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -99,6 +100,7 @@ def test_eval_killed_at_random_moments_resumes_without_loss_or_duplicates(tiny_m
     args = ["eval", "--model", str(tiny_model), "--world", str(tiny_world), "--benchmarks", "world", "--out",
             str(out), "eval.batch_size=2", "eval.max_new_tokens=40"]
     landed = kill_at_random_moments(args, out / "world.jsonl", 30, kills=3, seed=2)
+    print(f"eval: {len(landed)} kills landed, at {landed} of 30 items")
     assert landed and landed[0] < 30
     r = subprocess.run([*CLI, *args], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -117,6 +119,7 @@ def test_judge_killed_at_random_moments_resumes_without_loss_or_duplicates(tiny_
     args = ["judge", "--critic", str(tiny_model), "--solutions", str(sols), "--out", str(out),
             "critic.batch_size=2", "critic.max_new_tokens=40"]
     landed = kill_at_random_moments(args, out / "judgements.jsonl", 20, kills=3, seed=3)
+    print(f"judge: {len(landed)} kills landed, at {landed} of 20 judgements")
     assert landed and landed[0] < 20
     r = subprocess.run([*CLI, *args], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
