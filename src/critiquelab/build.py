@@ -98,9 +98,7 @@ NEEDS_CRITIQUES = ("sft_verified", "cft", "cft_sft_mix")
 
 
 def read_solutions(path: str | Path) -> list[dict]:
-    rows = read_jsonl(path)
-    if not rows:
-        raise UserError(f"{path}: no solutions (the file is empty)")
+    rows = read_jsonl(path, what="solutions")
     check_rows(rows, path, SOLUTION_FIELDS, optional=SOLUTION_OPTIONAL, unique="id",
                fix="expected rows of `critiquelab sample` (see docs/formats.md)")
     return rows

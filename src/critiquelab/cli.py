@@ -233,9 +233,7 @@ def _run(args) -> str | tuple[str, int]:
         from critiquelab.grading import grade
         from critiquelab.io import check_rows, read_jsonl
 
-        rows = read_jsonl(args.responses)
-        if not rows:
-            raise UserError(f"{args.responses}: no responses to grade (the file is empty)")
+        rows = read_jsonl(args.responses, what="responses to grade")
         check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
         grades = [grade(r["response"], str(r["reference"])) for r in rows]
         for g in grades:

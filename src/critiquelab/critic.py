@@ -51,9 +51,7 @@ LABEL_FIELDS = {"correct": bool, "problem_id": (str, int), "answer": (str, int, 
 def read_judged(path: str | Path, labels: bool = False) -> list[dict]:
     """Solutions for a critic: unique `id`, `question`, `solution` (and, to score the critic, the
     `correct` labels of at least one row), checked with file:line before anything is judged."""
-    rows = read_jsonl(path)
-    if not rows:
-        raise UserError(f"{path}: no solutions")
+    rows = read_jsonl(path, what="solutions")
     check_rows(rows, path, JUDGED_FIELDS, optional=LABEL_FIELDS, unique="id",
                fix="expected rows of `critiquelab sample` (see docs/formats.md)")
     if labels and not any(isinstance(r.get("correct"), bool) for r in rows):

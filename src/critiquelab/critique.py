@@ -138,9 +138,7 @@ def read_items(path: str | Path, task: str = "critique") -> list[dict]:
     """Solutions to critique: every row needs a unique `id` and a `question`; a critique needs a
     `solution` text. An empty solution (a model that wrote nothing) is skipped with a count, not
     sent to the teacher (a teacher that solves needs none)."""
-    rows = read_jsonl(path)
-    if not rows:
-        raise UserError(f"{path}: no solutions to {task} (the file is empty)")
+    rows = read_jsonl(path, what=f"solutions to {task}")
     solution = {"solution": str} if task == "critique" else {}
     check_rows(rows, path, {"id": (str, int), "question": str, **solution},
                optional={"solution": str, "problem_id": (str, int)}, unique="id",

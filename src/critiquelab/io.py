@@ -154,8 +154,9 @@ class Rows(list):
         self.path = path
 
 
-def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Rows:
-    """Read a JSONL file; a malformed or non-UTF-8 line raises UserError naming file:line.
+def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False, what: str | None = None) -> Rows:
+    """Read a JSONL file; a malformed or non-UTF-8 line raises UserError naming file:line, and so
+    does a file without rows when `what` names the rows it must hold ("problems", ...).
 
     `tolerate_torn_tail` skips an unterminated last line (what a killed appender leaves) instead
     of reporting it; stores repair it before they append (`Store.repair`)."""
@@ -183,6 +184,8 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Rows:
             raise UserError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
         lines.append(i)
+    if what and not rows:
+        raise UserError(f"{path}: no {what} (the file is empty)")
     return Rows(rows, lines, path)
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, TrainConfig, WorldConfig
 from critiquelab.io import (
-    UserError,
     check_rows,
     mark_complete,
     output_dir,
@@ -122,11 +121,9 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
     from critiquelab.train import fit
 
     corpus = Path(world_dir) / "pretrain.jsonl"
-    problems = read_jsonl(corpus)
+    problems = read_jsonl(corpus, what="pretraining problems")
     check_rows(problems, corpus, {"question": str, "solution": str, "start": int, "steps": list},
                fix="is --world a directory written by `critiquelab world`?")
-    if not problems:
-        raise UserError(f"{corpus}: no pretraining problems (world.n_pretrain=0?)")
     fingerprint = stable_hash({"v": FORMAT_VERSION, "corpus": stable_hash(problems), "model": asdict(model_cfg),
                                "pretrain": asdict(cfg), "max_length": max_length})
     with output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite) as (out, state):

@@ -189,8 +189,6 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         if problems_path is None:
             raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
         problems = load_problems(problems_path)[: cfg.n_problems]
-        if not problems:
-            raise UserError(f"{problems_path}: no problems (the file is empty)")
         if cfg.source == "synthetic":
             for p in problems:
                 if "steps" not in p or "solution" not in p:

@@ -114,7 +114,7 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
         if world_dir is None:
             raise UserError(f"benchmark {name!r} needs a world directory (--world DIR)")
         path = Path(world_dir) / WORLD_BENCHMARKS[name]
-        rows = read_jsonl(path)
+        rows = read_jsonl(path, what="items to evaluate")
         check_rows(rows, path, {"id": (str, int), "question": str, "answer": (str, int, float)}, unique="id",
                    fix="is --world a directory written by `critiquelab world`?")
     elif name in BENCHMARKS:
@@ -123,7 +123,7 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
         if not path.is_file():
             raise UserError(f"{path}: benchmark file not found (set --benchmarks-dir or CRITIQUELAB_BENCHMARKS)")
         rows = []
-        for i, r in enumerate(read_jsonl(path)):
+        for i, r in enumerate(read_jsonl(path, what="items to evaluate")):
             try:
                 rows.append(convert(r, i))
             except (KeyError, TypeError, ValueError) as e:
@@ -131,8 +131,6 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
     else:
         valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
         raise UserError(f"unknown benchmark {name!r} (valid: {valid})")
-    if not rows:
-        raise UserError(f"{path}: no items to evaluate (the file is empty)")
     return rows[:limit] if limit is not None else rows
 
 
@@ -143,7 +141,7 @@ PROBLEM_OPTIONAL = {"answer": (str, int, float), "solution": str}
 def load_problems(path: str | Path) -> list[dict]:
     """User JSONL of problems: a unique `id` and a `question`; `answer` (the reference, for
     grading) and `solution` (a reference solution) optional. Numbers as answers become text."""
-    rows = read_jsonl(path)
+    rows = read_jsonl(path, what="problems")
     check_rows(rows, path, PROBLEM_FIELDS, optional=PROBLEM_OPTIONAL, unique="id",
                fix="a problem row is {\"id\": ..., \"question\": \"...\", \"answer\": \"...\"}")
     for r in rows:

@@ -291,9 +291,7 @@ DATA_FIELDS = {"prompt": list, "completion": list}
 
 def read_dataset(path: str | Path) -> list[dict]:
     """A dataset from `build`: conversational prompt-completion rows, checked with file:line."""
-    rows = read_jsonl(path)
-    if not rows:
-        raise UserError(f"{path}: the dataset is empty")
+    rows = read_jsonl(path, what="training examples")
     check_rows(rows, path, DATA_FIELDS, fix="expected rows of `critiquelab build` "
                "({\"prompt\": [messages], \"completion\": [messages]})")
     for row, line in zip(rows, rows.lines, strict=True):
