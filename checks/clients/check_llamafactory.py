@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Expected, emit, finite, losses_from_state, read_rows  # noqa: E402
+from common import Expected, emit, finite, losses_from_state, parse_args, read_rows  # noqa: E402
 
 METHOD = "cft_sft_mix"  # rows with and without a system message
 
@@ -57,11 +56,7 @@ def tokenized(args: dict):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
-    a = p.parse_args()
+    a = parse_args()
     import llamafactory
     import yaml
     from transformers import AutoTokenizer

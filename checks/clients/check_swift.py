@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Expected, emit, finite, read_rows  # noqa: E402
+from common import Expected, emit, finite, parse_args, read_rows  # noqa: E402
 
 METHOD = "cft_sft_mix"  # rows with and without a system message
 # the tiny model's directory name matches no registered model, so its type is named; qwen2_5 is
@@ -51,11 +50,7 @@ def encoded(args: list[str]):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
-    a = p.parse_args()
+    a = parse_args()
     import swift
     from transformers import AutoTokenizer
 

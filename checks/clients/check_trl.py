@@ -11,7 +11,6 @@ must be caught by the same check.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Expected, emit, finite, read_rows  # noqa: E402
+from common import Expected, emit, finite, parse_args, read_rows  # noqa: E402
 
 METHOD = "cft_sft_mix"  # rows with and without a system message
 
@@ -51,11 +50,7 @@ def run(name: str, dataset, model_dir: Path, expected: Expected, out: Path, trai
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
-    a = p.parse_args()
+    a = parse_args()
     import trl
     from datasets import load_dataset, load_from_disk
     from transformers import AutoTokenizer

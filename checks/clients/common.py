@@ -11,11 +11,21 @@ every completion token.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
 
 IGNORE = -100
+
+
+def parse_args() -> argparse.Namespace:
+    """Every check's arguments: the critiquelab dataset dir, the tiny model, a scratch dir."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True)
+    return p.parse_args()
 
 
 def read_rows(path: str | Path) -> list[dict]:

@@ -213,8 +213,7 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
             asyncio.run(_api_run(todo, prompt, cfg, store, base, task))
         summary = _summarize(store, [k for k, _ in keyed], cfg, out)
     if summary["failed"] or summary["ok"] < summary["items"]:
-        errors = Counter(r.get("error", "").split(":")[0] for r in store.read().values() if r["status"] == "failed")
-        top = ", ".join(f"{n} {e}" for e, n in errors.most_common(3))
+        top = ", ".join(f"{n} {e}" for e, n in summary["errors"].most_common(3))
         raise Incomplete(f"{summary['failed']} of {summary['items']} items failed ({top}); finished items are kept "
                          f"in {store.path}; rerun the same command to retry the failed ones", summary)
     return summary
@@ -281,7 +280,8 @@ def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path
     return {"items": len(keys), "ok": len(ok), "failed": sum(r["status"] == "failed" for r in mine),
             "right": sum(r["verdict"] == "right" for r in ok), "wrong": sum(r["verdict"] == "wrong" for r in ok),
             "no_verdict": sum(r["verdict"] is None for r in ok), "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens, "cost_usd": cost, "lost_requests": lost}
+            "completion_tokens": completion_tokens, "cost_usd": cost, "lost_requests": lost,
+            "errors": Counter(r.get("error", "").split(":")[0] for r in mine if r["status"] == "failed")}
 
 
 def _estimate(todo, prompt: dict, cfg: CritiqueConfig) -> dict:

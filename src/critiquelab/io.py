@@ -267,16 +267,11 @@ class Store:
         """Cut an unterminated last line (a killed writer's); return the bytes removed."""
         if not self.path.exists():
             return 0
-        with open(self.path, "rb") as f:  # never cut a file that is not a store
+        with open(self.path, "rb") as f:  # never cut (or append to) a file that is not a store
             first = f.readline()
-        if first.endswith(b"\n") and first.strip():
-            try:
-                row = json.loads(first)
-            except (ValueError, UnicodeDecodeError):
-                row = None
-            if not isinstance(row, dict) or "key" not in row:
-                raise UserError(f"{self.path}:1: not a critiquelab store (rows have no 'key'); choose another "
-                                "output or move the file away")
+        if first.strip() and not _store_line(first):
+            raise UserError(f"{self.path}:1: not a critiquelab store (rows have no 'key'); choose another "
+                            "output or move the file away")
         with open(self.path, "rb+") as f:
             size = f.seek(0, os.SEEK_END)
             if size == 0:
@@ -303,8 +298,8 @@ class Store:
 
     @contextmanager
     def writer(self) -> Iterator[Any]:
-        """`w(record)` appends one record; the file is repaired first and fsynced on exit."""
-        self.rows()  # refuses a file that is not a store before anything is written
+        """`w(record)` appends one record (`key` first); the file is repaired first (which refuses a
+        file that is not a store) and fsynced on exit."""
         self.repair()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a", encoding="utf-8")
@@ -328,6 +323,18 @@ class Store:
         with self.writer() as write:
             for r in records:
                 write(r)
+
+
+def _store_line(line: bytes) -> bool:
+    """A store's first line: a JSON object with a `key` or, cut short by a kill, the start of one
+    (every writer puts `key` first)."""
+    if not line.endswith(b"\n"):
+        return line.startswith(b'{"key": ')
+    try:
+        row = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(row, dict) and "key" in row
 
 
 # ---------------------------------------------------------------------------------------------

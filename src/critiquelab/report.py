@@ -84,7 +84,8 @@ def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
         results = run_dir / "eval" / c["name"] / "results.json"
         if not results.exists():
             continue
-        benches = read_json(results).get("benchmarks") if isinstance(read_json(results), dict) else None
+        data = read_json(results)
+        benches = data.get("benchmarks") if isinstance(data, dict) else None
         if not isinstance(benches, dict) or not all(isinstance(r, dict) for r in benches.values()):
             raise UserError(f"{results}: expected {{\"benchmarks\": {{name: {{accuracy, n, ci95, no_answer}}}}}} "
                             "(the results.json of `critiquelab eval`)")
@@ -310,17 +311,17 @@ def _check_report_files(run_dir: Path) -> None:
     outputs), never replace a file of the report's names that it did not write itself."""
     if read_marker(run_dir) is not None:
         return
-    theirs = [n for n in REPORT_FILES if (run_dir / n).exists() and not _ours(run_dir / n)]
-    if theirs:
-        raise UserError(f"{run_dir}: writing the report would replace {', '.join(theirs)}, which critiquelab did "
+    present = [n for n in REPORT_FILES if (run_dir / n).exists()]
+    if present and not _our_report(run_dir):
+        raise UserError(f"{run_dir}: writing the report would replace {', '.join(present)}, which critiquelab did "
                         "not write; move them away or report a run directory critiquelab made")
 
 
-def _ours(path: Path) -> bool:
-    """A report file critiquelab wrote: report.json names its keys, the others sit beside it."""
-    report = path.parent / "report.json"
+def _our_report(run_dir: Path) -> bool:
+    """The report files there are critiquelab's: its report.json names the report's keys (the
+    others are written beside it)."""
     try:
-        return {"runs", "summary", "comparisons"} <= set(read_json(report))
+        return {"runs", "summary", "comparisons"} <= set(read_json(run_dir / "report.json"))
     except (UserError, TypeError):
         return False
 

@@ -162,8 +162,8 @@ def _sampled(plan, cfg: SampleConfig, model: str, write, n_done: int) -> None:
                 write(key, _row(p, j, text, f"model:{model}"))
 
 
-def _existing(out: Path) -> set[str] | None:
-    """Keys of a finished solutions file critiquelab wrote; refuses a file it did not write."""
+def _existing(out: Path) -> list[dict] | None:
+    """The rows of a finished solutions file critiquelab wrote; refuses a file it did not write."""
     if not out.exists():
         return None
     try:
@@ -173,7 +173,7 @@ def _existing(out: Path) -> set[str] | None:
     if rows and not all("key" in r and "source" in r for r in rows):
         raise UserError(f"--out {out}: exists and was not written by `critiquelab sample`; refusing to replace "
                         "it (choose another --out)")
-    return {r["key"] for r in rows}
+    return rows
 
 
 def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
@@ -201,14 +201,13 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         plan = _plan(problems, cfg, model)
     keys = [k for k, _, _ in plan]
     existing = _existing(out)
-    if existing is not None and existing == set(keys):
-        rows = read_jsonl(out)
-        return _summary(rows, problems, resumed=True)
+    if existing is not None and {r["key"] for r in existing} == set(keys):
+        return _summary(existing, problems, resumed=True)
     if existing and not overwrite:
         raise UserError(f"--out {out}: holds solutions made from other problems or settings; pass --overwrite "
                         "to replace it, or choose another --out")
     if cfg.source == "import":
-        made = {k: {**r, "key": k} for k, r, _ in plan}
+        made = {k: {"key": k, **r} for k, r, _ in plan}
     else:
         store = Store(out.with_name(out.name + ".partial"))
         wanted = set(keys)
@@ -216,7 +215,7 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         todo = [item for item in plan if item[0] not in made]
         with store.writer() as append:
             def write(key: str, row: dict) -> None:
-                made[key] = {**row, "key": key}
+                made[key] = {"key": key, **row}
                 append(made[key])
 
             if cfg.source == "synthetic":
