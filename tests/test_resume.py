@@ -75,6 +75,15 @@ def test_store_refuses_a_file_that_is_not_a_store(tmp_path):
     with pytest.raises(UserError, match="not a critiquelab store"):
         Store(path).append([{"key": "x"}])
     assert path.read_bytes() == before
+    one_line = tmp_path / "notes.jsonl"
+    one_line.write_bytes(b'{"id": 1, "text": "no newline at the end"}')  # not a torn store record: kept
+    with pytest.raises(UserError, match="not a critiquelab store"):
+        Store(one_line).append([{"key": "x"}])
+    assert one_line.read_bytes() == b'{"id": 1, "text": "no newline at the end"}'
+    torn = Store(tmp_path / "torn.jsonl")  # a store killed while writing its first record
+    torn.path.write_bytes(b'{"key": "a", "v": ')
+    torn.append([{"key": "a", "v": 1}])
+    assert assert_clean_jsonl(torn.path) == [{"key": "a", "v": 1}]
 
 
 def test_sample_killed_at_random_moments_resumes_without_loss_or_duplicates(tiny_model, tiny_world, tmp_path):
