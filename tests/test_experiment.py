@@ -80,7 +80,7 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
     data = json.loads((run / "report.json").read_text())
     assert {(r["source"], r["teacher"], r["data_size"]) for r in data["runs"] if r["method"] == "cft"} == {
         (s, t, n) for s in ("sampled", "injected") for t in ("exact", "weak") for n in (10, 20)}
-    assert data["main_group"] == {"source": "sampled", "teacher": "exact", "data_size": 20}
+    assert data["main_group"] == {"model": "default", "source": "sampled", "teacher": "exact", "data_size": 20}
     assert {r["data_size"] for r in data["by_data_size"]} == {10, 20}
     groups = {(c["source"], c["teacher"], c["data_size"]) for c in data["comparisons"] if c["b"] == "sft_reference"}
     assert len(groups) == 8  # CFT against SFT-reference within every data setting
@@ -217,3 +217,83 @@ def test_a_dying_teacher_fails_its_cells_and_the_stage_is_never_recorded_done(tm
     assert again["failed"] == []
     record = json.loads((tmp_path / "run" / "stages" / "critique-default-default.json").read_text())
     assert record["done"] is True and record["result"]["ok"] == record["result"]["items"]
+
+
+def test_model_axis_lr_grid_and_regime(tmp_path, monkeypatch):
+    """Two bases (one pretrained with critiques, one without), a learning-rate grid picked on
+    validation, the data regime measured from the files, and CFT minus the best SFT per model."""
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{
+        "build.methods": "[sft_reference, sft_noisy, cft]", "seeds": "[0, 1]", "lr_grid": "[3e-4, 3e-3]",
+        "models": "{small: {pretrain: {critique_share: 0.0}}, wide: {model: {hidden_size: 48, intermediate_size: 96}}}",
+        "sample.source": "synthetic", "sample.error_rate": 0.5, "critique.checker_noise": 0.2,
+        "train.select_best_on": "world-validation", "train.save_steps": 2, "train.token_budget": 1500,
+        "pretrain.tokens": 40000, "critic.methods": "[base, cft]", "critic.n_problems": 4})
+    plan = plan_experiment(cfg)
+    assert [c.name for c in plan.cells[:2]] == ["base-small", "base-wide"]
+    assert {c.model for c in plan.cells} == {"small", "wide"} and len(plan.cells) == 2 + 2 * 3 * 2
+    run = tmp_path / "run"
+    # one model per invocation (one machine each, say) into the same run dir, then the whole grid
+    assert run_experiment(cfg, run, only_models=["small"])["failed"] == []
+    cells = {c["name"]: c for c in json.loads((run / "cells.json").read_text())}
+    assert {n for n, c in cells.items() if c["status"] == "pending"} == {n for n in cells if "wide" in n}
+    assert {r["model"] for r in json.loads((run / "report.json").read_text())["runs"]} == {"small"}
+    assert run_experiment(cfg, run, only_models=["wide"])["failed"] == []
+    calls = []
+    monkeypatch.setattr(experiment, "run_train", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(experiment, "run_eval", lambda *a, **k: calls.append(a))
+    assert run_experiment(cfg, run)["failed"] == [] and calls == []
+    with pytest.raises(UserError, match=r"--models: \['huge'\] are not in the experiment's models \(small, wide\)"):
+        run_experiment(cfg, run, only_models=["huge"])
+    cells = {c["name"]: c for c in json.loads((run / "cells.json").read_text())}
+    assert all(c["status"] == "ok" for c in cells.values())
+
+    # the grid trains the first seed at every rate, picks the best validation score, trains seed 1 at it
+    for mdl in ("small", "wide"):
+        for m in ("sft_reference", "sft_noisy", "cft"):
+            s0, s1 = cells[f"{m}-{mdl}-s0"], cells[f"{m}-{mdl}-s1"]
+            scores = s0["lr_scores"]
+            assert set(scores) == {"0.0003", "0.003"}
+            assert s0["lr"] == s1["lr"] == max([3e-4, 3e-3], key=lambda lr: scores[f"{lr:g}"])
+            assert s0["validation_accuracy"] == scores[f"{s0['lr']:g}"]
+            assert s0["model_dir"] == f"models/{m}-{mdl}-s0-lr{s0['lr']:g}"
+            assert s1["model_dir"] == f"models/{m}-{mdl}-s1-lr{s1['lr']:g}"
+            assert (run / "models" / f"{m}-{mdl}-s0-lr0.0003").is_dir() and (run / "models" / f"{m}-{mdl}-s0-lr0.003").is_dir()
+            assert not (run / "models" / f"{m}-{mdl}-s1-lr{3e-3 if s1['lr'] == 3e-4 else 3e-4:g}").exists()
+    manifest = json.loads((run / "manifest.json").read_text())["manifest"]
+    assert manifest["models"]["small"]["critique_share"] == 0.0 and manifest["models"]["wide"]["critique_share"] == 0.25
+    assert manifest["models"]["wide"]["params"] > manifest["models"]["small"]["params"] > 0
+
+    # the regime, measured: the injector writes about half right; the weak teacher errs on about 20%
+    regime = json.loads((run / "regime.json").read_text())
+    assert {g["model"] for g in regime} == {"small", "wide"}
+    for g in regime:
+        sols = read_jsonl(run / "data" / g["model"] / "default" / "solutions.jsonl")
+        crits = {c["id"]: c for c in read_jsonl(run / "data" / g["model"] / "default" / "default" / "critique" / "critiques.jsonl")}
+        assert g["share_right"] == sum(s["correct"] for s in sols) / len(sols)
+        assert 0.3 < g["share_right"] < 0.7 and 0.05 < g["teacher_error_rate"] < 0.4
+        errs = sum((crits[s["id"]]["verdict"] == "right") != s["correct"] for s in sols) / len(sols)
+        assert g["teacher_error_rate"] == errs
+        wrong = [c for c in crits.values() if c["verdict"] == "wrong"]  # the checker's own carry the correct answer
+        fixed = sum("The correct answer is" in c["critique"] for c in wrong) / len(wrong)
+        assert g["corrections_in_wrong_critiques"] == fixed and fixed > 0.5
+        assert 0.2 < g["cft_share_wrong"] < 0.8 and g["cft_examples"] == len(sols)
+
+    data = json.loads((run / "report.json").read_text())
+    vs = {r["model"]: r for r in data["cft_vs_best_sft"]}
+    assert set(vs) == {"small", "wide"}
+    for mdl, r in vs.items():
+        assert r["chosen_on"] == "validation" and r["seeds"] == 2
+        val = {m: sum(cells[f"{m}-{mdl}-s{s}"]["validation_accuracy"] for s in (0, 1)) / 2
+               for m in ("sft_reference", "sft_noisy")}
+        assert r["best_sft"] == max(val, key=lambda m: (val[m], m == "sft_reference"))
+        same = next(c for c in data["comparisons"] if c["a"] == "cft" and c["b"] == r["best_sft"] and c["model"] == mdl)
+        assert r["delta"] == same["delta"] and r["ci95"] == same["ci95"]
+    # base comparisons stay within a model
+    assert all(c["model"] in ("small", "wide") for c in data["comparisons"] if c["b"] == "base")
+    assert {c["model"] for c in data["critics"]} == {"small", "wide"}
+    md = (run / "report.md").read_text()
+    for heading in ("## Data regime: the paper vs this run", "## CFT minus the best SFT",
+                    "## Learning rates (chosen on validation)", "format failures world (%)"):
+        assert heading in md
+    assert (run / "size_axis.png").stat().st_size > 1000

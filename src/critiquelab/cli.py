@@ -126,16 +126,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--publish", metavar="DIR", help="also copy the report (md, html, json, PNGs, cells, manifest) "
                    "to DIR, e.g. docs/results/NAME (--overwrite replaces an earlier published report there)")
 
-    s = cmd("experiment", "run (or resume) a grid: methods x seeds x data sizes x sources x teachers",
-            overwrite=False)
-    s.add_argument("--out", required=True)
-    s.add_argument("--benchmarks-dir")
-    s.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
-
-    s = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report", overwrite=False)
-    s.add_argument("--preset", default="fast")
-    s.add_argument("--out", default="runs/demo")
-    s.add_argument("--benchmarks-dir")
+    for name, text in (("experiment", "run (or resume) a grid: models x methods x seeds x data sizes x sources x "
+                                      "teachers"),
+                       ("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report")):
+        s = cmd(name, text, overwrite=False)
+        if name == "experiment":
+            s.add_argument("--out", required=True)
+            s.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
+        else:
+            s.add_argument("--preset", default="fast", help="fast (make demo), full or gpu (recipes/demo-*.yaml)")
+            s.add_argument("--out", default="runs/demo")
+        s.add_argument("--benchmarks-dir")
+        s.add_argument("--models", metavar="A,B", help="run only these entries of the model axis in this "
+                       "invocation (one machine each, say); the others' finished cells in the run dir are kept and "
+                       "the report covers every cell finished so far")
     return p
 
 
@@ -257,11 +261,13 @@ def _run(args) -> str | tuple[str, int]:
         if getattr(args, "dry_run", False):
             plan = plan_experiment(cfg, args.benchmarks_dir)
             for c in plan.cells:
-                print(f"{c.name}\tmethod={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
+                print(f"{c.name}\tmodel={c.model} method={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
                       f"data_size={'all' if c.data_size is None else c.data_size}")
-            return f"{len(plan.cells)} cells ({len(plan.sources)} source(s), {len(plan.teachers)} teacher(s), " \
+            return f"{len(plan.cells)} cells ({len(plan.models)} model(s), {len(plan.sources)} source(s), " \
+                   f"{len(plan.teachers)} teacher(s), " \
                    f"{len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run"
-        res = run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir)
+        only = [m for m in (args.models or "").split(",") if m] or None
+        res = run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir, only_models=only)
         report = Path(res["report"])
         summary = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
         if res["failed"]:

@@ -227,8 +227,12 @@ class CriticConfig(_Checked):
 class RunConfig:
     """A whole demo / experiment run: every stage's config plus the grid's axes (experiment.py).
 
-    The grid: `build.methods` (and the base) x `seeds` x `data_sizes` x `sources` x `teachers`.
-    `sources` / `teachers` map a name to overrides of `sample` / `critique` (empty: one, "default").
+    The grid: `models` x `build.methods` (and each model's base) x `seeds` x `data_sizes` x
+    `sources` x `teachers`. `sources` / `teachers` map a name to overrides of `sample` / `critique`
+    (empty: one, "default"); `models` maps a name to overrides of `model` and `pretrain` (each a
+    cached base pretrained on the world) or to a `base_model`. `lr_grid`: learning rates tried for
+    every model x method on the first seed; the one whose model scores best on the validation split
+    (`train.select_best_on`) trains every seed.
     """
 
     name: str = "demo"
@@ -236,6 +240,8 @@ class RunConfig:
     data_sizes: list[int] = field(default_factory=list)   # training questions per cell; [] = all
     sources: dict[str, dict] = field(default_factory=dict)  # name -> sample overrides (noisy-solution source)
     teachers: dict[str, dict] = field(default_factory=dict)  # name -> critique overrides (who writes critiques)
+    models: dict[str, dict] = field(default_factory=dict)  # name -> {model: {...}, pretrain: {...}} or {base_model}
+    lr_grid: list[float] = field(default_factory=list)     # [] = train.lr for every method
     base_model: str | None = None  # a model dir or hub name; None = pretrain the tiny model on the world
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

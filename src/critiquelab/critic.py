@@ -136,7 +136,9 @@ def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0)
     steps = [(s["first_error_step"], _named_step(j["critique"])) for s, j in zip(solutions, judgements, strict=True)
              if s.get("first_error_step") and j["verdict"] == "wrong"]
     if steps:
-        out["names_first_wrong_step"] = sum(a == b for a, b in steps) / len(steps)
+        named = sum(a == b for a, b in steps)
+        out["names_first_wrong_step"] = named / len(steps)
+        out["names_first_wrong_step_ci95"] = list(wilson_ci(named, len(steps)))
         out["names_first_wrong_step_n"] = len(steps)
     return out
 

@@ -1,23 +1,27 @@
-"""Experiments: a grid of methods x seeds x data sizes x noisy-solution sources x teachers, every
-cell fine-tuned from the same base model with the same token budget and evaluated on the same items.
+"""Experiments: a grid of models x methods x seeds x data sizes x noisy-solution sources x teachers,
+every cell fine-tuned from its model's base with the same token budget and evaluated on the same items.
 
     critiquelab experiment --config recipes/demo-full.yaml --out runs/full
     critiquelab demo --preset fast --out runs/demo        # the demo is a preset experiment
 
-The grid's axes live in `RunConfig` (config.py): `build.methods` (the base is always evaluated),
+The grid's axes live in `RunConfig` (config.py): `models` (named model + pretraining configs, each a
+cached base; the model-size axis), `build.methods` (each model's base is always evaluated),
 `seeds`, `data_sizes` (training questions per cell; the token budget stays fixed, so this axis
 measures the value of more distinct questions at equal compute), `sources` and `teachers` (named
 overrides of the `sample` / `critique` sections: which model or injector wrote the noisy solutions,
-and who wrote the critiques). Everything is checked before anything runs.
+and who wrote the critiques). With `lr_grid`, each model x method x data setting first trains its
+first seed at every rate of the grid, keeps the rate whose model scores best on the validation split
+(`train.select_best_on`, which also picks each run's checkpoint on validation), and trains the other
+seeds at that rate: the test split never chooses anything. Everything is checked before anything runs.
 
 Run directory (stages hand off through these files):
     world/                                   the synthetic world's splits
-    data/<source>/solutions.jsonl            noisy solutions, one file per source
+    data/[<model>/]<source>/solutions.jsonl  noisy solutions, one file per source (per model when several)
     data/<source>/<teacher>/critique/        the critique store of that source x teacher
     data/<source>/<teacher>/solve/           the teacher's own solutions (only for sft_teacher)
     data/<source>/<teacher>/<size>/          training sets `<method>.jsonl` on the first <size> questions
-    models/<cell>/  eval/<cell>/  critic/<cell>/
-    cells.json  stages/<stage>.json  manifest.json  report.{md,html,json}  *.png
+    models/<cell>[-lr<rate>]/  eval/<cell>/  critic/<cell>/
+    cells.json  regime.json  stages/<stage>.json  manifest.json  report.{md,html,json}  *.png
 
 Each stage writes `stages/<name>.json` when it starts and again when it ends; a stage whose
 finished record matches its inputs is skipped, one whose inputs changed starts from scratch, and an
@@ -37,9 +41,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from critiquelab.build import METHODS, run_build
-from critiquelab.config import CritiqueConfig, RunConfig, SampleConfig, load_config, with_overrides
+from critiquelab.config import (
+    CritiqueConfig,
+    ModelConfig,
+    PretrainConfig,
+    RunConfig,
+    SampleConfig,
+    load_config,
+    with_overrides,
+)
 from critiquelab.critic import run_eval_critic
-from critiquelab.critique import run_critique
+from critiquelab.critique import parse_verdict, run_critique
 from critiquelab.evaluate import run_eval
 from critiquelab.io import (
     MARKER,
@@ -62,11 +74,12 @@ from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
 from critiquelab.train import run_train
 from critiquelab.world import write_world
 
-__all__ = ["PRESETS", "Cell", "Plan", "plan_experiment", "preset_config", "recipes_dir", "run_experiment"]
+__all__ = ["PRESETS", "BaseSpec", "Cell", "Plan", "plan_experiment", "preset_config", "recipes_dir", "regime_stats",
+           "run_experiment"]
 
 log = logging.getLogger(__name__)
 
-PRESETS = {"fast": "demo-fast.yaml", "full": "demo-full.yaml"}
+PRESETS = {"fast": "demo-fast.yaml", "full": "demo-full.yaml", "gpu": "demo-gpu.yaml"}
 
 
 def recipes_dir() -> Path:
@@ -91,14 +104,25 @@ class Cell:
     source: str | None = None
     teacher: str | None = None
     data_size: int | None = None   # training questions; None: all of them
+    model: str | None = None       # the entry of the model axis whose base it starts from
+
+
+@dataclass
+class BaseSpec:
+    """One entry of the model axis: a base pretrained on the world, or a given one (`base_model`)."""
+
+    model: ModelConfig
+    pretrain: PretrainConfig
+    base_model: str | None = None
 
 
 @dataclass
 class Plan:
+    models: dict[str, BaseSpec]
     sources: dict[str, SampleConfig]
     teachers: dict[str, CritiqueConfig]
     sizes: list[int | None]
-    cells: list[Cell]          # the base first, then the main group (first source and teacher, largest size)
+    cells: list[Cell]          # the bases first, then per model its main group (first source and teacher, largest size)
 
 
 def _available_questions(s: SampleConfig, cfg: RunConfig) -> int:
@@ -138,6 +162,25 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
             out[str(name)] = with_overrides(base, overrides, f"{axis}.{name}.", errors)
         return out
 
+    models: dict[str, BaseSpec] = {}
+    for name, entry in (cfg.models or {"default": {}}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_.]+", str(name)):
+            errors.append(f"models: name {name!r} must be letters, digits, '_' or '.'")
+        if not isinstance(entry, dict):
+            errors.append(f"models.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
+            continue
+        if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
+            errors.append(f"models.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
+        models[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"models.{name}.model.", errors),
+                                     with_overrides(cfg.pretrain, entry.get("pretrain") or {},
+                                                    f"models.{name}.pretrain.", errors),
+                                     entry.get("base_model", cfg.base_model))
+    if cfg.lr_grid:
+        if len(set(cfg.lr_grid)) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
+            errors.append(f"lr_grid: need distinct positive rates, got {cfg.lr_grid}")
+        if not cfg.train.select_best_on or cfg.train.select_best_on not in WORLD_BENCHMARKS:
+            errors.append("lr_grid: set train.select_best_on=world-validation (and train.save_steps > 0): the "
+                          "validation score that picks the rate and each run's checkpoint")
     sources = named("sources", cfg.sources, cfg.sample)
     teachers = named("teachers", cfg.teachers, cfg.critique)
     for name, s in sources.items():
@@ -149,11 +192,12 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
             errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
                           + (" and critique.base_url" if t.teacher == "openai" else ""))
-    if cfg.base_model:
-        try:
-            check_model(cfg.base_model, "base_model")
-        except UserError as e:
-            errors.append(str(e))
+    for name, spec in models.items():
+        if spec.base_model:
+            try:
+                check_model(spec.base_model, "base_model" if name == "default" else f"models.{name}.base_model")
+            except UserError as e:
+                errors.append(str(e))
     sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
     if any(n is not None and n <= 0 for n in sizes):
         errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
@@ -169,16 +213,17 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         raise UserError("invalid experiment: " + "; ".join(errors))
 
     many = lambda xs: len(xs) > 1  # noqa: E731  (an axis with one value stays out of the cell names)
-    cells = [Cell("base", "base")]
-    for src in sources:
-        for tch in teachers:
-            for size in sizes:
-                for seed in cfg.seeds:
-                    for m in methods:
-                        parts = [m] + [src] * many(sources) + [tch] * many(teachers)
-                        parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
-                        cells.append(Cell("-".join(parts), m, seed, src, tch, size))
-    return Plan(sources, teachers, sizes, cells)
+    cells = [Cell("-".join(["base"] + [mdl] * many(models)), "base", model=mdl) for mdl in models]
+    for mdl in models:
+        for src in sources:
+            for tch in teachers:
+                for size in sizes:
+                    for seed in cfg.seeds:
+                        for m in methods:
+                            parts = [m] + [mdl] * many(models) + [src] * many(sources) + [tch] * many(teachers)
+                            parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
+                            cells.append(Cell("-".join(parts), m, seed, src, tch, size, mdl))
+    return Plan(models, sources, teachers, sizes, cells)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,18 +284,32 @@ class _Run:
     cfg: RunConfig
     dir: Path
     world_dir: Path
-    base: str
+    bases: dict[str, str]      # model axis entry -> its base model (dir or hub name), for the models run now
     stages: _Stages
     bench_dir: str | Path | None
+    many: bool                 # the model axis has several entries
+
+    def tag(self, model: str) -> str:
+        """A model's prefix in stage and directory names: none while the axis has one entry."""
+        return f"{model}-" if self.many else ""
+
+    def data_dir(self, model: str) -> Path:
+        return self.dir / "data" / model if self.many else self.dir / "data"
 
 
-def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None = None) -> dict:
-    """Run (or resume) the grid; return {"report": path, "failed": [cell names]}."""
+def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | None = None,
+                   only_models: list[str] | None = None) -> dict:
+    """Run (or resume) the grid; return {"report": path, "failed": [cell names]}.
+
+    `only_models`: run only these entries of the model axis now (say, one per machine, into copies of
+    the same run dir); the other models' finished cells, regime and base records are kept."""
     plan = plan_experiment(cfg, bench_dir)
+    if only_models and (unknown := [m for m in only_models if m not in plan.models]):
+        raise UserError(f"--models: {unknown} are not in the experiment's models ({', '.join(plan.models)})")
     t_start, prov = time.time(), provenance()  # the code and machine this run starts with
     _adopt_legacy_run(Path(out_dir))
     with output_dir(out_dir, "experiment") as (run_dir, _):
-        return _run_grid(cfg, plan, run_dir, bench_dir, t_start, prov)
+        return _run_grid(cfg, plan, run_dir, bench_dir, t_start, prov, only_models or list(plan.models))
 
 
 def _adopt_legacy_run(path: Path) -> None:
@@ -259,127 +318,263 @@ def _adopt_legacy_run(path: Path) -> None:
         write_json(path / MARKER, {"kind": "experiment", "fingerprint": None, "complete": False, "adopted": True})
 
 
-def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: float, prov: dict) -> dict:
+def _bases(cfg: RunConfig, plan: Plan, world_dir: Path, stages: _Stages,
+           active: list[str]) -> tuple[dict[str, str], dict[str, dict]]:
+    """Each active model's base: given, cached, or pretrained now; and what the report says about it."""
+    bases, info = {}, {}
+    for name, spec in plan.models.items():
+        if name not in active:
+            continue
+        if spec.base_model:
+            bases[name], cached = spec.base_model, True
+        else:
+            t0 = time.time()
+            path, cached = cached_base_model(world_dir, cfg.world, spec.model, spec.pretrain)
+            bases[name] = str(path)
+            stages.timings["pretrain" + (f"-{name}" if len(plan.models) > 1 else "")] = (
+                0.0 if cached else round(time.time() - t0, 1))
+        stats_file = Path(bases[name]) / "critiquelab_pretrain.json"
+        stats = read_json(stats_file)["stats"] if stats_file.is_file() else {}
+        info[name] = {"base": bases[name], "cached": cached, "params": stats.get("params"),
+                      "pretrain_tokens": None if spec.base_model else spec.pretrain.tokens,
+                      "critique_share": None if spec.base_model else spec.pretrain.critique_share,
+                      "model": None if spec.base_model else asdict(spec.model),
+                      "pretrain": None if spec.base_model else asdict(spec.pretrain)}
+        log.info("base model %s: %s (%s)", name, bases[name], "given or cached" if cached else "pretrained now")
+    return bases, info
+
+
+def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: float, prov: dict,
+              active: list[str]) -> dict:
     stages = _Stages(run_dir)
     write_json(run_dir / "config.json", asdict(cfg))
     world_dir = run_dir / "world"
     stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
-    if cfg.base_model:
-        base, cached = cfg.base_model, True
-    else:
-        t0 = time.time()
-        path, cached = cached_base_model(world_dir, cfg.world, cfg.model, cfg.pretrain)
-        base = str(path)
-        stages.timings["pretrain"] = 0.0 if cached else round(time.time() - t0, 1)
-    log.info("base model: %s (%s)", base, "given or cached" if cached else "pretrained now")
-    r = _Run(cfg, run_dir, world_dir, base, stages, bench_dir)
+    bases, models_info = _bases(cfg, plan, world_dir, stages, active)
+    r = _Run(cfg, run_dir, world_dir, bases, stages, bench_dir, many=len(plan.models) > 1)
+    # What earlier invocations with other `--models` left: their cells' status, regime and bases.
+    old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() and len(active) < len(plan.models) else {}
+    old_manifest, old_timings = old.get("manifest", {}), old.get("timings", {})
+    old_cells = {c["name"]: c for c in read_json(run_dir / "cells.json")} if old and (run_dir / "cells.json").is_file() else {}
+    for mdl in plan.models:
+        if mdl not in active and (old := (old_manifest.get("models") or {}).get(mdl)):
+            models_info[mdl] = old
 
-    # Data: solutions per source, critiques per source x teacher, training sets per data size.
-    data: dict[tuple, tuple[Path, dict] | str] = {}  # (source, teacher, size) -> (dir, key) or an error
-    for src, scfg in plan.sources.items():
-        for tch, tcfg in plan.teachers.items():
-            for size in plan.sizes:
-                try:
-                    data[(src, tch, size)] = _data(r, src, scfg, tch, tcfg, size)
-                except Exception as e:  # noqa: BLE001  (recorded; the cells that need it fail, others go on)
-                    data[(src, tch, size)] = f"data for {src}/{tch}/{size or 'all'}: {type(e).__name__}: {e}"
-                    log.error("%s", data[(src, tch, size)])
+    # Data: solutions per model x source, critiques per source x teacher, training sets per data size.
+    data: dict[tuple, tuple[Path, dict] | str] = {}  # (model, source, teacher, size) -> (dir, key) or an error
+    regime = [g for g in (read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else [])
+              if g.get("model") not in active]
+    for mdl in active:
+        for src, scfg in plan.sources.items():
+            for tch, tcfg in plan.teachers.items():
+                for size in plan.sizes:
+                    setting = (mdl, src, tch, size)
+                    try:
+                        data[setting] = _data(r, mdl, src, scfg, tch, tcfg, size)
+                        regime.append({"model": mdl, "source": src, "teacher": tch, "data_size": size,
+                                       **regime_stats(data[setting][0], scfg, tcfg, cfg)})
+                    except Exception as e:  # noqa: BLE001  (recorded; the cells that need it fail, others go on)
+                        data[setting] = f"data for {'/'.join(map(str, setting))}: {type(e).__name__}: {e}"
+                        log.error("%s", data[setting])
+    write_json(run_dir / "regime.json", regime)
 
     # Cells: fine-tune and evaluate, each on its own.
-    status: dict[str, dict] = {}
+    status: dict[str, dict] = {c.name: {k: v for k, v in old_cells[c.name].items() if k not in asdict(c)}
+                               for c in plan.cells if c.model not in active and c.name in old_cells}
     weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
     for i, cell in enumerate(plan.cells, start=1):
+        if cell.model not in active:
+            continue
         log.info("cell %d/%d: %s", i, len(plan.cells), cell.name)
-        status[cell.name] = _cell(r, cell, data.get((cell.source, cell.teacher, cell.data_size)), weights)
+        status[cell.name] = _cell(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)), weights)
         write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
                                             for c in plan.cells])
-    _critics(r, plan, weights)
+    _critics(r, plan, status, weights, active)
 
     stages.timings["total"] = round(time.time() - t_start, 1)
     sha = {f"world/{f.name}": sha256_file(f) for f in sorted(world_dir.glob("*.jsonl"))}
     sha.update({str(f.relative_to(run_dir)): sha256_file(f) for f in sorted((run_dir / "data").rglob("*.jsonl"))
                 if f.parent.name not in ("critique", "solve") and not f.name.endswith(".solutions.jsonl")})
-    if Path(base).is_dir():
-        sha["base_model"] = sha256_dir(base)
+    sha.update({k: v for k, v in (old_manifest.get("sha256") or {}).items() if k.startswith("base_model-")
+                and k.removeprefix("base_model-") not in active})
+    for mdl, base in bases.items():
+        if Path(base).is_dir():
+            sha["base_model" + (f"-{mdl}" if r.many else "")] = sha256_dir(base)
+    all_bases = {m: i["base"] for m, i in models_info.items()}
     write_json(run_dir / "manifest.json", {
-        "manifest": {"provenance": prov, "name": cfg.name, "seeds": cfg.seeds, "base_model": base,
-                     "base_model_cached": cached, "sha256": sha, "config": asdict(cfg)},
-        "timings": stages.timings})
+        "manifest": {"provenance": prov, "name": cfg.name, "seeds": cfg.seeds,
+                     "base_model": next(iter(all_bases.values())) if len(all_bases) == 1 else all_bases,
+                     "base_model_cached": all(m["cached"] for m in models_info.values()), "models": models_info,
+                     "lr_grid": cfg.lr_grid, "sha256": sha, "config": asdict(cfg)},
+        "timings": {**{k: v for k, v in old_timings.items() if k != "total"}, **stages.timings}})
     failed = [name for name, s in status.items() if s["status"] == "failed"]
     return {"report": write_report(run_dir), "failed": failed}
 
 
-def _data(r: _Run, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig, size: int | None) -> tuple[Path, dict]:
+def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
+          size: int | None) -> tuple[Path, dict]:
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
-    sols, tdir, label = r.dir / "data" / src / "solutions.jsonl", r.dir / "data" / src / tch, f"n{size}" if size else "all"
-    k_sample = {"world": asdict(r.cfg.world), "base": r.base, "sample": asdict(scfg)}
-    r.stages.run(f"sample-{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
-                                                               scfg.model or r.base),
+    base, t = r.bases[mdl], r.tag(mdl)
+    sols, tdir, label = r.data_dir(mdl) / src / "solutions.jsonl", r.data_dir(mdl) / src / tch, f"n{size}" if size else "all"
+    k_sample = {"world": asdict(r.cfg.world), "base": base, "sample": asdict(scfg)}
+    r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
+                                                                  scfg.model or base),
                  outputs=(sols, sols.with_name(sols.name + ".partial")))
     k_crit = {"sample": k_sample, "critique": asdict(tcfg)}
-    r.stages.run(f"critique-{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
+    r.stages.run(f"critique-{t}{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
                  outputs=(tdir / "critique",))
     solved = None
     if "sft_teacher" in r.cfg.build.methods:  # the same teacher also writes its own solutions
         solver = replace(tcfg, prompt="solve_paper")
-        r.stages.run(f"solve-{src}-{tch}", {**k_crit, "solve": asdict(solver)},
+        r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": asdict(solver)},
                      lambda: run_critique(sols, tdir / "solve", solver), outputs=(tdir / "solve",))
         solved = tdir / "solve" / "solutions.jsonl"
     k_build = {"critique": k_crit, "build": asdict(r.cfg.build), "size": size}
-    r.stages.run(f"build-{src}-{tch}-{label}", k_build, lambda: run_build(
+    r.stages.run(f"build-{t}{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
         r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
     return tdir / label, k_build
+
+
+# ---------------------------------------------------------------------------------------------
+# The data regime (compared with the paper's in the report)
+
+
+_CORRECTION = re.compile(r"\\boxed\{|correct (final )?answer is|correct steps|should be", re.IGNORECASE)
+
+
+def _describe_source(s: SampleConfig) -> str:
+    if s.source == "synthetic":
+        return f"the world's error injector (one error in {s.error_rate:.0%} of solutions), not the student"
+    if s.source == "import":
+        return f"imported from {s.import_path}"
+    return (f"model {s.model}" if s.model else "the student's own base model") + f", T={s.temperature:g}"
+
+
+def _describe_teacher(t: CritiqueConfig) -> str:
+    if t.teacher == "checker":
+        return "the exact step checker" + (f", verdict flipped on {t.checker_noise:.0%}" if t.checker_noise else "")
+    return f"{t.teacher} model {t.model}"
+
+
+def regime_stats(data_dir: Path, scfg: SampleConfig, tcfg: CritiqueConfig, cfg: RunConfig) -> dict:
+    """The data regime of one training setting, measured from its files: the share of right noisy
+    solutions, the teacher's verdicts against the reference grade (its error rate), how many of its
+    'wrong' critiques carry a correction, and the CFT set's verdict balance and size."""
+    teacher_dir = data_dir.parent
+    solutions = read_jsonl(teacher_dir / f"{data_dir.name}.solutions.jsonl") if data_dir.name != "all" else \
+        read_jsonl(teacher_dir.parent / "solutions.jsonl")
+    graded = [s["correct"] for s in solutions if isinstance(s.get("correct"), bool)]
+    critiques = {c["id"]: c for c in read_jsonl(teacher_dir / "critique" / "critiques.jsonl", tolerate_torn_tail=True)
+                 if c.get("status") == "ok"}
+    judged = [(s["correct"], critiques[s["id"]]) for s in solutions
+              if isinstance(s.get("correct"), bool) and s["id"] in critiques]
+    wrong_critiques = [c for _, c in judged if c.get("verdict") == "wrong"]
+    cft = read_jsonl(data_dir / "cft.jsonl") if (data_dir / "cft.jsonl").is_file() else []
+    verdicts = [parse_verdict(row["completion"][-1]["content"] if isinstance(row["completion"], list)
+                              else row["completion"]) for row in cft]
+    share = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {
+        "solutions": len(solutions), "questions": len({s.get("problem_id") for s in solutions}),
+        "share_right": share(graded),
+        "written_by": _describe_source(scfg), "teacher": _describe_teacher(tcfg),
+        "teacher_error_rate": share([(c.get("verdict") == "right") != ok for ok, c in judged]),
+        "corrections_in_wrong_critiques": share([bool(_CORRECTION.search(c.get("critique") or "")) for c in wrong_critiques]),
+        "cft_examples": len(cft), "cft_share_wrong": share([v == "wrong" for v in verdicts]),
+        "token_budget": cfg.train.token_budget,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells: training (with the learning-rate grid), evaluation, critics
+
+
+def _fit(r: _Run, cell: Cell, data: tuple[Path, dict], lr: float) -> tuple[dict, Path, dict]:
+    """Train one cell at `lr` (cached as a stage): its weights' key, directory and training summary."""
+    data_dir, data_key = data
+    name = f"{cell.name}-lr{lr:g}" if r.cfg.lr_grid else cell.name
+    model_dir = r.dir / "models" / name
+    train_cfg = replace(r.cfg.train, seed=cell.seed, lr=lr, model=r.bases[cell.model], output_dir=str(model_dir),
+                        data=str(data_dir / f"{cell.method}.jsonl"))
+    key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}
+    summary = r.stages.run(f"train-{name}", key, lambda: _train_summary(run_train(
+        train_cfg, desc=f"train {name}", world_dir=r.world_dir, bench_dir=r.bench_dir)), outputs=(model_dir,))
+    return key, model_dir, summary
+
+
+def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict[str, float]]:
+    """The grid's rate whose first-seed run scores best on validation (ties: the first in the grid)."""
+    first = r.cfg.seeds[0]
+    probe = replace(cell, seed=first, name=cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first}")
+    scores = {}
+    for lr in r.cfg.lr_grid:
+        summary = _fit(r, probe, data, lr)[2]
+        scores[f"{lr:g}"] = summary["selection"]["accuracy"]
+    best = max(r.cfg.lr_grid, key=lambda lr: scores[f"{lr:g}"])
+    return best, scores
 
 
 def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:
     """Fine-tune (not the base) and evaluate one cell; a failure is returned, not raised."""
     if isinstance(data, str) and cell.method != "base":
         return {"status": "failed", "error": data}
-    model_dir = r.dir / "models" / cell.name
+    extra: dict = {}
     try:
         if cell.method == "base":
-            weights[cell.name], model = {"base": r.base}, r.base
+            weights[cell.name], model = {"base": r.bases[cell.model]}, r.bases[cell.model]
         else:
-            data_dir, data_key = data
+            data_dir = data[0]
             if not read_jsonl(data_dir / f"{cell.method}.jsonl"):  # e.g. sft_verified when no solution passed
                 return {"status": "skipped", "error": f"no training examples: the {cell.method} set of "
                         f"{data_dir.relative_to(r.dir)} is empty"}
-            train_cfg = replace(r.cfg.train, seed=cell.seed, model=r.base, output_dir=str(model_dir),
-                                data=str(data_dir / f"{cell.method}.jsonl"))
-            key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}
-            r.stages.run(f"train-{cell.name}", key, lambda: _train_summary(run_train(
-                train_cfg, desc=f"train {cell.name}", world_dir=r.world_dir, bench_dir=r.bench_dir)),
-                outputs=(model_dir,))
-            weights[cell.name], model = key, model_dir
+            lr, scores = _tuned_lr(r, cell, data) if r.cfg.lr_grid else (r.cfg.train.lr, None)
+            key, model, summary = _fit(r, cell, data, lr)
+            weights[cell.name] = key
+            extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
+                     "validation_accuracy": (summary.get("selection") or {}).get("accuracy"),
+                     **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},
                      lambda: run_eval(model, out, r.cfg.eval, world_dir=r.world_dir, bench_dir=r.bench_dir)["benchmarks"],
                      outputs=(out,))
-        return {"status": "ok"}
+        return {"status": "ok", **extra}
     except Exception as e:  # noqa: BLE001  (a failed cell is recorded; the others go on)
         weights.pop(cell.name, None)
         log.error("cell %s failed: %s: %s", cell.name, type(e).__name__, e)
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=-6)}
 
 
-def _critics(r: _Run, plan: Plan, weights: dict) -> None:
-    """Critic evaluation of the main group's cells (first source and teacher, largest data size)."""
+def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active: list[str]) -> None:
+    """Critic evaluation, per model, of its base and its main group's cells (first source and teacher,
+    largest data size) on held-out solutions of validation problems written the way the training
+    solutions were: by the same injector, or sampled from the model's base."""
     crit = r.cfg.critic
-    if crit.n_problems <= 0 or len(plan.cells) < 2:
+    if crit.n_problems <= 0:
         return
-    main = plan.cells[1]
-    sols = r.dir / "critic" / "solutions.jsonl"
-    scfg = SampleConfig(source="model", n_problems=max(crit.n_problems, 1), n_per_problem=crit.n_samples,
-                        temperature=crit.temperature, max_new_tokens=r.cfg.eval.max_new_tokens, seed=1)
-    r.stages.run("critic-solutions", {"critic": asdict(crit), "base": r.base, "world": asdict(r.cfg.world)},
-                 lambda: run_sample(r.world_dir / "validation.jsonl", sols, scfg, r.base),
-                 outputs=(sols, sols.with_name(sols.name + ".partial")))
-    for cell in plan.cells:
-        same_group = (cell.source, cell.teacher, cell.data_size) == (main.source, main.teacher, main.data_size)
-        if cell.method not in crit.methods or not (cell.method == "base" or same_group) or cell.name not in weights:
+    for mdl in active:
+        trained = [c for c in plan.cells if c.model == mdl and c.method != "base"]
+        if not trained:
             continue
-        model, out = (r.base if cell.method == "base" else r.dir / "models" / cell.name), r.dir / "critic" / cell.name
-        r.stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name]},
-                     lambda m=model, o=out: run_eval_critic(m, sols, o, crit)["metrics"],
-                     outputs=(out,))
+        main = trained[0]
+        src = plan.sources[main.source]
+        sols = r.dir / "critic" / f"solutions{'-' + mdl if r.many else ''}.jsonl"
+        common = {"n_problems": max(crit.n_problems, 1), "n_per_problem": crit.n_samples, "seed": 1}
+        scfg = (SampleConfig(source="synthetic", error_rate=src.error_rate, **common) if src.source == "synthetic"
+                else SampleConfig(source="model", temperature=crit.temperature,
+                                  max_new_tokens=r.cfg.eval.max_new_tokens, **common))
+        r.stages.run(f"critic-solutions{'-' + mdl if r.many else ''}",
+                     {"critic": asdict(crit), "base": r.bases[mdl], "world": asdict(r.cfg.world), "sample": asdict(scfg)},
+                     lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b),
+                     outputs=(sols, sols.with_name(sols.name + ".partial")))
+        for cell in plan.cells:
+            same_group = (cell.model, cell.source, cell.teacher, cell.data_size) == (
+                mdl, main.source, main.teacher, main.data_size)
+            if cell.model != mdl or cell.method not in crit.methods or cell.name not in weights or not (
+                    cell.method == "base" or same_group):
+                continue
+            model = r.bases[mdl] if cell.method == "base" else r.dir / status[cell.name]["model_dir"]
+            out = r.dir / "critic" / cell.name
+            r.stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name],
+                                                 "solutions": asdict(scfg)},
+                         lambda m=model, o=out, s=sols: run_eval_critic(m, s, o, crit)["metrics"],
+                         outputs=(out,))

@@ -45,7 +45,7 @@ __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_c
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
           "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52"}
-GROUP = ("source", "teacher", "data_size")   # a cell's data setting; methods compare within one
+GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 
 
 def _order(method: str) -> int:
@@ -69,8 +69,8 @@ def load_cells(run_dir: Path) -> list[dict]:
     for d in sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir()):
         method, _, seed = d.name.rpartition("-s")
         method, seed = (method, int(seed)) if seed.isdigit() else (d.name, None)
-        cells.append({"name": d.name, "method": method, "seed": seed, "source": None, "teacher": None,
-                      "data_size": None, "status": "ok"})
+        cells.append({"name": d.name, "method": method, "seed": seed, "model": None, "source": None,
+                      "teacher": None, "data_size": None, "status": "ok"})
     return cells
 
 
@@ -101,7 +101,7 @@ def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
 
 
 def item_table(run_dir: Path, cells: list[dict]) -> dict[tuple, list[dict[str, bool]]]:
-    """(method, source, teacher, data_size, benchmark) -> one {item id: correct} map per seed."""
+    """(method, model, source, teacher, data_size, benchmark) -> one {item id: correct} map per seed."""
     items: dict[tuple, list[dict[str, bool]]] = defaultdict(list)
     for c in cells:
         for f in sorted((run_dir / "eval" / c["name"]).glob("*.jsonl")):
@@ -138,28 +138,29 @@ def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = 2000, seed
 
     rng = np.random.default_rng(seed)
     out = []
-    for (method, source, teacher, size, bench), runs in items.items():
+    for (method, model, source, teacher, size, bench), runs in items.items():
         common = sorted(set.intersection(*(set(r) for r in runs)))
         if not common:
             continue
         m = np.array([[r[i] for i in common] for r in runs], dtype=float)  # seeds x items
         boots = [m[rng.integers(0, m.shape[0], m.shape[0])][:, rng.integers(0, m.shape[1], m.shape[1])].mean()
                  for _ in range(reps)]
-        out.append({"method": method, "source": source, "teacher": teacher, "data_size": size, "benchmark": bench,
+        out.append({"method": method, "model": model, "source": source, "teacher": teacher, "data_size": size,
+                    "benchmark": bench,
                     "seeds": m.shape[0], "n": m.shape[1], "mean_accuracy": float(m.mean()),
                     "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]})
-    return sorted(out, key=lambda r: (_order(r["method"]), str(r["source"]), str(r["teacher"]),
+    return sorted(out, key=lambda r: (_order(r["method"]), str(r["model"]), str(r["source"]), str(r["teacher"]),
                                       -(r["data_size"] or 0), r["benchmark"]))
 
 
 def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
-    """CFT (and the CFT+SFT mix) against every other method of the same data setting, and the base."""
+    """CFT (and the CFT+SFT mix) against every other method of the same setting, and its model's base."""
     out = []
     for (a, *group_a, bench), runs_a in sorted(items.items(), key=str):
         if a not in ("cft", "cft_sft_mix"):
             continue
         for (b, *group_b, bench_b), runs_b in sorted(items.items(), key=lambda kv: (_order(kv[0][0]), str(kv[0]))):
-            if bench_b != bench or b == a or (b != "base" and group_b != group_a):
+            if bench_b != bench or b == a or group_b[0] != group_a[0] or (b != "base" and group_b != group_a):
                 continue
             common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
             if not common:
@@ -171,8 +172,72 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
     return out
 
 
+def cft_vs_best_sft(cells: list[dict], items: dict, summary: list[dict], models: dict) -> list[dict]:
+    """Per setting and benchmark: CFT minus the best SFT variant, paired over items. The best SFT is the
+    one with the highest mean validation accuracy over seeds (the checkpoint-selection score, never the
+    test split); without validation scores it is the best on the benchmark itself, which favours SFT,
+    and the row says so."""
+    val = defaultdict(list)
+    for c in cells:
+        if c.get("validation_accuracy") is not None:
+            val[(c["method"], _group(c))].append(c["validation_accuracy"])
+    out = []
+    for (a, *group, bench), runs_a in sorted(items.items(), key=str):
+        if a != "cft":
+            continue
+        sfts = [(m, runs) for (m, *g, b), runs in items.items() if m.startswith("sft_") and g == group and b == bench]
+        if not sfts:
+            continue
+        on_val = all(val.get((m, tuple(group))) for m, _ in sfts)
+        test_mean = {r["method"]: r["mean_accuracy"] for r in summary
+                     if r["benchmark"] == bench and _group(r) == tuple(group)}
+        scores = {m: sum(val[(m, tuple(group))]) / len(val[(m, tuple(group))]) if on_val else test_mean.get(m, 0.0)
+                  for m, _ in sfts}
+        best, runs_b = max(sfts, key=lambda mr: (scores[mr[0]], -_order(mr[0])))
+        common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
+        if not common:
+            continue
+        mean = lambda runs, i: sum(r[i] for r in runs) / len(runs)  # noqa: E731
+        res = paired_comparison([mean(runs_a, i) for i in common], [mean(runs_b, i) for i in common])
+        info = models.get(group[0]) or {}
+        base = next((r["mean_accuracy"] for r in summary if r["method"] == "base" and r["model"] == group[0]
+                     and r["benchmark"] == bench), None)
+        out.append({**dict(zip(GROUP, group, strict=True)), "benchmark": bench, "best_sft": best,
+                    "chosen_on": "validation" if on_val else "test (favours SFT)", "params": info.get("params"),
+                    "critique_share": info.get("critique_share"), "base_accuracy": base,
+                    "seeds": min(len(runs_a), len(runs_b)), **res})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Plots
+
+
+def _plot_size_axis(rows: list[dict], path: Path) -> None:
+    """CFT minus the best SFT (95% CI) against parameters and against base accuracy."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    series = sorted({r["critique_share"] for r in rows}, key=lambda x: (x is None, x or 0))
+    for k, share in enumerate(series):
+        pts = sorted((r for r in rows if r["critique_share"] == share), key=lambda r: r["params"] or 0)
+        label = "pretraining without critiques" if share == 0 else (
+            f"pretraining with {share:.0%} critiques" if share is not None else "given base")
+        ys = [100 * r["delta"] for r in pts]
+        err = [[100 * (r["delta"] - r["ci95"][0]) for r in pts], [100 * (r["ci95"][1] - r["delta"]) for r in pts]]
+        for ax, key, scale in ((axes[0], "params", 1e6), (axes[1], "base_accuracy", 0.01)):
+            xs = [(r[key] or 0) / scale * (1 + 0.03 * k) for r in pts]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=f"C{k}")
+            for x, y, r in zip(xs, ys, pts, strict=True):
+                ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("parameters (M)")
+    axes[1].set_xlabel("base accuracy (%)")
+    axes[0].set_ylabel("CFT - best SFT (points), 95% CI")
+    for ax in axes:
+        ax.axhline(0, color="#888888", linewidth=1, linestyle="--")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("CFT minus the best SFT, by model", fontsize=10)
+    save_figure(fig, path)
 
 
 def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
@@ -297,13 +362,48 @@ def _html(blocks: list[tuple], run_dir: Path, title: str) -> str:
 
 
 def _label(group: tuple) -> str:
-    source, teacher, size = group
-    parts = [f"source {source}" if source not in (None, "default") else "",
+    model, source, teacher, size = group
+    parts = [f"model {model}" if model not in (None, "default") else "",
+             f"source {source}" if source not in (None, "default") else "",
              f"teacher {teacher}" if teacher not in (None, "default") else "", f"{size} questions" if size else ""]
     return ", ".join(p for p in parts if p) or "all"
 
 
-REPORT_FILES = ("report.md", "report.html", "report.json", "accuracy.png", "data_size.png", "loss.png")
+REPORT_FILES = ("report.md", "report.html", "report.json", "accuracy.png", "data_size.png", "loss.png",
+                "size_axis.png")
+
+# The paper's data regime (Wang, Yue, Chen 2025; ../shared/PAPER.md), beside the run's in the report.
+PAPER_REGIME = {
+    "base": "20-55% on its benchmarks (three 7B bases)",
+    "right": "56% right / 44% wrong (teacher's verdicts on WebInstruct answers)",
+    "cft_wrong": "44% 'wrong'",
+    "written_by": "WebInstruct answers mined from the web (other models and people), not the student",
+    "teacher_error": "at least 20% of GPT-4o's critiques wrong (authors' estimate)",
+    "corrections": "usually: critiques of wrong answers carry the corrected reasoning",
+    "size": "50K questions, 1 epoch (~98 steps of 512)",
+}
+
+
+def _regime_blocks(regime: list[dict], summary: list[dict], model, bench: str) -> list[tuple]:
+    """The paper's data regime beside this run's, one column per data setting of the main model."""
+    base = next((r["mean_accuracy"] for r in summary if r["method"] == "base" and r["model"] == model
+                 and r["benchmark"] == bench), None)
+    p = lambda x: "-" if x is None else f"{_pct(x)}%"  # noqa: E731
+    cols = [[f"{p(base)} on {bench}",
+             "-" if g["share_right"] is None else f"{p(g['share_right'])} right / {p(1 - g['share_right'])} wrong",
+             f"{p(g['cft_share_wrong'])} 'wrong' of {g['cft_examples']} examples", g["written_by"],
+             f"{p(g['teacher_error_rate'])} ({g['teacher']})",
+             f"{p(g['corrections_in_wrong_critiques'])} of 'wrong' critiques carry a correction",
+             f"{g['questions']} questions, {g['token_budget']:,} training tokens per method"] for g in regime]
+    keys = ["base", "right", "cft_wrong", "written_by", "teacher_error", "corrections", "size"]
+    names = ["base accuracy", "noisy solutions", "CFT data verdicts", "noisy solutions written by",
+             "teacher error rate", "corrections in critiques", "data size and token budget"]
+    header = ["", "paper", *[_label((None, g["source"], g["teacher"], g["data_size"])) or "this run" for g in regime]]
+    return [("h", 2, "Data regime: the paper vs this run"),
+            ("p", "Measured from this run's files: the noisy solutions' reference grades, the teacher's verdicts "
+                  "against them (its error rate), the critiques' text and the built CFT set."),
+            ("table", header, [[n, PAPER_REGIME[k], *[c[i] for c in cols]] for i, (k, n) in enumerate(zip(keys, names,
+                                                                                                      strict=True))])]
 
 
 def _check_report_files(run_dir: Path) -> None:
@@ -341,14 +441,14 @@ def write_report(run_dir: str | Path) -> Path:
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     items = item_table(run_dir, cells)
     trained = [c for c in cells if c["method"] != "base"]
-    main = _group(trained[0]) if trained else (None, None, None)
+    main = _group(trained[0]) if trained else (None, None, None, None)
     summary = seed_means(items)
     comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
 
     training, curves = {}, defaultdict(list)
     for c in trained:
-        log = run_dir / "models" / c["name"] / "train_log.json"
+        log = run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
         if not log.exists():
             continue
         stats = read_json(log)
@@ -372,12 +472,17 @@ def write_report(run_dir: str | Path) -> Path:
             check_rows([r["metrics"]], f, {"n": int, "accuracy": float, "balanced_accuracy": float,
                                            "balanced_accuracy_ci95": list, "wrong_f1": float,
                                            "unparseable_rate": float}, fix=fix)
-            critics.append({"method": c["method"], "seed": c["seed"], **r["metrics"], "best_of_n": r.get("best_of_n"),
+            critics.append({"method": c["method"], "seed": c["seed"], "model": c.get("model"), **r["metrics"],
+                            "best_of_n": r.get("best_of_n"),
                             "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
     sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
-    by_size = [r for r in summary if r["method"] != "base" and (r["source"], r["teacher"]) == main[:2]
+    by_size = [r for r in summary if r["method"] != "base" and (r["model"], r["source"], r["teacher"]) == main[:3]
                and r["data_size"] is not None] if len(sizes) > 1 else []
+    models_info = manifest.get("manifest", {}).get("models") or {}
+    vs_best = cft_vs_best_sft(cells, items, summary, models_info)
+    regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
     report = {"runs": runs, "summary": summary, "comparisons": comps, "by_data_size": by_size, "critics": critics,
+              "cft_vs_best_sft": vs_best, "regime": regime,
               "training": training, "cells": cells, "main_group": dict(zip(GROUP, main, strict=True)),
               "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {})}
     write_json(run_dir / "report.json", report)
@@ -390,7 +495,11 @@ def write_report(run_dir: str | Path) -> Path:
     blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; every "
                         "fine-tune starts from the same base with the same token budget; accuracy is final-answer "
                         "accuracy on the same items for every method."))
-    main_rows = [r for r in summary if (r["method"] == "base" or (r["source"], r["teacher"], r["data_size"]) == main)]
+    main_rows = [r for r in summary if _group(r) == main or (r["method"] == "base" and r["model"] == main[0])]
+    fails = defaultdict(list)  # (method, benchmark) -> format-failure shares of the main setting's seeds
+    for r in runs:
+        if _group(r) == main or (r["method"] == "base" and r["model"] == main[0]):
+            fails[(r["method"], r["benchmark"])].append(r["format_failures"] / max(1, r["n"]))
     table = []
     for method in sorted({r["method"] for r in main_rows}, key=_order):
         cells_ = {r["benchmark"]: r for r in main_rows if r["method"] == method}
@@ -398,9 +507,13 @@ def write_report(run_dir: str | Path) -> Path:
         row += [f"{_pct(cells_[b]['mean_accuracy'])} {_ci(cells_[b]['ci95'])}" if b in cells_ else "-" for b in benches]
         if len(benches) > 1:
             row.append(_pct(sum(r["mean_accuracy"] for r in cells_.values()) / len(cells_)))
+        row += [_pct(sum(fails[(method, b)]) / len(fails[(method, b)])) if fails[(method, b)] else "-" for b in benches]
         table.append(row)
     blocks += [("h", 2, "Accuracy (%), mean over seeds [95% bootstrap CI over seeds and items]"),
-               ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else [])], table)]
+               ("p", "Format failures: answers with no boxed final answer (% of items, mean over seeds); they "
+                     "count as wrong in the accuracy."),
+               ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else []),
+                          *[f"format failures {b} (%)" for b in benches]], table)]
     _plot_bars(main_rows, benches, run_dir / "accuracy.png")
     blocks.append(("img", "accuracy.png", "accuracy"))
 
@@ -417,6 +530,42 @@ def write_report(run_dir: str | Path) -> Path:
             rows.append([c["a"], c["b"], *([_label(tuple(c[k] for k in GROUP))] if multi else []), c["benchmark"],
                          f"{100 * c['delta']:+.1f}", _ci(c["ci95"], True), f"{c['p_value']:.4f}", c["n"], verdict])
         blocks.append(("table", header, rows))
+
+    regime_main = [g for g in regime if g.get("model") == main[0]]
+    if regime_main:
+        blocks += _regime_blocks(regime_main, summary, main[0], benches[0])
+    if vs_best:
+        many_models = len({r["model"] for r in vs_best}) > 1
+        blocks += [("h", 2, "CFT minus the best SFT"),
+                   ("p", "The best SFT variant of each setting is chosen on the validation split (mean over seeds of "
+                         "each run's selected checkpoint), never on test; delta in points on the same test items "
+                         "with a 95% bootstrap CI over items."),
+                   ("table", ["model", "params (M)", "base acc. (%)", "setting", "benchmark", "best SFT",
+                              "chosen on", "CFT - best SFT", "95% CI", "p", "seeds"],
+                    [[r["model"] or "-", "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}",
+                      "-" if r["base_accuracy"] is None else _pct(r["base_accuracy"]),
+                      _label((None, r["source"], r["teacher"], r["data_size"])), r["benchmark"], r["best_sft"],
+                      r["chosen_on"], f"{100 * r['delta']:+.1f}", _ci(r["ci95"], True), f"{r['p_value']:.4f}",
+                      r["seeds"]] for r in vs_best])]
+        axis = [r for r in vs_best if r["benchmark"] == benches[0] and (r["source"], r["teacher"], r["data_size"])
+                == next((x["source"], x["teacher"], x["data_size"]) for x in vs_best if x["model"] == r["model"])]
+        if many_models and all(r["params"] for r in axis):
+            _plot_size_axis(axis, run_dir / "size_axis.png")
+            blocks.append(("img", "size_axis.png", "CFT minus best SFT by model"))
+    grid = [c for c in cells if c.get("lr_scores")]
+    if grid:
+        lrs = sorted({lr for c in grid for lr in c["lr_scores"]}, key=float)
+        seen, rows = set(), []
+        for c in grid:
+            key = (c["method"], _group(c))
+            if key not in seen:
+                seen.add(key)
+                rows.append([c["method"], _label(_group(c)), *[_pct(c["lr_scores"][lr]) if lr in c["lr_scores"]
+                                                               else "-" for lr in lrs], f"{c['lr']:g}"])
+        blocks += [("h", 2, "Learning rates (chosen on validation)"),
+                   ("p", "Validation accuracy (%) of the first seed's selected checkpoint at each rate; the chosen "
+                         "rate trains every seed."),
+                   ("table", ["method", "setting", *lrs, "chosen"], rows)]
 
     if by_size:
         bench = benches[0]
@@ -451,19 +600,24 @@ def write_report(run_dir: str | Path) -> Path:
                          "(SFT models and the base are prompted the same way); labels come from the reference "
                          "answers. A constant verdict has balanced accuracy 50%.")]
         rows = []
+        many_models = len({c["model"] for c in critics}) > 1
         for c in critics:
             b = c["best_of_n"]
             bon = (" / ".join(_pct(b[k][-1]) for k in ("first", "majority", "critic_majority", "oracle"))
                    + f" (N={b['n'][-1]})") if b else "-"
-            step = _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-"
-            rows.append([c["method"], "" if c["seed"] is None else c["seed"], c["n"], _pct(c["accuracy"]),
+            step = (f"{_pct(c['names_first_wrong_step'])} {_ci(c['names_first_wrong_step_ci95'])}"
+                    if "names_first_wrong_step_ci95" in c else
+                    _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-")
+            rows.append([*([c["model"]] if many_models else []), c["method"], "" if c["seed"] is None else c["seed"],
+                         c["n"], _pct(c["accuracy"]),
                          f"{_pct(c['balanced_accuracy'])} {_ci(c['balanced_accuracy_ci95'])}",
                          f"{c['wrong_f1']:.2f}", _pct(c["unparseable_rate"]), step, bon])
-        blocks.append(("table", ["critic", "seed", "n", "verdict acc. (%)", "balanced acc. (%) [95% CI]", "F1 wrong",
-                                 "no verdict (%)", "names 1st wrong step (%)",
+        blocks.append(("table", [*(["model"] if many_models else []), "critic", "seed", "n", "verdict acc. (%)",
+                                 "balanced acc. (%) [95% CI]", "F1 wrong", "no verdict (%)",
+                                 "names 1st wrong step (%) [95% CI]",
                                  "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
-        blocks += [("img", c["plot"], f"best-of-N {c['method']}") for c in critics if c["plot"]
-                   and c["seed"] in (None, min(x["seed"] for x in critics if x["seed"] is not None))]
+        blocks += [("img", c["plot"], f"best-of-N {c['method']}") for c in critics if c["plot"] and c["model"] == main[0]
+                   and c["seed"] in (None, min((x["seed"] for x in critics if x["seed"] is not None), default=None))]
 
     if training:
         if curves:
