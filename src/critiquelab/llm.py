@@ -162,7 +162,7 @@ class HFBackend:
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[str | None] = [None] * len(prompts)
         greedy = sampling.temperature <= 0
-        gen = torch.Generator(device=self.device).manual_seed(sampling.seed)
+        gen = torch.Generator().manual_seed(sampling.seed)  # on the CPU: it only draws each batch's seed
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
