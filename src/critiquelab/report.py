@@ -441,7 +441,9 @@ def write_report(run_dir: str | Path) -> Path:
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     items = item_table(run_dir, cells)
     trained = [c for c in cells if c["method"] != "base"]
-    main = _group(trained[0]) if trained else (None, None, None, None)
+    evaluated = {r["cell"] for r in runs}
+    done = [c for c in trained if c["name"] in evaluated]  # (a run split over machines may lack some)
+    main = _group(done[0]) if done else (None, None, None, None)
     summary = seed_means(items)
     comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
