@@ -224,8 +224,8 @@ def _plot_size_axis(rows: list[dict], path: Path) -> None:
             f"pretraining with {share:.0%} critiques" if share is not None else "given base")
         ys = [100 * r["delta"] for r in pts]
         err = [[100 * (r["delta"] - r["ci95"][0]) for r in pts], [100 * (r["ci95"][1] - r["delta"]) for r in pts]]
-        for ax, key, scale in ((axes[0], "params", 1e6), (axes[1], "base_accuracy", 0.01)):
-            xs = [(r[key] or 0) / scale * (1 + 0.03 * k) for r in pts]
+        for ax, key, scale, dodge in ((axes[0], "params", 1e6, 1 + 0.03 * k), (axes[1], "base_accuracy", 0.01, 1)):
+            xs = [(r[key] or 0) / scale * dodge for r in pts]  # side by side on the log axis only
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=f"C{k}")
             for x, y, r in zip(xs, ys, pts, strict=True):
                 ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -631,6 +631,16 @@ def write_report(run_dir: str | Path) -> Path:
                       "-" if t.get("train_loss") is None else f"{t['train_loss']:.3f}",
                       "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
                      for name, t in training.items()])]
+    pending = [c for c in cells if c.get("status") == "pending"]
+    if pending:
+        by_model = defaultdict(int)
+        for c in pending:
+            by_model[c.get("model") or "-"] += 1
+        blocks += [("h", 2, "Cells not run yet"),
+                   ("p", f"{len(pending)} cell(s) of the grid have not run: "
+                         + ", ".join(f"model {m}: {n}" for m, n in by_model.items())
+                         + ". Rerunning the experiment (or `--models` with those entries) runs them; the tables "
+                           "above cover the finished cells only.")]
     failed = [c for c in cells if c.get("status") in ("failed", "skipped")]
     if failed:
         blocks += [("h", 2, "Failed and skipped cells"),
