@@ -297,3 +297,16 @@ def test_model_axis_lr_grid_and_regime(tmp_path, monkeypatch):
                     "## Learning rates (chosen on validation)", "format failures world (%)"):
         assert heading in md
     assert (run / "size_axis.png").stat().st_size > 1000
+
+
+def test_model_axis_and_lr_grid_are_checked_before_anything_runs(tmp_path):
+    bad = {"lr_grid": "[1e-4, 1.0000001e-4]", "train.select_best_on": "world",
+           "models": "{'..': {}, given: {base_model: /nonexistent/model, model: {hidden_size: 64}}, odd: {pretrain: 3}}"}
+    with pytest.raises(UserError) as e:
+        run_experiment(tiny_run_config(**bad), tmp_path / "run")
+    msg = str(e.value)
+    for needle in ("lr_grid: need distinct positive rates", "lr_grid: set train.select_best_on=world-validation",
+                   "models: name '..'", "models.given: model/pretrain settings do nothing for a given base_model",
+                   "models.odd.pretrain.: expected a mapping", "/nonexistent/model"):
+        assert needle in msg, needle
+    assert not (tmp_path / "run").exists()

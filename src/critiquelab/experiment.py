@@ -157,30 +157,33 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
     def named(axis: str, table: dict, base) -> dict:
         out = {}
         for name, overrides in (table or {"default": {}}).items():
-            if not re.fullmatch(r"[A-Za-z0-9_.]+", str(name)):
-                errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.'")
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
+                errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
             out[str(name)] = with_overrides(base, overrides, f"{axis}.{name}.", errors)
         return out
 
     models: dict[str, BaseSpec] = {}
     for name, entry in (cfg.models or {"default": {}}).items():
-        if not re.fullmatch(r"[A-Za-z0-9_.]+", str(name)):
-            errors.append(f"models: name {name!r} must be letters, digits, '_' or '.'")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
+            errors.append(f"models: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
         if not isinstance(entry, dict):
             errors.append(f"models.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
             continue
         if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
             errors.append(f"models.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
+        if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
+            errors.append(f"models.{name}: model/pretrain settings do nothing for a given base_model; "
+                          "give one or the other")
         models[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"models.{name}.model.", errors),
                                      with_overrides(cfg.pretrain, entry.get("pretrain") or {},
                                                     f"models.{name}.pretrain.", errors),
                                      entry.get("base_model", cfg.base_model))
     if cfg.lr_grid:
-        if len(set(cfg.lr_grid)) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
-            errors.append(f"lr_grid: need distinct positive rates, got {cfg.lr_grid}")
-        if not cfg.train.select_best_on or cfg.train.select_best_on not in WORLD_BENCHMARKS:
-            errors.append("lr_grid: set train.select_best_on=world-validation (and train.save_steps > 0): the "
-                          "validation score that picks the rate and each run's checkpoint")
+        if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
+            errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
+        if cfg.train.select_best_on != "world-validation" or cfg.train.save_steps <= 0 or cfg.train.lora:
+            errors.append("lr_grid: set train.select_best_on=world-validation and train.save_steps > 0 (full "
+                          "fine-tuning): the validation score that picks the rate and each run's checkpoint")
     sources = named("sources", cfg.sources, cfg.sample)
     teachers = named("teachers", cfg.teachers, cfg.critique)
     for name, s in sources.items():
@@ -304,6 +307,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
     `only_models`: run only these entries of the model axis now (say, one per machine, into copies of
     the same run dir); the other models' finished cells, regime and base records are kept."""
     plan = plan_experiment(cfg, bench_dir)
+    only_models = list(dict.fromkeys(only_models or [])) or None
     if only_models and (unknown := [m for m in only_models if m not in plan.models]):
         raise UserError(f"--models: {unknown} are not in the experiment's models ({', '.join(plan.models)})")
     t_start, prov = time.time(), provenance()  # the code and machine this run starts with
@@ -353,9 +357,10 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     bases, models_info = _bases(cfg, plan, world_dir, stages, active)
     r = _Run(cfg, run_dir, world_dir, bases, stages, bench_dir, many=len(plan.models) > 1)
     # What earlier invocations with other `--models` left: their cells' status, regime and bases.
-    old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() and len(active) < len(plan.models) else {}
+    old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
     old_manifest, old_timings = old.get("manifest", {}), old.get("timings", {})
-    old_cells = {c["name"]: c for c in read_json(run_dir / "cells.json")} if old and (run_dir / "cells.json").is_file() else {}
+    # (cells.json is rewritten after every cell, so an interrupted invocation's finished cells are kept too)
+    old_cells = {c["name"]: c for c in read_json(run_dir / "cells.json")} if (run_dir / "cells.json").is_file() else {}
     for mdl in plan.models:
         if mdl not in active and (old := (old_manifest.get("models") or {}).get(mdl)):
             models_info[mdl] = old
@@ -371,11 +376,15 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                     setting = (mdl, src, tch, size)
                     try:
                         data[setting] = _data(r, mdl, src, scfg, tch, tcfg, size)
-                        regime.append({"model": mdl, "source": src, "teacher": tch, "data_size": size,
-                                       **regime_stats(data[setting][0], scfg, tcfg, cfg)})
                     except Exception as e:  # noqa: BLE001  (recorded; the cells that need it fail, others go on)
                         data[setting] = f"data for {'/'.join(map(str, setting))}: {type(e).__name__}: {e}"
                         log.error("%s", data[setting])
+                        continue
+                    try:  # a statistic for the report: it never fails the setting
+                        regime.append({"model": mdl, "source": src, "teacher": tch, "data_size": size,
+                                       **regime_stats(data[setting][0], scfg, tcfg, cfg)})
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("regime of %s not measured: %s: %s", "/".join(map(str, setting)), type(e).__name__, e)
     write_json(run_dir / "regime.json", regime)
 
     # Cells: fine-tune and evaluate, each on its own.
@@ -407,7 +416,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                      "base_model_cached": all(m["cached"] for m in models_info.values()), "models": models_info,
                      "lr_grid": cfg.lr_grid, "sha256": sha, "config": asdict(cfg)},
         "timings": {**{k: v for k, v in old_timings.items() if k != "total"}, **stages.timings}})
-    failed = [name for name, s in status.items() if s["status"] == "failed"]
+    failed = [c.name for c in plan.cells if c.model in active and status.get(c.name, {}).get("status") == "failed"]
     return {"report": write_report(run_dir), "failed": failed}
 
 
@@ -506,12 +515,17 @@ def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict
     """The grid's rate whose first-seed run scores best on validation (ties: the first in the grid)."""
     first = r.cfg.seeds[0]
     probe = replace(cell, seed=first, name=cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first}")
-    scores = {}
+    scores: dict[str, float | None] = {}
     for lr in r.cfg.lr_grid:
-        summary = _fit(r, probe, data, lr)[2]
-        scores[f"{lr:g}"] = summary["selection"]["accuracy"]
-    best = max(r.cfg.lr_grid, key=lambda lr: scores[f"{lr:g}"])
-    return best, scores
+        try:
+            scores[f"{lr:g}"] = _fit(r, probe, data, lr)[2]["selection"]["accuracy"]
+        except Exception as e:  # noqa: BLE001  (a rate that fails, say diverges, is out of the running)
+            log.error("%s at lr %g failed: %s: %s", probe.name, lr, type(e).__name__, e)
+            scores[f"{lr:g}"] = None
+    ok = [lr for lr in r.cfg.lr_grid if scores[f"{lr:g}"] is not None]
+    if not ok:
+        raise RuntimeError(f"every rate of lr_grid failed for {probe.name}")
+    return max(ok, key=lambda lr: scores[f"{lr:g}"]), scores
 
 
 def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:
@@ -531,7 +545,8 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             key, model, summary = _fit(r, cell, data, lr)
             weights[cell.name] = key
             extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
-                     "validation_accuracy": (summary.get("selection") or {}).get("accuracy"),
+                     "validation_accuracy": (summary.get("selection") or {}).get("accuracy")
+                     if (summary.get("selection") or {}).get("benchmark") == "world-validation" else None,
                      **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},

@@ -81,6 +81,8 @@ def _group(cell: dict) -> tuple:
 def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
     runs = []
     for c in cells:
+        if c.get("status", "ok") != "ok":  # pending, failed or skipped: results there may be partial or stale
+            continue
         results = run_dir / "eval" / c["name"] / "results.json"
         if not results.exists():
             continue
@@ -104,6 +106,8 @@ def item_table(run_dir: Path, cells: list[dict]) -> dict[tuple, list[dict[str, b
     """(method, model, source, teacher, data_size, benchmark) -> one {item id: correct} map per seed."""
     items: dict[tuple, list[dict[str, bool]]] = defaultdict(list)
     for c in cells:
+        if c.get("status", "ok") != "ok":
+            continue
         for f in sorted((run_dir / "eval" / c["name"]).glob("*.jsonl")):
             rows = read_jsonl(f, tolerate_torn_tail=True)
             check_rows(rows, f, {"id": (str, int), "correct": bool}, fix="expected the items of `critiquelab eval`")
@@ -549,8 +553,8 @@ def write_report(run_dir: str | Path) -> Path:
                       _label((None, r["source"], r["teacher"], r["data_size"])), r["benchmark"], r["best_sft"],
                       r["chosen_on"], f"{100 * r['delta']:+.1f}", _ci(r["ci95"], True), f"{r['p_value']:.4f}",
                       r["seeds"]] for r in vs_best])]
-        axis = [r for r in vs_best if r["benchmark"] == benches[0] and (r["source"], r["teacher"], r["data_size"])
-                == next((x["source"], x["teacher"], x["data_size"]) for x in vs_best if x["model"] == r["model"])]
+        axis = [r for r in vs_best if r["benchmark"] == benches[0]
+                and (r["source"], r["teacher"], r["data_size"]) == main[1:]]
         if many_models and all(r["params"] for r in axis):
             _plot_size_axis(axis, run_dir / "size_axis.png")
             blocks.append(("img", "size_axis.png", "CFT minus best SFT by model"))
