@@ -230,10 +230,14 @@ def _plot_size_axis(rows: list[dict], path: Path) -> None:
         err = [[100 * (r["delta"] - r["ci95"][0]) for r in pts], [100 * (r["ci95"][1] - r["delta"]) for r in pts]]
         for ax, key, scale, dodge in ((axes[0], "params", 1e6, 1 + 0.03 * k), (axes[1], "base_accuracy", 0.01, 1)):
             xs = [(r[key] or 0) / scale * dodge for r in pts]  # side by side on the log axis only
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=f"C{k}")
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=f"C{k}",
+                        linestyle="-" if key == "params" else "none")  # a line joins sizes, not accuracies
             for x, y, r in zip(xs, ys, pts, strict=True):
                 ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes[0].set_xscale("log")
+    params = sorted({r["params"] / 1e6 for r in rows if r["params"]})
+    axes[0].set_xticks(params, [f"{p:.2g}" for p in params])
+    axes[0].minorticks_off()
     axes[0].set_xlabel("parameters (M)")
     axes[1].set_xlabel("base accuracy (%)")
     axes[0].set_ylabel("CFT - best SFT (points), 95% CI")
