@@ -549,7 +549,7 @@ case("experiment", "import-file-not-utf8", ["{t}/imp.jsonl:2", "not UTF-8"], opt
             f"{ctx['t']}/imp.jsonl, import_preset: metamathqa}}}}\n",
             "imp.jsonl": jl({"query": "q", "response": "r"}).encode() + NOT_UTF8})
 case("experiment", "no-config", "experiment needs --config", drop=("--config",))
-case("demo", "preset-unknown", "unknown preset 'huge' (valid: fast, full)", opts={"--preset": "huge"})
+case("demo", "preset-unknown", "unknown preset 'huge' (valid: fast, full, gpu)", opts={"--preset": "huge"})
 case("demo", "lr-scheduler-bogus", "train.lr_scheduler='bogus'", extra=("train.lr_scheduler=bogus",))
 case("demo", "num-heads-3", "model.num_heads=3", extra=("model.num_heads=3",))
 case("demo", "batch-size-0", "eval.batch_size=0", extra=("eval.batch_size=0",))

@@ -17,7 +17,7 @@ def run_cli(*args, env=None):
 def test_unknown_preset_is_one_line_and_exit_2():
     r = run_cli("demo", "--preset", "huge", "--out", "/tmp/never-used")
     assert r.returncode == 2
-    assert r.stderr.strip() == "critiquelab demo: error: unknown preset 'huge' (valid: fast, full)"
+    assert r.stderr.strip() == "critiquelab demo: error: unknown preset 'huge' (valid: fast, full, gpu)"
     assert "Traceback" not in r.stderr
 
 

@@ -451,7 +451,7 @@ def write_report(run_dir: str | Path) -> Path:
     trained = [c for c in cells if c["method"] != "base"]
     evaluated = {r["cell"] for r in runs}
     done = [c for c in trained if c["name"] in evaluated]  # (a run split over machines may lack some)
-    main = _group(done[0]) if done else (None, None, None, None)
+    main = _group(done[0]) if done else (runs[0]["model"], None, None, None)  # no fine-tune finished: the base
     summary = seed_means(items)
     comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
