@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 
-results: $(STAMP)  ## the committed reports in docs/results (about an hour on 2 cores)
+results: $(STAMP)  ## the committed CPU reports in docs/results (about 75 min on 2 cores from an empty model cache; demo-gpu needs a GPU, see the README)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast --overwrite
 	$(VENV)/bin/critiquelab demo --preset full --out runs/full
