@@ -126,16 +126,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--publish", metavar="DIR", help="also copy the report (md, html, json, PNGs, cells, manifest) "
                    "to DIR, e.g. docs/results/NAME (--overwrite replaces an earlier published report there)")
 
-    for name, text in (("experiment", "run (or resume) a grid: models x methods x seeds x data sizes x sources x "
-                                      "teachers"),
-                       ("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report")):
-        s = cmd(name, text, overwrite=False)
-        if name == "experiment":
-            s.add_argument("--out", required=True)
-            s.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
-        else:
-            s.add_argument("--preset", default="fast", help="fast (make demo), full or gpu (recipes/demo-*.yaml)")
-            s.add_argument("--out", default="runs/demo")
+    exp = cmd("experiment", "run (or resume) a grid: models x methods x seeds x data sizes x sources x teachers",
+              overwrite=False)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
+
+    demo = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report", overwrite=False)
+    demo.add_argument("--preset", default="fast", help="fast (make demo), full or gpu (recipes/demo-*.yaml)")
+    demo.add_argument("--out", default="runs/demo")
+    for s in (exp, demo):
         s.add_argument("--benchmarks-dir")
         s.add_argument("--models", metavar="A,B", help="run only these entries of the model axis in this "
                        "invocation (one machine each, say); the others' finished cells in the run dir are kept and "

@@ -154,18 +154,20 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         except UserError as e:
             errors.append(str(e))
 
+    def check_name(axis: str, name) -> None:  # names become directory names
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
+            errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
+
     def named(axis: str, table: dict, base) -> dict:
         out = {}
         for name, overrides in (table or {"default": {}}).items():
-            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
-                errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
+            check_name(axis, name)
             out[str(name)] = with_overrides(base, overrides, f"{axis}.{name}.", errors)
         return out
 
     models: dict[str, BaseSpec] = {}
     for name, entry in (cfg.models or {"default": {}}).items():
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
-            errors.append(f"models: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
+        check_name("models", name)
         if not isinstance(entry, dict):
             errors.append(f"models.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
             continue
@@ -296,6 +298,10 @@ class _Run:
         """A model's prefix in stage and directory names: none while the axis has one entry."""
         return f"{model}-" if self.many else ""
 
+    def suffix(self, model: str) -> str:
+        """The same as a suffix (file and record names that start with a fixed word)."""
+        return f"-{model}" if self.many else ""
+
     def data_dir(self, model: str) -> Path:
         return self.dir / "data" / model if self.many else self.dir / "data"
 
@@ -362,8 +368,8 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     # (cells.json is rewritten after every cell, so an interrupted invocation's finished cells are kept too)
     old_cells = {c["name"]: c for c in read_json(run_dir / "cells.json")} if (run_dir / "cells.json").is_file() else {}
     for mdl in plan.models:
-        if mdl not in active and (old := (old_manifest.get("models") or {}).get(mdl)):
-            models_info[mdl] = old
+        if mdl not in active and (earlier := (old_manifest.get("models") or {}).get(mdl)):
+            models_info[mdl] = earlier
 
     # Data: solutions per model x source, critiques per source x teacher, training sets per data size.
     data: dict[tuple, tuple[Path, dict] | str] = {}  # (model, source, teacher, size) -> (dir, key) or an error
@@ -408,7 +414,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                 and k.removeprefix("base_model-") not in active})
     for mdl, base in bases.items():
         if Path(base).is_dir():
-            sha["base_model" + (f"-{mdl}" if r.many else "")] = sha256_dir(base)
+            sha["base_model" + r.suffix(mdl)] = sha256_dir(base)
     all_bases = {m: i["base"] for m, i in models_info.items()}
     write_json(run_dir / "manifest.json", {
         "manifest": {"provenance": prov, "name": cfg.name, "seeds": cfg.seeds,
@@ -515,17 +521,17 @@ def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict
     """The grid's rate whose first-seed run scores best on validation (ties: the first in the grid)."""
     first = r.cfg.seeds[0]
     probe = replace(cell, seed=first, name=cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first}")
-    scores: dict[str, float | None] = {}
+    scores: dict[float, float | None] = {}
     for lr in r.cfg.lr_grid:
         try:
-            scores[f"{lr:g}"] = _fit(r, probe, data, lr)[2]["selection"]["accuracy"]
+            scores[lr] = _fit(r, probe, data, lr)[2]["selection"]["accuracy"]
         except Exception as e:  # noqa: BLE001  (a rate that fails, say diverges, is out of the running)
             log.error("%s at lr %g failed: %s: %s", probe.name, lr, type(e).__name__, e)
-            scores[f"{lr:g}"] = None
-    ok = [lr for lr in r.cfg.lr_grid if scores[f"{lr:g}"] is not None]
+            scores[lr] = None
+    ok = [lr for lr in r.cfg.lr_grid if scores[lr] is not None]
     if not ok:
         raise RuntimeError(f"every rate of lr_grid failed for {probe.name}")
-    return max(ok, key=lambda lr: scores[f"{lr:g}"]), scores
+    return max(ok, key=scores.__getitem__), {f"{lr:g}": score for lr, score in scores.items()}
 
 
 def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:
@@ -544,9 +550,10 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             lr, scores = _tuned_lr(r, cell, data) if r.cfg.lr_grid else (r.cfg.train.lr, None)
             key, model, summary = _fit(r, cell, data, lr)
             weights[cell.name] = key
+            selection = summary.get("selection") or {}
             extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
-                     "validation_accuracy": (summary.get("selection") or {}).get("accuracy")
-                     if (summary.get("selection") or {}).get("benchmark") == "world-validation" else None,
+                     "validation_accuracy": selection.get("accuracy")
+                     if selection.get("benchmark") == "world-validation" else None,
                      **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},
@@ -572,12 +579,12 @@ def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active
             continue
         main = trained[0]
         src = plan.sources[main.source]
-        sols = r.dir / "critic" / f"solutions{'-' + mdl if r.many else ''}.jsonl"
+        sols = r.dir / "critic" / f"solutions{r.suffix(mdl)}.jsonl"
         common = {"n_problems": max(crit.n_problems, 1), "n_per_problem": crit.n_samples, "seed": 1}
         scfg = (SampleConfig(source="synthetic", error_rate=src.error_rate, **common) if src.source == "synthetic"
                 else SampleConfig(source="model", temperature=crit.temperature,
                                   max_new_tokens=r.cfg.eval.max_new_tokens, **common))
-        r.stages.run(f"critic-solutions{'-' + mdl if r.many else ''}",
+        r.stages.run(f"critic-solutions{r.suffix(mdl)}",
                      {"critic": asdict(crit), "base": r.bases[mdl], "world": asdict(r.cfg.world), "sample": asdict(scfg)},
                      lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b),
                      outputs=(sols, sols.with_name(sols.name + ".partial")))

@@ -176,40 +176,34 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
     return out
 
 
-def cft_vs_best_sft(cells: list[dict], items: dict, summary: list[dict], models: dict) -> list[dict]:
-    """Per setting and benchmark: CFT minus the best SFT variant, paired over items. The best SFT is the
-    one with the highest mean validation accuracy over seeds (the checkpoint-selection score, never the
-    test split); without validation scores it is the best on the benchmark itself, which favours SFT,
-    and the row says so."""
+def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], models: dict) -> list[dict]:
+    """Per setting and benchmark: CFT minus the best SFT variant, the paired comparison of the two from
+    `comparisons`. The best SFT is the one with the highest mean validation accuracy over seeds (the
+    checkpoint-selection score, never the test split); without validation scores it is the best on the
+    benchmark itself, which favours SFT, and the row says so."""
     val = defaultdict(list)
     for c in cells:
         if c.get("validation_accuracy") is not None:
             val[(c["method"], _group(c))].append(c["validation_accuracy"])
+    vs_sft = defaultdict(list)  # (setting, benchmark) -> CFT's comparisons with each SFT variant
+    for c in comps:
+        if c["a"] == "cft" and c["b"].startswith("sft_"):
+            vs_sft[(tuple(c[k] for k in GROUP), c["benchmark"])].append(c)
     out = []
-    for (a, *group, bench), runs_a in sorted(items.items(), key=str):
-        if a != "cft":
-            continue
-        sfts = [(m, runs) for (m, *g, b), runs in items.items() if m.startswith("sft_") and g == group and b == bench]
-        if not sfts:
-            continue
-        on_val = all(val.get((m, tuple(group))) for m, _ in sfts)
-        test_mean = {r["method"]: r["mean_accuracy"] for r in summary
-                     if r["benchmark"] == bench and _group(r) == tuple(group)}
-        scores = {m: sum(val[(m, tuple(group))]) / len(val[(m, tuple(group))]) if on_val else test_mean.get(m, 0.0)
-                  for m, _ in sfts}
-        best, runs_b = max(sfts, key=lambda mr: (scores[mr[0]], -_order(mr[0])))
-        common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
-        if not common:
-            continue
-        mean = lambda runs, i: sum(r[i] for r in runs) / len(runs)  # noqa: E731
-        res = paired_comparison([mean(runs_a, i) for i in common], [mean(runs_b, i) for i in common])
+    for (group, bench), rows in vs_sft.items():
+        on_val = all(val.get((c["b"], group)) for c in rows)
+        test_mean = {r["method"]: r["mean_accuracy"] for r in summary if r["benchmark"] == bench and _group(r) == group}
+        score = {c["b"]: sum(val[(c["b"], group)]) / len(val[(c["b"], group)]) if on_val else test_mean.get(c["b"], 0.0)
+                 for c in rows}
+        best = max(rows, key=lambda c: (score[c["b"]], -_order(c["b"])))
         info = models.get(group[0]) or {}
         base = next((r["mean_accuracy"] for r in summary if r["method"] == "base" and r["model"] == group[0]
                      and r["benchmark"] == bench), None)
-        out.append({**dict(zip(GROUP, group, strict=True)), "benchmark": bench, "best_sft": best,
+        out.append({**dict(zip(GROUP, group, strict=True)), "benchmark": bench, "best_sft": best["b"],
                     "chosen_on": "validation" if on_val else "test (favours SFT)", "params": info.get("params"),
                     "critique_share": info.get("critique_share"), "base_accuracy": base,
-                    "seeds": min(len(runs_a), len(runs_b)), **res})
+                    "seeds": min(best["seeds_a"], best["seeds_b"]),
+                    **{k: best[k] for k in ("delta", "ci95", "p_value", "n")}})
     return out
 
 
@@ -489,7 +483,7 @@ def write_report(run_dir: str | Path) -> Path:
     by_size = [r for r in summary if r["method"] != "base" and (r["model"], r["source"], r["teacher"]) == main[:3]
                and r["data_size"] is not None] if len(sizes) > 1 else []
     models_info = manifest.get("manifest", {}).get("models") or {}
-    vs_best = cft_vs_best_sft(cells, items, summary, models_info)
+    vs_best = cft_vs_best_sft(cells, comps, summary, models_info)
     regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
     report = {"runs": runs, "summary": summary, "comparisons": comps, "by_data_size": by_size, "critics": critics,
               "cft_vs_best_sft": vs_best, "regime": regime,
@@ -505,10 +499,11 @@ def write_report(run_dir: str | Path) -> Path:
     blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; every "
                         "fine-tune starts from the same base with the same token budget; accuracy is final-answer "
                         "accuracy on the same items for every method."))
-    main_rows = [r for r in summary if _group(r) == main or (r["method"] == "base" and r["model"] == main[0])]
+    in_main = lambda r: _group(r) == main or (r["method"] == "base" and r["model"] == main[0])  # noqa: E731
+    main_rows = [r for r in summary if in_main(r)]
     fails = defaultdict(list)  # (method, benchmark) -> format-failure shares of the main setting's seeds
     for r in runs:
-        if _group(r) == main or (r["method"] == "base" and r["model"] == main[0]):
+        if in_main(r):
             fails[(r["method"], r["benchmark"])].append(r["format_failures"] / max(1, r["n"]))
     table = []
     for method in sorted({r["method"] for r in main_rows}, key=_order):
