@@ -19,11 +19,19 @@ from pathlib import Path
 
 from critiquelab.io import Incomplete, UserError
 
-__all__ = ["main", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
+__all__ = ["main", "setup_logging", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
 
 EXIT_FAILED, EXIT_USER, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 log = logging.getLogger("critiquelab")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, show_time=False)])
+    _quiet_libraries()
 
 
 def _quiet_libraries() -> None:
@@ -130,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
               overwrite=False)
     exp.add_argument("--out", required=True)
     exp.add_argument("--dry-run", action="store_true", help="check the grid and list its cells; run nothing")
+
+    cell = cmd("cell", "run one cell of an experiment from its job spec (what the executors run)", config=False,
+               overwrite=False)
+    cell.add_argument("spec", help="RUN/jobs/<cell>.json")
 
     demo = cmd("demo", "run the whole offline loop: world, base, SFT vs CFT, eval, report", overwrite=False)
     demo.add_argument("--preset", default="fast", help="fast (make demo), full or gpu (recipes/demo-*.yaml)")
@@ -251,6 +263,13 @@ def _run(args) -> str | tuple[str, int]:
         if args.publish:
             return f"report: {path}; published to {publish(args.run_dir, args.publish, overwrite=args.overwrite)}"
         return f"report: {path}"
+    if args.cmd == "cell":
+        from critiquelab.experiment import run_cell
+
+        res = run_cell(Path(args.spec))
+        if res["status"] == "failed":
+            return f"cell {Path(args.spec).stem} FAILED: {res['error']}", EXIT_FAILED
+        return f"cell {Path(args.spec).stem}: {res['status']}"
     if args.cmd in ("experiment", "demo"):
         from critiquelab.experiment import plan_experiment, preset_config, run_experiment
 
@@ -267,6 +286,9 @@ def _run(args) -> str | tuple[str, int]:
                    f"{len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run"
         only = [m for m in (args.models or "").split(",") if m] or None
         res = run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir, only_models=only)
+        if res["pending"]:
+            return (f"{len(res['pending'])} cell(s) queued or running on Slurm ({args.out}/jobs/*.slurm.json); "
+                    "rerun the same command to collect them and write the report")
         report = Path(res["report"])
         summary = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
         if res["failed"]:
@@ -299,11 +321,7 @@ def _parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, show_time=False)])
-    _quiet_libraries()
+    setup_logging(args.verbose)
     t0 = time.time()
     try:
         summary = _run(args)

@@ -20,7 +20,8 @@ from critiquelab.io import UserError, read_text
 
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
-    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RunConfig", "load_config", "to_dict",
+    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
+    "load_config", "to_dict",
     "with_overrides", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
 ]
@@ -82,7 +83,9 @@ class PretrainConfig(_Checked):
 @dataclass
 class SampleConfig(_Checked):
     """Noisy candidate solutions: from a model (`model`), by error injection (`synthetic`), or
-    imported from a file / HF dataset (`import`) with a field mapping."""
+    imported from a file / HF dataset (`import`) with a field mapping. `data_parallel` and
+    `tensor_parallel` (here and in critique, eval, critic) place the generation on GPUs and are
+    in no item's key: see docs/generation-at-scale.md."""
 
     source: str = "model"         # "model" | "synthetic" | "import"
     model: str | None = None      # model: the sampler (dir or hub name); None = the run's base model
@@ -98,6 +101,9 @@ class SampleConfig(_Checked):
     batch_size: int = 128
     error_rate: float = 0.5       # synthetic source: share of solutions with an injected error
     seed: int = 0
+    backend: str = "hf"           # model source: hf | vllm
+    data_parallel: int = 1        # model source: generating processes, each with its own GPUs
+    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -122,6 +128,8 @@ class CritiqueConfig(_Checked):
     price_in_per_mtok: float | None = None   # cost ledger, USD per million prompt tokens (None: unknown)
     price_out_per_mtok: float | None = None  # USD per million completion tokens (None: unknown)
     checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
+    data_parallel: int = 1                # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = 0              # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -184,6 +192,10 @@ class TrainConfig(_Checked):
     select_best_on: str | None = None  # a benchmark (world-validation, math-500, ...) to pick the best checkpoint
     select_limit: int | None = 200
     deepspeed: str | None = None  # DeepSpeed JSON config (launch with `accelerate launch`)
+    launcher: str = "none"        # experiment cells: none (in the cell's process) | accelerate (a multi-process
+                                  # fine-tune: `accelerate launch --config_file accelerate_config -m critiquelab.cli train`)
+    accelerate_config: str | None = None  # launcher=accelerate: an accelerate config file (recipes/accelerate/)
+    num_processes: int = 0        # launcher=accelerate: processes (0: the cell's GPUs, else the config file's number)
     report_to: str = "none"       # none | tensorboard | wandb
     logging_steps: int = 0        # 0: about 50 log points per run
 
@@ -202,6 +214,8 @@ class EvalConfig(_Checked):
     api_model: str | None = None  # openai backend: the served model's name
     api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
     concurrency: int = 16
+    data_parallel: int = 1        # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -221,6 +235,40 @@ class CriticConfig(_Checked):
     n_samples: int = 4
     temperature: float = 1.0      # experiment: sampling of the judged solutions
     methods: list[str] = field(default_factory=lambda: ["base", "sft_reference", "cft"])
+    data_parallel: int = 1        # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+
+
+@dataclass
+class SlurmConfig(_Checked):
+    """`experiment.executor: slurm`: one Slurm job per cell, submitted through submitit."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 8
+    mem_gb: int | None = None
+    time_min: int = 240           # a job that hits it is requeued and resumes from its last checkpoint
+    constraint: str | None = None
+    array_parallelism: int = 64   # most cells of one job array running at once
+    max_requeues: int = 3         # preemptions / timeouts a cell's job is resubmitted after
+    setup: list[str] = field(default_factory=list)  # shell lines run before each job (module load ..., source ...)
+    additional: dict[str, Any] = field(default_factory=dict)  # any other sbatch option, e.g. {exclusive: true}
+
+
+@dataclass
+class ExperimentConfig(_Checked):
+    """Where an experiment's cells (fine-tune + evaluation) run (executors.py). Not part of any
+    result's key: a grid started with one executor resumes with another."""
+
+    executor: str = "local"       # local (in this process) | subprocess (child processes) | slurm (jobs)
+    parallel_cells: int = 1       # subprocess: cells at once, each pinned to its share of the visible GPUs
+    gpus_per_cell: int = 0        # subprocess: GPUs per cell (0: the visible GPUs / parallel_cells)
+    wait: bool = True             # slurm: False submits and returns; a later `experiment` call collects
+    poll_seconds: float = 30.0    # slurm: how often to look at the jobs
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass
@@ -252,6 +300,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -402,11 +451,14 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
 CHOICES: dict[tuple[str, str], tuple] = {
     ("SampleConfig", "source"): ("model", "synthetic", "import"),
     ("SampleConfig", "import_preset"): ("webinstruct", "metamathqa", "numinamath", "custom"),
+    ("SampleConfig", "backend"): ("hf", "vllm"),
     ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
     ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
     ("TrainConfig", "lr_scheduler"): LR_SCHEDULERS,
     ("TrainConfig", "too_long"): ("truncate", "drop"),
     ("TrainConfig", "report_to"): ("none", "tensorboard", "wandb"),
+    ("TrainConfig", "launcher"): ("none", "accelerate"),
+    ("ExperimentConfig", "executor"): ("local", "subprocess", "slurm"),
     ("EvalConfig", "prompt"): ("cot", "plain", "fewshot"),
     ("EvalConfig", "backend"): ("hf", "openai", "vllm"),
     ("CriticConfig", "backend"): ("hf", "openai", "vllm"),
@@ -423,20 +475,26 @@ RANGES: dict[str, dict[str, tuple]] = {
     "PretrainConfig": {"tokens": _POS, "critique_share": _SHARE, "lr": ("0+", None), "batch_size": _POS,
                        "warmup_ratio": _SHARE, "weight_decay": (0.0, None)},
     "SampleConfig": {"n_problems": _POS, "n_per_problem": _POS, "temperature": (0.0, None), "top_p": _OPEN_SHARE,
-                     "max_new_tokens": _POS, "batch_size": _POS, "error_rate": _SHARE},
+                     "max_new_tokens": _POS, "batch_size": _POS, "error_rate": _SHARE, "data_parallel": _POS,
+                     "tensor_parallel": _NONNEG},
     "CritiqueConfig": {"temperature": (0.0, 2.0), "top_p": _OPEN_SHARE, "max_tokens": _POS, "concurrency": _POS,
                        "requests_per_minute": ("0+", None), "tokens_per_minute": ("0+", None),
                        "timeout": ("0+", None), "max_attempts": _POS, "price_in_per_mtok": (0.0, None),
-                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE},
+                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE, "data_parallel": _POS,
+                       "tensor_parallel": _NONNEG},
     "BuildConfig": {"ngram": _POS, "overlap_threshold": _OPEN_SHARE, "mix_ratio": _OPEN_SHARE},
     "TrainConfig": {"token_budget": _NONNEG, "epochs": ("0+", None), "lr": ("0+", None), "batch_size": _POS,
                     "grad_accum": _POS, "warmup_ratio": _SHARE, "weight_decay": (0.0, None), "max_length": (8, None),
                     "lora_r": _POS, "lora_alpha": ("0+", None), "lora_dropout": (0.0, 0.99), "save_steps": _NONNEG,
                     "save_minutes": (0.0, None), "save_total_limit": _POS, "select_limit": _POS,
-                    "logging_steps": _NONNEG},
-    "EvalConfig": {"limit": _POS, "batch_size": _POS, "max_new_tokens": _POS, "concurrency": _POS},
+                    "logging_steps": _NONNEG, "num_processes": _NONNEG},
+    "SlurmConfig": {"nodes": _POS, "gpus_per_node": _NONNEG, "cpus_per_task": _POS, "mem_gb": _POS, "time_min": _POS,
+                    "array_parallelism": _POS, "max_requeues": _NONNEG},
+    "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},
+    "EvalConfig": {"limit": _POS, "batch_size": _POS, "max_new_tokens": _POS, "concurrency": _POS,
+                   "data_parallel": _POS, "tensor_parallel": _NONNEG},
     "CriticConfig": {"n_problems": _NONNEG, "n_samples": _POS, "temperature": (0.0, None), "max_new_tokens": _POS,
-                     "batch_size": _POS, "concurrency": _POS},
+                     "batch_size": _POS, "concurrency": _POS, "data_parallel": _POS, "tensor_parallel": _NONNEG},
 }
 
 

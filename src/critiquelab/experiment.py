@@ -33,10 +33,14 @@ SFT-verified when the teacher accepted no solution) is recorded as skipped, with
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -47,12 +51,14 @@ from critiquelab.config import (
     PretrainConfig,
     RunConfig,
     SampleConfig,
+    TrainConfig,
     load_config,
     with_overrides,
 )
 from critiquelab.critic import run_eval_critic
 from critiquelab.critique import parse_verdict, run_critique
 from critiquelab.evaluate import run_eval
+from critiquelab.executors import Job, check_executor, run_jobs, visible_gpus
 from critiquelab.io import (
     MARKER,
     UserError,
@@ -316,10 +322,30 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
     only_models = list(dict.fromkeys(only_models or [])) or None
     if only_models and (unknown := [m for m in only_models if m not in plan.models]):
         raise UserError(f"--models: {unknown} are not in the experiment's models ({', '.join(plan.models)})")
+    check_executor(cfg.experiment)
     t_start, prov = time.time(), provenance()  # the code and machine this run starts with
     _adopt_legacy_run(Path(out_dir))
-    with output_dir(out_dir, "experiment") as (run_dir, _):
+    with output_dir(out_dir, "experiment") as (run_dir, _), _only_orchestrator(run_dir):
         return _run_grid(cfg, plan, run_dir, bench_dir, t_start, prov, only_models or list(plan.models))
+
+
+@contextmanager
+def _only_orchestrator(run_dir: Path):
+    """One `experiment` call at a time per run dir: a second one is refused (its jobs would race)."""
+    import fcntl
+
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise UserError(f"--out {run_dir}: another critiquelab experiment is running in it (pid "
+                            f"{f.read().strip() or '?'}); wait for it or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def _adopt_legacy_run(path: Path) -> None:
@@ -393,17 +419,20 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                         log.warning("regime of %s not measured: %s: %s", "/".join(map(str, setting)), type(e).__name__, e)
     write_json(run_dir / "regime.json", regime)
 
-    # Cells: fine-tune and evaluate, each on its own.
+    # Cells: each a job of the executor (executors.py). With lr_grid, the first seed of each group
+    # tunes the rate its other seeds use, so those run in a second wave.
     status: dict[str, dict] = {c.name: {k: v for k, v in old_cells[c.name].items() if k not in asdict(c)}
                                for c in plan.cells if c.model not in active and c.name in old_cells}
     weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
-    for i, cell in enumerate(plan.cells, start=1):
-        if cell.model not in active:
-            continue
-        log.info("cell %d/%d: %s", i, len(plan.cells), cell.name)
-        status[cell.name] = _cell(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)), weights)
+    mine = [c for c in plan.cells if c.model in active]
+    first = [c for c in mine if c.method == "base" or not cfg.lr_grid or c.seed == cfg.seeds[0]]
+    for wave in (first, [c for c in mine if c not in first]):
+        pending = _run_cells(r, wave, data, status, weights)
         write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
                                             for c in plan.cells])
+        if pending:
+            log.info("%d cells still queued or running on Slurm; rerun to collect them", len(pending))
+            return {"report": None, "failed": [], "pending": pending}
     _critics(r, plan, status, weights, active)
 
     stages.timings["total"] = round(time.time() - t_start, 1)
@@ -423,7 +452,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                      "lr_grid": cfg.lr_grid, "sha256": sha, "config": asdict(cfg)},
         "timings": {**{k: v for k, v in old_timings.items() if k != "total"}, **stages.timings}})
     failed = [c.name for c in plan.cells if c.model in active and status.get(c.name, {}).get("status") == "failed"]
-    return {"report": write_report(run_dir), "failed": failed}
+    return {"report": write_report(run_dir), "failed": failed, "pending": []}
 
 
 def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
@@ -511,10 +540,49 @@ def _fit(r: _Run, cell: Cell, data: tuple[Path, dict], lr: float) -> tuple[dict,
     model_dir = r.dir / "models" / name
     train_cfg = replace(r.cfg.train, seed=cell.seed, lr=lr, model=r.bases[cell.model], output_dir=str(model_dir),
                         data=str(data_dir / f"{cell.method}.jsonl"))
-    key = {"data": data_key, "train": asdict(train_cfg), "method": cell.method}
-    summary = r.stages.run(f"train-{name}", key, lambda: _train_summary(run_train(
-        train_cfg, desc=f"train {name}", world_dir=r.world_dir, bench_dir=r.bench_dir)), outputs=(model_dir,))
+    key = {"data": data_key, "train": train_key(train_cfg), "method": cell.method}
+    if train_cfg.launcher == "accelerate":
+        fn = lambda: _train_summary(_accelerate(r, train_cfg, name))  # noqa: E731
+    else:
+        fn = lambda: _train_summary(run_train(train_cfg, desc=f"train {name}", world_dir=r.world_dir,  # noqa: E731
+                                              bench_dir=r.bench_dir))
+    summary = r.stages.run(f"train-{name}", key, fn, outputs=(model_dir,))
     return key, model_dir, summary
+
+
+def train_key(cfg: TrainConfig) -> dict:
+    """The settings a fine-tune's result depends on: how it is launched only through its processes."""
+    key = {k: v for k, v in asdict(cfg).items() if k not in ("launcher", "accelerate_config", "num_processes")}
+    if cfg.launcher != "none":
+        key["launch"] = {"launcher": cfg.launcher, "processes": cfg.num_processes or "the cell's GPUs",
+                         "config": sha256_file(cfg.accelerate_config) if cfg.accelerate_config else None}
+    return key
+
+
+def _accelerate(r: _Run, cfg: TrainConfig, name: str) -> dict:
+    """One cell's fine-tune as `accelerate launch ... -m critiquelab.cli train` (multi-GPU, DeepSpeed)."""
+    import socket
+
+    import yaml
+
+    recipe = r.dir / "jobs" / f"train-{name}.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(yaml.safe_dump({"train": {**asdict(cfg), "launcher": "none"}}))
+    with socket.socket() as sock:  # a free port for this launch's rendezvous (cells may launch side by side)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    processes = cfg.num_processes or len(visible_gpus())
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(port)]
+    cmd += ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else \
+        ["--num_machines", "1", "--main_process_ip", "127.0.0.1"] + (["--multi_gpu"] if processes > 1 else [])
+    cmd += ["--num_processes", str(processes)] if processes else []
+    cmd += ["-m", "critiquelab.cli", "train", "--config", str(recipe), "--world", str(r.world_dir)]
+    cmd += ["--benchmarks-dir", str(r.bench_dir)] if r.bench_dir else []
+    log.info("train %s: %s", name, " ".join(cmd))
+    done = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"accelerate launch exited with status {done.returncode}")
+    return read_json(Path(cfg.output_dir) / "train_log.json")
 
 
 def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict[str, float]]:
@@ -532,6 +600,68 @@ def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict
     if not ok:
         raise RuntimeError(f"every rate of lr_grid failed for {probe.name}")
     return max(ok, key=scores.__getitem__), {f"{lr:g}": score for lr, score in scores.items()}
+
+
+def _spec(r: _Run, cell: Cell, data) -> tuple[dict, str]:
+    """A cell's job spec (all a job needs, in JSON) and the hash of what its result depends on."""
+    config = asdict(r.cfg)
+    spec = {"config": config, "cell": asdict(cell), "bases": r.bases, "many": r.many,
+            "bench_dir": str(r.bench_dir) if r.bench_dir else None,
+            "data": [str(data[0]), data[1]] if isinstance(data, tuple) else data}
+    # The executor, the critic and the name do not change what a cell computes.
+    depends = {**spec, "config": {k: v for k, v in config.items() if k not in ("experiment", "critic", "name")}}
+    return spec, stable_hash(depends, 16)
+
+
+def _run_cells(r: _Run, cells: list[Cell], data: dict, status: dict, weights: dict) -> list[str]:
+    """Run the cells that have no finished result for their current spec; fill `status` and
+    `weights` from every cell's result. Returns the cells still running (Slurm without waiting)."""
+    jobs, by_name = [], {}
+    for cell in cells:
+        spec, h = _spec(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)))
+        path = r.dir / "jobs" / f"{cell.name}.json"
+        job = by_name[cell.name] = Job(cell.name, path, h)
+        old = read_json(job.result) if job.result.is_file() else None
+        if old and old.get("spec") == h and old["status"] in ("ok", "skipped"):
+            continue  # finished earlier (by any executor)
+        write_json(path, {**spec, "hash": h})
+        jobs.append(job)
+    if jobs:
+        log.info("%d of %d cells to run (executor %s)", len(jobs), len(cells), r.cfg.experiment.executor)
+    done = [0]
+
+    def progress(name: str) -> None:
+        done[0] += 1
+        res = read_json(by_name[name].result)
+        log.info("cell %d/%d %s: %s", done[0], len(jobs), name, res["status"])
+
+    pending = run_jobs(r.cfg.experiment, jobs, progress)
+    for cell in cells:
+        if cell.name in pending:
+            status[cell.name] = {"status": "running"}
+            continue
+        res = read_json(by_name[cell.name].result)
+        if res.get("weights"):
+            weights[cell.name] = res["weights"]
+        r.stages.timings.update(res.get("timings") or {})
+        status[cell.name] = {k: v for k, v in res.items() if k not in ("spec", "weights", "timings")}
+    return pending
+
+
+def run_cell(spec_path: str | Path) -> dict:
+    """Run one cell from its job spec (the executors' entry point, in any process or machine) and
+    write its result beside the spec."""
+    spec_path = Path(spec_path)
+    spec = read_json(spec_path)
+    run_dir = spec_path.resolve().parent.parent
+    cfg = load_config(RunConfig, base=spec["config"])
+    r = _Run(cfg, run_dir, run_dir / "world", spec["bases"], _Stages(run_dir), spec["bench_dir"], spec["many"])
+    cell, data = Cell(**spec["cell"]), spec["data"]
+    weights: dict = {}
+    res = _cell(r, cell, (Path(data[0]), data[1]) if isinstance(data, list) else data, weights)
+    res = {**res, "spec": spec["hash"], "weights": weights.get(cell.name), "timings": r.stages.timings}
+    write_json(spec_path.with_name(f"{cell.name}.result.json"), res)
+    return res
 
 
 def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:

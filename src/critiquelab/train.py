@@ -387,7 +387,8 @@ def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) 
 
 def _fingerprint(cfg: TrainConfig) -> str:
     """What the output is made from: the settings (not where it goes) and the data's content."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "report_to", "logging_steps")}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "report_to", "logging_steps",
+                                                                   "launcher", "accelerate_config", "num_processes")}
     return stable_hash({"train": settings, "data": sha256_file(cfg.data)})
 
 
