@@ -5,6 +5,8 @@ import random
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -309,4 +311,54 @@ def test_model_axis_and_lr_grid_are_checked_before_anything_runs(tmp_path):
                    "models: name '..'", "models.given: model/pretrain settings do nothing for a given base_model",
                    "models.odd.pretrain.: expected a mapping", "/nonexistent/model"):
         assert needle in msg, needle
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_experiment_on_imported_data_and_a_given_base_makes_no_world(tmp_path, monkeypatch, tiny_model):
+    """Every source imported, the base given, every benchmark real (checkpoints scored on a problems
+    file of one's own): no world is generated and no base pretrained."""
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    imported = tmp_path / "wi.jsonl"
+    imported.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}. "
+                                            f"The answer is \\boxed{{{2 * i + i % 2}}}"}) + "\n" for i in range(12)))
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text("".join(json.dumps({"id": f"v{i}", "question": f"What is {i} + 3?", "answer": str(i + 3)})
+                                  + "\n" for i in range(4)))
+    cfg = tiny_run_config(**{
+        "base_model": str(tiny_model), "build.methods": "[sft_noisy, cft]", "build.decontaminate": "false",
+        "sample.source": "import", "sample.import_path": str(imported), "sample.import_preset": "webinstruct",
+        "eval.benchmarks": "[gsm8k]", "eval.limit": 3, "critic.n_problems": 0, "train.token_budget": 1000,
+        "train.save_steps": 2, "train.select_best_on": str(validation), "train.select_max_new_tokens": 16,
+        "critique.teacher": "hf", "critique.model": str(tiny_model), "critique.max_tokens": 32,
+        "build.require_verdict": "false"})  # the tiny teacher rarely reaches a verdict
+    with pytest.raises(UserError, match=r"teachers.default: the checker teacher grades world problems"):
+        plan_experiment(replace(cfg, critique=replace(cfg.critique, teacher="checker", model=None)))
+    res = run_experiment(cfg, tmp_path / "run")
+    assert res["failed"] == []
+    run = tmp_path / "run"
+    assert not (run / "world").exists() and not (tmp_path / "cache").exists()
+    cells = {c["name"]: c for c in json.loads((run / "cells.json").read_text())}
+    assert {n: c["status"] for n, c in cells.items()} == {"base": "ok", "sft_noisy-s0": "ok", "cft-s0": "ok"}
+    assert cells["cft-s0"]["validation_accuracy"] is not None  # picked on the problems file, not on a test set
+    log = json.loads((run / "models" / "cft-s0" / "train_log.json").read_text())
+    assert log["selection"]["benchmark"] == str(validation) and not log["selection"]["overlaps_reported_benchmark"]
+    assert set(json.loads((run / "eval" / "cft-s0" / "results.json").read_text())["benchmarks"]) == {"gsm8k"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "validation.jsonl", "wi.jsonl"]  # nothing beside
+
+
+def test_paper_table1_dry_run_prints_the_job_plan_offline(tmp_path):
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "critiquelab.cli", "experiment", "--config", "recipes/paper-table1.yaml",
+                        "--out", str(tmp_path / "run"), "--dry-run"], capture_output=True, text=True, env=env,
+                       cwd=str(__import__("conftest").REPO), timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "15 cells (3 model(s)" in out and "12 fine-tunes + 3 base evaluations, executor slurm" in out
+    assert "8 GPU(s) per cell" in out and "world: none" in out
+    assert "MISSING: sample.import_path=data/webinstruct-50k.jsonl" in out
+    rows = [line.split("\t") for line in out.splitlines() if line.startswith("  qwen2.5_math_7b\tcft")]
+    assert len(rows) == 1 and float(rows[0][-1]) > 0  # GPU-hours estimated
+    assert "teacher default (gpt-4o-2024-11-20)" in out and "price source: openai.com/api/pricing" in out
+    cost = float(out.split("estimated API cost in all: $")[1].split()[0].replace(",", ""))
+    assert 100 < cost < 10_000
     assert not (tmp_path / "run").exists()

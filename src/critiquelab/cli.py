@@ -277,10 +277,11 @@ def _run(args) -> str | tuple[str, int]:
             raise UserError("experiment needs --config EXP.yaml (see recipes/demo-full.yaml)")
         cfg = _config(args) if args.config else preset_config(args.preset, args.overrides)
         if getattr(args, "dry_run", False):
-            plan = plan_experiment(cfg, args.benchmarks_dir)
+            plan = plan_experiment(cfg, args.benchmarks_dir, offline=True)
             for c in plan.cells:
                 print(f"{c.name}\tmodel={c.model} method={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
                       f"data_size={'all' if c.data_size is None else c.data_size}")
+            _print_job_plan(cfg, plan, args.benchmarks_dir)
             return f"{len(plan.cells)} cells ({len(plan.models)} model(s), {len(plan.sources)} source(s), " \
                    f"{len(plan.teachers)} teacher(s), " \
                    f"{len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run"
@@ -296,6 +297,43 @@ def _run(args) -> str | tuple[str, int]:
                     f"(errors in {report.parent / 'cells.json'}; rerun to retry them)", EXIT_FAILED)
         return summary
     raise AssertionError(args.cmd)
+
+
+def _print_job_plan(cfg, plan, bench_dir) -> None:
+    """The dry run's job plan: executor, GPUs, GPU-hours and API cost, each with its source."""
+    from critiquelab.costs import estimate
+    from critiquelab.experiment import needs_world
+
+    est = estimate(cfg, plan, plan.questions, bench_dir)
+    ex = cfg.experiment
+    where = {"local": "in this process", "subprocess": f"{ex.parallel_cells} child process(es) at once",
+             "slurm": f"Slurm jobs (partition {ex.slurm.partition or 'default'}, {ex.slurm.nodes} node(s) x "
+                      f"{ex.slurm.gpus_per_node} GPU(s), {ex.slurm.time_min} min)"}[ex.executor]
+    print(f"\njob plan: {est['trained_cells']} fine-tunes + {len(plan.models)} base evaluations, executor "
+          f"{ex.executor} ({where}); {est['gpus_per_cell']} GPU(s) per cell; world: "
+          f"{'generated' if needs_world(cfg, plan) else 'none (imported sources, given bases, real benchmarks)'}")
+    for src, q in est["questions"].items():
+        print(f"  source {src}: {q['n']} training questions ({q['from']})")
+    print(f"  evaluation: {est['benchmark_items']} items per model ({', '.join(cfg.eval.benchmarks)}; "
+          f"{cfg.eval.max_new_tokens} new tokens at most)" + "".join(f"; {n}" for n in est["benchmark_notes"]))
+    print("  model\tmethod\truns\tparams\ttrain tokens/run\ttrain GPU-h/run\tselection GPU-h/run\teval GPU-h/run\t"
+          "GPU-h")
+    for r in est["rows"]:
+        params = f"{r['params'] / 1e9:.2f}B ({r['params_from']})" if r["params"] else "unknown"
+        print(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
+              f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
+              f"{r['gpu_hours']}")
+    print(f"  estimated GPU-hours in all: {est['gpu_hours']:,} (H100-equivalent; assumptions below)")
+    for a in est["api"]:
+        cost = f"${a['cost_usd']:,}" if a["cost_usd"] is not None else "cost unknown (set critique.price_*_per_mtok)"
+        print(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}: {a['requests']:,} requests, "
+              f"~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
+              f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens (price source: {a['price_source']})")
+    if est["api"]:
+        print(f"  estimated API cost in all: ${est['api_cost_usd']:,}")
+    print("  assumptions: " + "; ".join(f"{k}={v}" for k, v in est["assumptions"].items()))
+    for m in plan.missing:
+        print(f"  MISSING: {m}")
 
 
 def _critique_line(out: str, s: dict) -> str:

@@ -127,6 +127,7 @@ class CritiqueConfig(_Checked):
     max_attempts: int = 6                 # per item and run; failures are recorded and retried next run
     price_in_per_mtok: float | None = None   # cost ledger, USD per million prompt tokens (None: unknown)
     price_out_per_mtok: float | None = None  # USD per million completion tokens (None: unknown)
+    price_source: str | None = None       # where the prices come from (a pricing page and its date), for the plan
     checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
     data_parallel: int = 1                # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = 0              # vllm: GPUs per process (0: the visible GPUs / data_parallel)
@@ -191,6 +192,7 @@ class TrainConfig(_Checked):
     save_total_limit: int | None = None
     select_best_on: str | None = None  # a benchmark (world-validation, math-500, ...) to pick the best checkpoint
     select_limit: int | None = 200
+    select_max_new_tokens: int = 200  # generation length when scoring checkpoints (real math needs ~2048)
     deepspeed: str | None = None  # DeepSpeed JSON config (launch with `accelerate launch`)
     launcher: str = "none"        # experiment cells: none (in the cell's process) | accelerate (a multi-process
                                   # fine-tune: `accelerate launch --config_file accelerate_config -m critiquelab.cli train`)
@@ -487,7 +489,7 @@ RANGES: dict[str, dict[str, tuple]] = {
                     "grad_accum": _POS, "warmup_ratio": _SHARE, "weight_decay": (0.0, None), "max_length": (8, None),
                     "lora_r": _POS, "lora_alpha": ("0+", None), "lora_dropout": (0.0, 0.99), "save_steps": _NONNEG,
                     "save_minutes": (0.0, None), "save_total_limit": _POS, "select_limit": _POS,
-                    "logging_steps": _NONNEG, "num_processes": _NONNEG},
+                    "logging_steps": _NONNEG, "num_processes": _NONNEG, "select_max_new_tokens": _POS},
     "SlurmConfig": {"nodes": _POS, "gpus_per_node": _NONNEG, "cpus_per_task": _POS, "mem_gb": _POS, "time_min": _POS,
                     "array_parallelism": _POS, "max_requeues": _NONNEG},
     "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},

@@ -30,7 +30,7 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, check_model, generate_resumable
-from critiquelab.sources import benchmarks_dir, load_benchmark
+from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
 
 __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
 
@@ -143,7 +143,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                       TimeRemainingColumn()) as progress:
             for name, rows in sets.items():
                 task = progress.add_task(name, total=len(rows))
-                items = generate_resumable(out_dir / f"{name}.jsonl", rows, get_backend,
+                items = generate_resumable(out_dir / benchmark_file_name(name), rows, get_backend,
                                            lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
                                            sampling, chunk=max(cfg.batch_size * 4, 1), settings=settings,
                                            on_batch=lambda n, t=task: progress.advance(t, n))

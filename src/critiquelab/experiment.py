@@ -77,7 +77,7 @@ from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
 from critiquelab.sample import read_import, run_sample
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
-from critiquelab.train import run_train
+from critiquelab.train import run_train, train_settings
 from critiquelab.world import write_world
 
 __all__ = ["PRESETS", "BaseSpec", "Cell", "Plan", "plan_experiment", "preset_config", "recipes_dir", "regime_stats",
@@ -129,17 +129,34 @@ class Plan:
     teachers: dict[str, CritiqueConfig]
     sizes: list[int | None]
     cells: list[Cell]          # the bases first, then per model its main group (first source and teacher, largest size)
+    questions: dict[str, tuple[int, str]]  # source -> (training questions available, where the number comes from)
+    missing: list[str]         # offline plans: what is not here to check (an import file, a hub model)
 
 
-def _available_questions(s: SampleConfig, cfg: RunConfig) -> int:
+def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing: list[str]) -> tuple[int, str]:
     if s.source == "import":
-        return len({problem["id"] for problem, _ in read_import(s)})  # counted, not graded
-    return min(s.n_problems, cfg.world.n_train)
+        if offline and s.import_path and not Path(s.import_path).exists():
+            missing.append(f"sample.import_path={s.import_path}: not here; planned with sample.n_problems")
+            return s.n_problems, "sample.n_problems (the import file is not here)"
+        n = len({problem["id"] for problem, _ in read_import(s)})  # counted, not graded
+        return n, "counted in the import file"
+    return min(s.n_problems, cfg.world.n_train), "world.n_train / sample.n_problems"
 
 
-def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
-    """Resolve the grid and reject a bad one with every reason at once, before anything runs."""
+def needs_world(cfg: RunConfig, plan: Plan) -> bool:
+    """Whether anything in the grid uses the synthetic world: a source that is not imported, a base
+    pretrained on it, a world benchmark, or the critic stage (it samples world validation problems)."""
+    return (any(s.source != "import" for s in plan.sources.values())
+            or any(not m.base_model for m in plan.models.values())
+            or any(b in WORLD_BENCHMARKS for b in [*cfg.eval.benchmarks, cfg.train.select_best_on])
+            or cfg.critic.n_problems > 0)
+
+
+def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Plan:
+    """Resolve the grid and reject a bad one with every reason at once, before anything runs.
+    `offline` (a dry run): hub models are not looked up and a missing import file is planned for."""
     errors: list[str] = []
+    missing: list[str] = []
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         errors.append(f"seeds: need one or more distinct seeds, got {cfg.seeds}")
     methods = [m for m in cfg.build.methods if m != "base"]
@@ -189,9 +206,11 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
     if cfg.lr_grid:
         if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
             errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
-        if cfg.train.select_best_on != "world-validation" or cfg.train.save_steps <= 0 or cfg.train.lora:
-            errors.append("lr_grid: set train.select_best_on=world-validation and train.save_steps > 0 (full "
-                          "fine-tuning): the validation score that picks the rate and each run's checkpoint")
+        if not cfg.train.select_best_on or cfg.train.select_best_on in BENCHMARKS or cfg.train.save_steps <= 0 \
+                or cfg.train.lora:
+            errors.append("lr_grid: set train.select_best_on to a validation set (world-validation, or a problems "
+                          "JSONL disjoint from the reported benchmarks) and train.save_steps > 0 (full fine-tuning): "
+                          "the validation score that picks the rate and each run's checkpoint")
     sources = named("sources", cfg.sources, cfg.sample)
     teachers = named("teachers", cfg.teachers, cfg.critique)
     for name, s in sources.items():
@@ -203,8 +222,16 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
             errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
                           + (" and critique.base_url" if t.teacher == "openai" else ""))
+    imported = [n for n, s in sources.items() if s.source == "import"]
+    for name, t in teachers.items():
+        if imported and t.teacher == "checker":
+            errors.append(f"teachers.{name}: the checker teacher grades world problems step by step; source(s) "
+                          f"{imported} are imported: use critique.teacher=openai, hf or vllm")
     for name, spec in models.items():
-        if spec.base_model:
+        if spec.base_model and offline and not Path(spec.base_model).exists():
+            missing.append(f"models.{name}.base_model={spec.base_model}: not checked (a dry run reads nothing "
+                           "from the network)")
+        elif spec.base_model:
             try:
                 check_model(spec.base_model, "base_model" if name == "default" else f"models.{name}.base_model")
             except UserError as e:
@@ -214,8 +241,9 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
         errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
     if errors:  # sources may not even be valid yet: report what we have
         raise UserError("invalid experiment: " + "; ".join(errors))
+    questions = {name: _available_questions(s, cfg, offline, missing) for name, s in sources.items()}
     for name, s in sources.items():
-        available = _available_questions(s, cfg)
+        available = questions[name][0]
         too_big = [n for n in sizes if n is not None and n > available]
         if too_big:
             errors.append(f"data_sizes {too_big} exceed the {available} training questions of source {name!r} "
@@ -234,7 +262,7 @@ def plan_experiment(cfg: RunConfig, bench_dir=None) -> Plan:
                             parts = [m] + [mdl] * many(models) + [src] * many(sources) + [tch] * many(teachers)
                             parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
                             cells.append(Cell("-".join(parts), m, seed, src, tch, size, mdl))
-    return Plan(models, sources, teachers, sizes, cells)
+    return Plan(models, sources, teachers, sizes, cells, questions, missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,7 +413,10 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     stages = _Stages(run_dir)
     write_json(run_dir / "config.json", asdict(cfg))
     world_dir = run_dir / "world"
-    stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
+    if needs_world(cfg, plan):
+        stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
+    else:
+        log.info("no world: every source is imported, every base given and every benchmark real")
     bases, models_info = _bases(cfg, plan, world_dir, stages, active)
     r = _Run(cfg, run_dir, world_dir, bases, stages, bench_dir, many=len(plan.models) > 1)
     # What earlier invocations with other `--models` left: their cells' status, regime and bases.
@@ -552,7 +583,7 @@ def _fit(r: _Run, cell: Cell, data: tuple[Path, dict], lr: float) -> tuple[dict,
 
 def train_key(cfg: TrainConfig) -> dict:
     """The settings a fine-tune's result depends on: how it is launched only through its processes."""
-    key = {k: v for k, v in asdict(cfg).items() if k not in ("launcher", "accelerate_config", "num_processes")}
+    key = train_settings(cfg)
     if cfg.launcher != "none":
         key["launch"] = {"launcher": cfg.launcher, "processes": cfg.num_processes or "the cell's GPUs",
                          "config": sha256_file(cfg.accelerate_config) if cfg.accelerate_config else None}
@@ -683,7 +714,7 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             selection = summary.get("selection") or {}
             extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
                      "validation_accuracy": selection.get("accuracy")
-                     if selection.get("benchmark") == "world-validation" else None,
+                     if selection and not selection.get("overlaps_reported_benchmark") else None,
                      **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from critiquelab.io import UserError, check_rows, read_jsonl
 
-__all__ = ["BENCHMARKS", "benchmarks_dir", "load_benchmark", "last_boxed", "load_problems"]
+__all__ = ["BENCHMARKS", "benchmarks_dir", "benchmark_file_name", "load_benchmark", "last_boxed", "load_problems"]
 
 
 def benchmarks_dir(override: str | Path | None = None) -> Path:
@@ -128,10 +128,22 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
                 rows.append(convert(r, i))
             except (KeyError, TypeError, ValueError) as e:
                 raise UserError(f"{path}:{i + 1}: unexpected row layout ({type(e).__name__}: {e})") from None
+    elif name.endswith(".jsonl"):  # your own problems file, e.g. a validation set for checkpoint selection
+        if not Path(name).is_file():
+            raise UserError(f"{name}: benchmark file not found (a problems JSONL with id, question and answer)")
+        rows = load_problems(name)
+        if unanswered := [r["id"] for r in rows if not r.get("answer")]:
+            raise UserError(f"{name}: {len(unanswered)} problems have no answer (e.g. id {unanswered[0]!r}); "
+                            "a benchmark needs reference answers to grade")
     else:
         valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
-        raise UserError(f"unknown benchmark {name!r} (valid: {valid})")
+        raise UserError(f"unknown benchmark {name!r} (valid: {valid}, or a problems .jsonl file)")
     return rows[:limit] if limit is not None else rows
+
+
+def benchmark_file_name(name: str) -> str:
+    """Where a benchmark's items go in an eval directory: its name, or a problems file's stem."""
+    return f"{Path(name).stem}.jsonl" if name.endswith(".jsonl") else f"{name}.jsonl"
 
 
 PROBLEM_FIELDS = {"id": (str, int), "question": str}

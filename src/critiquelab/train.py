@@ -47,7 +47,7 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model, load_causal_lm, load_tokenizer
 
-__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
+__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget", "train_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) 
     from critiquelab.evaluate import run_eval
 
     scores = {}
-    ecfg = EvalConfig(benchmarks=[cfg.select_best_on], limit=cfg.select_limit)
+    ecfg = EvalConfig(benchmarks=[cfg.select_best_on], limit=cfg.select_limit, max_new_tokens=cfg.select_max_new_tokens)
     for ckpt in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         res = run_eval(ckpt, ckpt / "select-eval", ecfg, world_dir=world_dir, bench_dir=bench_dir)
         scores[ckpt.name] = res["benchmarks"][cfg.select_best_on]["accuracy"]
@@ -385,10 +385,20 @@ def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) 
     return summary
 
 
+LAUNCH_FIELDS = ("launcher", "accelerate_config", "num_processes")  # how a fine-tune is started, not what it is
+LATER_FIELDS = {"select_max_new_tokens": 200}  # added after results were published: keyed only when changed
+
+
+def train_settings(cfg: TrainConfig) -> dict:
+    """The settings a fine-tune's result depends on, stable across releases: launch fields out, and
+    fields added later only when they differ from their default (earlier keys stay valid)."""
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in LAUNCH_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+
 def _fingerprint(cfg: TrainConfig) -> str:
     """What the output is made from: the settings (not where it goes) and the data's content."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "report_to", "logging_steps",
-                                                                   "launcher", "accelerate_config", "num_processes")}
+    settings = {k: v for k, v in train_settings(cfg).items() if k not in ("output_dir", "report_to", "logging_steps")}
     return stable_hash({"train": settings, "data": sha256_file(cfg.data)})
 
 

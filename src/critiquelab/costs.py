@@ -1,0 +1,154 @@
+"""What a grid will take, before it runs (`experiment --dry-run`): the jobs, the GPUs per cell,
+estimated GPU-hours, and the teacher's API tokens and money. Reads nothing from the network.
+
+Every figure says where it comes from: measured from files that exist (the training sets of an
+earlier run, the benchmark files), or an assumption that is printed with it (`ASSUMPTIONS`).
+Estimates are for planning a budget, not promises: real throughput varies 2x with the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from critiquelab.config import RunConfig
+from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
+
+__all__ = ["ASSUMPTIONS", "estimate", "param_count"]
+
+# Planning assumptions, printed beside the numbers they produce.
+ASSUMPTIONS = {
+    "gpu_bf16_tflops": 989.0,      # H100 SXM dense bf16 peak (NVIDIA's datasheet)
+    "train_mfu": 0.35,             # model FLOPs utilisation of a ZeRO-3 full fine-tune at 7B
+    "decode_tokens_per_s_7b": 2500.0,  # vLLM batched decoding of a 7B model on one H100 (scales as 7B / params)
+    "example_tokens": {"cft": 1150, "sft": 700},  # a training example with no data at hand (~3.5 chars a token)
+    "teacher_prompt_tokens": 650,  # a critique request: template + question + candidate solution
+    "teacher_completion_tokens": 800,  # a critique with its corrected solution (GPT-4o in the paper: 500-1000)
+    "eval_output_share": 0.5,      # generated tokens per item, as a share of max_new_tokens
+}
+
+
+def param_count(model: str, spec=None) -> tuple[float | None, str]:
+    """Parameters of a base, and how they were found: a local config.json, the local HF cache, the
+    tiny world model's config, or the model's name (e.g. '7B'). Never the network."""
+    config = None
+    if Path(model).is_dir() and (Path(model) / "config.json").is_file():
+        config = json.loads((Path(model) / "config.json").read_text())
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "config.json")
+            if isinstance(cached, str):
+                config = json.loads(Path(cached).read_text())
+        except Exception:  # noqa: BLE001  (no cache: fall back to the name)
+            config = None
+    if config is None and spec is not None:  # a world model to be pretrained
+        m = spec.model
+        config = {"hidden_size": m.hidden_size, "num_hidden_layers": m.num_layers, "vocab_size": m.vocab_size,
+                  "intermediate_size": m.intermediate_size, "num_attention_heads": m.num_heads,
+                  "num_key_value_heads": m.num_kv_heads, "tie_word_embeddings": True}
+    if config is not None and all(k in config for k in ("hidden_size", "num_hidden_layers", "vocab_size")):
+        h, n, v = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+        inter = config.get("intermediate_size", 4 * h)
+        kv = h * config.get("num_key_value_heads", 1) // max(1, config.get("num_attention_heads", 1))
+        per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter
+        embed = v * h * (1 if config.get("tie_word_embeddings") else 2)
+        return float(n * per_layer + embed), "config.json"
+    if m := re.search(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", Path(model).name):
+        return float(m[1]) * 1e9, "from the name"
+    return None, "unknown"
+
+
+@dataclass
+class _Row:
+    what: str
+    value: str
+    source: str
+
+
+def _gpus_per_cell(cfg: RunConfig) -> int:
+    ex = cfg.experiment
+    if ex.executor == "slurm":
+        return max(1, ex.slurm.nodes * ex.slurm.gpus_per_node)
+    if cfg.train.launcher == "accelerate" and cfg.train.num_processes:
+        return cfg.train.num_processes
+    return max(1, ex.gpus_per_cell)
+
+
+def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_dir=None) -> dict:
+    """The job plan of `plan` (experiment.Plan): per model x method the cells, GPUs, training
+    tokens and GPU-hours; per source x teacher the API requests, tokens and cost. `questions`:
+    source -> (training questions, where that number comes from)."""
+    a = ASSUMPTIONS
+    gpus = _gpus_per_cell(cfg)
+    bench_items, bench_note = 0, []
+    for b in cfg.eval.benchmarks:
+        if b in WORLD_BENCHMARKS:
+            bench_items += cfg.world.n_test
+            continue
+        try:
+            bench_items += len(load_benchmark(b, bench_dir=bench_dir, limit=cfg.eval.limit))
+        except Exception as e:  # noqa: BLE001
+            bench_note.append(f"{b}: not counted ({e})")
+    rows, total_gpu_h = [], 0.0
+    trained = [c for c in plan.cells if c.method != "base"]
+    for name, spec in plan.models.items():
+        params, how = param_count(spec.base_model or "", spec if not spec.base_model else None)
+        cells = [c for c in plan.cells if c.model == name]
+        decode = a["decode_tokens_per_s_7b"] * 7e9 / params if params else None
+        eval_tokens = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"]
+        for method in dict.fromkeys(c.method for c in cells):
+            mine = [c for c in cells if c.method == method]
+            if method == "base":
+                train_tokens = 0.0
+            elif cfg.train.token_budget > 0:
+                train_tokens = float(cfg.train.token_budget)
+            else:
+                per = a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
+                n = min(c.data_size or questions[c.source][0] for c in mine) * cfg.sample.n_per_problem
+                train_tokens = n * per * cfg.train.epochs
+            runs = len(mine) + (len(cfg.lr_grid) - 1) * len({(c.source, c.teacher, c.data_size) for c in mine}) \
+                if cfg.lr_grid and method != "base" else len(mine)
+            flops = 6 * params * train_tokens * (4 / 3 if cfg.train.gradient_checkpointing else 1) if params else None
+            train_h = flops / (a["gpu_bf16_tflops"] * 1e12 * a["train_mfu"]) / 3600 if flops is not None else None
+            eval_h = eval_tokens / decode / 3600 if decode else None
+            select_h = 0.0  # every checkpoint scored on the validation set
+            if method != "base" and cfg.train.select_best_on and cfg.train.save_steps > 0 and decode:
+                examples = train_tokens / a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
+                steps = examples / (cfg.train.batch_size * cfg.train.grad_accum * gpus)
+                checkpoints = max(1, int(steps // cfg.train.save_steps))
+                select_h = (checkpoints * (cfg.train.select_limit or 500) * cfg.train.select_max_new_tokens
+                            * a["eval_output_share"] / decode / 3600)
+            gpu_h = (train_h + eval_h + select_h) * runs if train_h is not None and eval_h is not None else None
+            total_gpu_h += gpu_h or 0.0
+            rows.append({"model": name, "method": method, "runs": runs, "params": params, "params_from": how,
+                         "gpus_per_cell": gpus, "train_tokens_per_run": round(train_tokens),
+                         "train_gpu_hours_per_run": _r(train_h), "select_gpu_hours_per_run": _r(select_h),
+                         "eval_gpu_hours_per_run": _r(eval_h),
+                         "gpu_hours": _r(gpu_h)})
+    api = []
+    for src, scfg in plan.sources.items():
+        for tch, tcfg in plan.teachers.items():
+            if tcfg.teacher != "openai":
+                continue
+            items = questions[src][0] * scfg.n_per_problem
+            calls = items * (2 if "sft_teacher" in cfg.build.methods else 1)  # critiques (+ the teacher's solutions)
+            p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]
+            known = tcfg.price_in_per_mtok is not None and tcfg.price_out_per_mtok is not None
+            cost = p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok if known else None
+            api.append({"source": src, "teacher": tch, "model": tcfg.model, "requests": calls,
+                        "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": _r(cost, 2),
+                        "price_per_mtok": [tcfg.price_in_per_mtok, tcfg.price_out_per_mtok],
+                        "price_source": tcfg.price_source or ("not given" if known else "price unknown")})
+    return {"cells": len(plan.cells), "trained_cells": len(trained), "gpus_per_cell": gpus, "rows": rows,
+            "gpu_hours": round(total_gpu_h, 1), "benchmark_items": bench_items, "benchmark_notes": bench_note,
+            "questions": {s: {"n": n, "from": how} for s, (n, how) in questions.items()},
+            "api": api, "api_cost_usd": _r(sum(x["cost_usd"] for x in api if x["cost_usd"] is not None), 2),
+            "assumptions": ASSUMPTIONS}
+
+
+def _r(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
