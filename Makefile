@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo results test test-slow lint install clean
+.PHONY: demo results test test-slow test-slurm lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+test-slurm: $(STAMP)  ## opt-in: the Slurm executor against a real single-node Slurm (checks/slurm; root, apt)
+	$(PY) -m pytest -q -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

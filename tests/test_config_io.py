@@ -83,3 +83,21 @@ def test_override_text_that_yaml_reads_as_a_block_list_stays_text():
     cfg = load_config(RunConfig, None, ["world.operations=-", "world.min_steps=1", "world.max_steps=1"])
     assert cfg.world.operations == "-"
     assert load_config(RunConfig, None, ["seeds=[1, 2]"]).seeds == [1, 2]
+
+
+def test_how_work_runs_is_in_no_result_key():
+    """Executors, parallelism, launchers and price notes never change a stage's key (a run resumes
+    across them); a field added later enters the key only when it is changed from its default."""
+    from dataclasses import replace
+
+    from critiquelab.config import CritiqueConfig, EvalConfig, SampleConfig, TrainConfig, key_of
+
+    for section, changes in [(SampleConfig(), {"data_parallel": 4, "tensor_parallel": 2}),
+                             (EvalConfig(), {"data_parallel": 8, "tensor_parallel": 1}),
+                             (CritiqueConfig(), {"price_source": "a page", "data_parallel": 2}),
+                             (TrainConfig(), {"launcher": "accelerate", "accelerate_config": "x.yaml",
+                                              "num_processes": 8})]:
+        assert key_of(replace(section, **changes)) == key_of(section)
+    assert "select_max_new_tokens" not in key_of(TrainConfig()) and "backend" not in key_of(SampleConfig())
+    assert key_of(TrainConfig(select_max_new_tokens=2048)) != key_of(TrainConfig())
+    assert key_of(SampleConfig(backend="vllm")) != key_of(SampleConfig())

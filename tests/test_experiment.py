@@ -4,7 +4,6 @@ import json
 import random
 import subprocess
 import sys
-
 from dataclasses import replace
 
 import pytest

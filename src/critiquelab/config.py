@@ -21,7 +21,7 @@ from critiquelab.io import UserError, read_text
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
-    "load_config", "to_dict",
+    "load_config", "to_dict", "key_of",
     "with_overrides", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
 ]
@@ -307,6 +307,20 @@ class RunConfig:
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# Fields that say how work is run or accounted for, not what it computes, and fields added after
+# results were published (keyed only when changed from their default). Results are keyed with
+# `key_of`, so a run resumes across executors, parallelism and releases.
+NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source"}
+LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("TrainConfig", "select_max_new_tokens"): 200}
+
+
+def key_of(section: Any) -> dict:
+    """The settings of a config section that its results depend on (for stage and cache keys)."""
+    kind = type(section).__name__
+    return {k: v for k, v in dataclasses.asdict(section).items()
+            if k not in NOT_IN_KEYS and LATER_DEFAULTS.get((kind, k), object()) != v}
 
 
 def _check_type(value: Any, tp: Any, where: str, errors: list[str]) -> Any:

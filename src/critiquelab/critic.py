@@ -23,6 +23,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from critiquelab.build import cft_prompt
@@ -68,14 +69,16 @@ def _settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
 
 def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: CriticConfig | None = None, *,
               backend=None) -> list[dict]:
-    """The critic's critique and parsed verdict of every solution, resumable in `out_path`."""
+    """The critic's critique and parsed verdict of every solution, resumable in `out_path` (a
+    `backend` object generates in this process; the config's runs `critic.data_parallel` processes)."""
     cfg = cfg or CriticConfig()
     settings, sampling = _settings(critic, cfg)
     return generate_resumable(
-        out_path, solutions, lambda: backend or make_backend(critic, cfg),
+        out_path, solutions, (lambda: backend) if backend is not None else partial(make_backend, critic, cfg),
         lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
         lambda s, t: {"id": s["id"], "critique": t, "verdict": parse_verdict(t)},
-        sampling, chunk=cfg.batch_size * 4, settings=settings)
+        sampling, chunk=cfg.batch_size * 4, settings=settings,
+        data_parallel=1 if backend is not None else cfg.data_parallel, tensor_parallel=cfg.tensor_parallel)
 
 
 def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, cfg: CriticConfig, *,

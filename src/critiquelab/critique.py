@@ -28,6 +28,7 @@ import random
 import re
 import time
 from collections import Counter
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import check_endpoint, check_model, is_local_url
+from critiquelab.llm import check_endpoint, check_model, check_parallel, is_local_url
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
@@ -166,6 +167,8 @@ def _check_teacher(cfg: CritiqueConfig, rows: list[dict], path, task: str) -> No
             raise UserError("critique.teacher=openai needs critique.base_url and critique.model")
         if not os.environ.get(cfg.api_key_env) and not is_local_url(cfg.base_url):
             raise UserError(f"critique: set the API key in the environment variable {cfg.api_key_env}")
+    if cfg.teacher != "checker":
+        check_parallel(cfg.teacher, cfg.data_parallel, cfg.tensor_parallel, "critique")
 
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
@@ -194,21 +197,12 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
         log.info("critique: %d items, %d already done, %d to do", len(keyed), len(keyed) - len(todo), len(todo))
         base = lambda k, r: {"key": k, "id": r["id"], "input": input_hash(r),  # noqa: E731
                              "problem_id": r.get("problem_id"), "teacher": fixed["teacher"]}
-        if not todo:
+        if cfg.teacher in ("hf", "vllm"):  # resumable itself (it also merges an interrupted parallel run)
+            _local_teacher(keyed, prompt, cfg, store.path, base, task)
+        elif not todo:
             pass
         elif cfg.teacher == "checker":
             store.append(_checker_records(todo, cfg, task, base))
-        elif cfg.teacher in ("hf", "vllm"):
-            from critiquelab.llm import HFBackend, Sampling, VLLMBackend
-
-            backend = HFBackend(cfg.model) if cfg.teacher == "hf" else VLLMBackend(cfg.model)
-            sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                seed=cfg.seed)
-            for s in range(0, len(todo), 256):  # append as it goes, so an interruption keeps finished work
-                part = todo[s:s + 256]
-                texts = backend.generate([render(prompt, r) for _, r in part], sampling)
-                store.append({**base(k, r), "status": "ok", **_response(task, t), "usage": None}
-                             for (k, r), t in zip(part, texts, strict=True))
         else:
             asyncio.run(_api_run(todo, prompt, cfg, store, base, task))
         summary = _summarize(store, [k for k, _ in keyed], cfg, out)
@@ -217,6 +211,20 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
         raise Incomplete(f"{summary['failed']} of {summary['items']} items failed ({top}); finished items are kept "
                          f"in {store.path}; rerun the same command to retry the failed ones", summary)
     return summary
+
+
+def _local_teacher(keyed, prompt: dict, cfg: CritiqueConfig, path: Path, base, task: str) -> None:
+    """A local model (hf / vllm) as the teacher, through `generate_resumable` in chunks of 256, in
+    `critique.data_parallel` processes. Its records are always `ok`, so a key in the store is done."""
+    from critiquelab.llm import HFBackend, Sampling, VLLMBackend, generate_resumable
+
+    backend = partial(HFBackend, cfg.model) if cfg.teacher == "hf" else \
+        partial(VLLMBackend, cfg.model, tensor_parallel_size=cfg.tensor_parallel)
+    sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+    generate_resumable(path, keyed, backend, lambda kr: render(prompt, kr[1]),
+                       lambda kr, text: {**base(*kr), "status": "ok", **_response(task, text), "usage": None},
+                       sampling, chunk=256, keys=[k for k, _ in keyed], data_parallel=cfg.data_parallel,
+                       tensor_parallel=cfg.tensor_parallel)
 
 
 def _checker_records(todo, cfg: CritiqueConfig, task: str, base) -> list[dict]:

@@ -4,7 +4,8 @@ Inputs: a model dir and benchmark names (`world` is the synthetic test split). O
 `out_dir`: `<benchmark>.jsonl` (one row per item: id, response, extracted answer, correct,
 reason), `results.json` (accuracy, n, 95% Wilson interval, format failures, sampling settings)
 and `results.md`. Items are appended as they are graded, so a rerun after an interruption
-only generates what is missing.
+only generates what is missing. `eval.data_parallel` / `eval.tensor_parallel` spread the generation
+over GPUs (docs/generation-at-scale.md).
 
     critiquelab eval --model runs/demo/models/cft --benchmarks world --world runs/demo/world --out runs/demo/eval/cft
 """
@@ -16,6 +17,7 @@ import math
 import re
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
@@ -29,7 +31,15 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import HFBackend, OpenAIBackend, Sampling, VLLMBackend, check_model, generate_resumable
+from critiquelab.llm import (
+    HFBackend,
+    OpenAIBackend,
+    Sampling,
+    VLLMBackend,
+    check_model,
+    check_parallel,
+    generate_resumable,
+)
 from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
 
 __all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
@@ -69,19 +79,21 @@ def conversation(question: str, prompt: str = "cot", bench_dir=None) -> list[dic
 
 
 def make_backend(model: str | Path | None, cfg):
-    """The generation backend named by `cfg.backend` (an EvalConfig or a CriticConfig)."""
+    """The generation backend named by `cfg.backend` (an EvalConfig, CriticConfig or SampleConfig);
+    `partial(make_backend, model, cfg)` is the picklable factory a data-parallel process calls."""
     if cfg.backend == "hf":
         return HFBackend(model, batch_size=cfg.batch_size)
     if cfg.backend == "openai":
         return OpenAIBackend(cfg.base_url, cfg.api_model or str(model), api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency)
     if cfg.backend == "vllm":
-        return VLLMBackend(model)
+        return VLLMBackend(model, tensor_parallel_size=cfg.tensor_parallel)
     raise UserError(f"unknown backend {cfg.backend!r} (valid: hf, openai, vllm)")
 
 
 def check_backend(model: str | Path | None, cfg, section: str) -> None:
     """What the backend needs, checked before any output is written."""
+    check_parallel(cfg.backend, cfg.data_parallel, cfg.tensor_parallel, section)
     if cfg.backend == "openai":
         if not cfg.base_url:
             raise UserError(f"{section}.backend=openai needs {section}.base_url (e.g. http://127.0.0.1:8000/v1)")
@@ -132,25 +144,30 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                 "sampling": sampling.to_dict()}
     results, t0 = {}, time.time()
     with output_dir(out_dir, "eval", fingerprint=stable_hash(settings), overwrite=overwrite) as (out_dir, _):
-        made: list = []  # the backend, made once and only when an item is missing
+        made: list = []  # in this process: the backend, made once and only when an item is missing
 
         def get_backend():
             if not made:
                 made.append(backend or make_backend(model_dir, cfg))
             return made[0]
 
+        parallel = 1 if backend is not None else cfg.data_parallel  # a backend given as an object stays here
+        factory = get_backend if parallel == 1 else partial(make_backend, model_dir, cfg)
+        stats: dict = {}
+
         with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as progress:
             for name, rows in sets.items():
                 task = progress.add_task(name, total=len(rows))
-                items = generate_resumable(out_dir / benchmark_file_name(name), rows, get_backend,
+                items = generate_resumable(out_dir / benchmark_file_name(name), rows, factory,
                                            lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
                                            sampling, chunk=max(cfg.batch_size * 4, 1), settings=settings,
-                                           on_batch=lambda n, t=task: progress.advance(t, n))
+                                           on_batch=lambda n, t=task: progress.advance(t, n), stats=stats,
+                                           data_parallel=parallel, tensor_parallel=cfg.tensor_parallel)
                 results[name] = summarize(items)
-        summary = {"model": str(model_dir), "backend": made[0].name if made else f"{cfg.backend} (all items cached)",
+        summary = {"model": str(model_dir), "backend": stats.get("backend", f"{cfg.backend} (all items cached)"),
                    "benchmarks": results, "prompt": cfg.prompt, "sampling": sampling.to_dict(), "config": asdict(cfg),
-                   "seconds": round(time.time() - t0, 1), "truncated_prompts": getattr(made[0], "truncated", 0) if made else 0}
+                   "seconds": round(time.time() - t0, 1), "truncated_prompts": stats.get("truncated", 0)}
         write_json(out_dir / "results.json", summary)
         lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
         for name, r in results.items():

@@ -219,7 +219,7 @@ def _queued(job_ids: list[str]) -> set[str]:
     """The ids among `job_ids` that Slurm still has queued or running (requeued ones included)."""
     if not job_ids:
         return set()
-    r = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
+    r = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
         raise RuntimeError(f"squeue failed: {r.stderr.strip()}")
     states = dict(line.split() for line in r.stdout.splitlines() if line.strip())

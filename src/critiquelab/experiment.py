@@ -41,7 +41,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 
 from critiquelab.build import METHODS, run_build
@@ -52,6 +52,7 @@ from critiquelab.config import (
     RunConfig,
     SampleConfig,
     TrainConfig,
+    key_of,
     load_config,
     with_overrides,
 )
@@ -77,7 +78,7 @@ from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
 from critiquelab.sample import read_import, run_sample
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
-from critiquelab.train import run_train, train_settings
+from critiquelab.train import run_train
 from critiquelab.world import write_world
 
 __all__ = ["PRESETS", "BaseSpec", "Cell", "Plan", "plan_experiment", "preset_config", "recipes_dir", "regime_stats",
@@ -414,7 +415,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     write_json(run_dir / "config.json", asdict(cfg))
     world_dir = run_dir / "world"
     if needs_world(cfg, plan):
-        stages.run("world", asdict(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
+        stages.run("world", key_of(cfg.world), lambda: write_world(cfg.world, world_dir), outputs=(world_dir,))
     else:
         log.info("no world: every source is imported, every base given and every benchmark real")
     bases, models_info = _bases(cfg, plan, world_dir, stages, active)
@@ -491,20 +492,20 @@ def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Criti
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
     base, t = r.bases[mdl], r.tag(mdl)
     sols, tdir, label = r.data_dir(mdl) / src / "solutions.jsonl", r.data_dir(mdl) / src / tch, f"n{size}" if size else "all"
-    k_sample = {"world": asdict(r.cfg.world), "base": base, "sample": asdict(scfg)}
+    k_sample = {"world": key_of(r.cfg.world), "base": base, "sample": key_of(scfg)}
     r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
                                                                   scfg.model or base),
                  outputs=(sols, sols.with_name(sols.name + ".partial")))
-    k_crit = {"sample": k_sample, "critique": asdict(tcfg)}
+    k_crit = {"sample": k_sample, "critique": key_of(tcfg)}
     r.stages.run(f"critique-{t}{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
                  outputs=(tdir / "critique",))
     solved = None
     if "sft_teacher" in r.cfg.build.methods:  # the same teacher also writes its own solutions
         solver = replace(tcfg, prompt="solve_paper")
-        r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": asdict(solver)},
+        r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": key_of(solver)},
                      lambda: run_critique(sols, tdir / "solve", solver), outputs=(tdir / "solve",))
         solved = tdir / "solve" / "solutions.jsonl"
-    k_build = {"critique": k_crit, "build": asdict(r.cfg.build), "size": size}
+    k_build = {"critique": k_crit, "build": key_of(r.cfg.build), "size": size}
     r.stages.run(f"build-{t}{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
         r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
@@ -583,7 +584,7 @@ def _fit(r: _Run, cell: Cell, data: tuple[Path, dict], lr: float) -> tuple[dict,
 
 def train_key(cfg: TrainConfig) -> dict:
     """The settings a fine-tune's result depends on: how it is launched only through its processes."""
-    key = train_settings(cfg)
+    key = key_of(cfg)
     if cfg.launcher != "none":
         key["launch"] = {"launcher": cfg.launcher, "processes": cfg.num_processes or "the cell's GPUs",
                          "config": sha256_file(cfg.accelerate_config) if cfg.accelerate_config else None}
@@ -639,8 +640,10 @@ def _spec(r: _Run, cell: Cell, data) -> tuple[dict, str]:
     spec = {"config": config, "cell": asdict(cell), "bases": r.bases, "many": r.many,
             "bench_dir": str(r.bench_dir) if r.bench_dir else None,
             "data": [str(data[0]), data[1]] if isinstance(data, tuple) else data}
-    # The executor, the critic and the name do not change what a cell computes.
-    depends = {**spec, "config": {k: v for k, v in config.items() if k not in ("experiment", "critic", "name")}}
+    # The executor, the critic, the name and how generation is spread over GPUs do not change what a cell computes.
+    sections = {k: key_of(getattr(r.cfg, k)) if is_dataclass(getattr(r.cfg, k)) else v for k, v in config.items()
+                if k not in ("experiment", "critic", "name")}
+    depends = {**spec, "config": sections}
     return spec, stable_hash(depends, 16)
 
 
@@ -717,7 +720,7 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
                      if selection and not selection.get("overlaps_reported_benchmark") else None,
                      **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
-        r.stages.run(f"eval-{cell.name}", {"eval": asdict(r.cfg.eval), "weights": weights[cell.name]},
+        r.stages.run(f"eval-{cell.name}", {"eval": key_of(r.cfg.eval), "weights": weights[cell.name]},
                      lambda: run_eval(model, out, r.cfg.eval, world_dir=r.world_dir, bench_dir=r.bench_dir)["benchmarks"],
                      outputs=(out,))
         return {"status": "ok", **extra}
@@ -746,7 +749,7 @@ def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active
                 else SampleConfig(source="model", temperature=crit.temperature,
                                   max_new_tokens=r.cfg.eval.max_new_tokens, **common))
         r.stages.run(f"critic-solutions{r.suffix(mdl)}",
-                     {"critic": asdict(crit), "base": r.bases[mdl], "world": asdict(r.cfg.world), "sample": asdict(scfg)},
+                     {"critic": key_of(crit), "base": r.bases[mdl], "world": key_of(r.cfg.world), "sample": key_of(scfg)},
                      lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b),
                      outputs=(sols, sols.with_name(sols.name + ".partial")))
         for cell in plan.cells:
@@ -757,7 +760,7 @@ def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active
                 continue
             model = r.bases[mdl] if cell.method == "base" else r.dir / status[cell.name]["model_dir"]
             out = r.dir / "critic" / cell.name
-            r.stages.run(f"critic-{cell.name}", {"critic": asdict(crit), "weights": weights[cell.name],
-                                                 "solutions": asdict(scfg)},
+            r.stages.run(f"critic-{cell.name}", {"critic": key_of(crit), "weights": weights[cell.name],
+                                                 "solutions": key_of(scfg)},
                          lambda m=model, o=out, s=sols: run_eval_critic(m, s, o, crit)["metrics"],
                          outputs=(out,))

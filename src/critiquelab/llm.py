@@ -7,22 +7,31 @@ text at stop strings and returns completions in the input order.
 
 A model is a local directory or a Hugging Face Hub name. Hub names are fetched (or read from the
 local cache with HF_HUB_OFFLINE=1); `check_model` says in one line when neither works, before any
-work starts. `generate_resumable` is the resumable loop of every stage that generates (eval,
-judge): it appends to an append-only `Store`, so a rerun only generates what is missing.
+work starts. `generate_resumable` is the resumable loop of every stage that generates (sample,
+critique with a local teacher, eval, judge): it appends to an append-only `Store`, so a rerun only
+generates what is missing; with `data_parallel` > 1 it runs shards of the work in separate processes
+(`run_shards`), each on its own GPUs, and merges them into the same store.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from queue import Empty
 from typing import Protocol
 from urllib.parse import urlparse
 
 from critiquelab.io import Incomplete, Store, UserError, read_json, stable_hash
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
-           "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable"]
+           "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling",
+           "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards"]
 
 
 def _one_line(e: BaseException) -> str:
@@ -243,9 +252,10 @@ class OpenAIBackend:
 
 
 class VLLMBackend:
-    """vLLM offline engine (GPU machines; `pip install vllm`), tensor-parallel over all GPUs."""
+    """vLLM offline engine (GPU machines; `pip install vllm`), tensor-parallel over
+    `tensor_parallel_size` GPUs (0: every visible GPU; in a data-parallel process, its own share)."""
 
-    def __init__(self, model_dir: str | Path, tensor_parallel_size: int | None = None):
+    def __init__(self, model_dir: str | Path, tensor_parallel_size: int = 0):
         try:
             from vllm import LLM
         except ImportError:
@@ -268,29 +278,184 @@ class VLLMBackend:
         return [o.outputs[0].text for o in outputs]
 
 
-def generate_resumable(path: Path, rows: list[dict], backend, conversation, record, sampling: Sampling,
-                       chunk: int, settings: dict, on_batch=None) -> list[dict]:
+def generate_resumable(path: Path, rows: list, backend, conversation, record, sampling: Sampling, chunk: int,
+                       settings: dict | None = None, on_batch=None, *, keys: list[str] | None = None,
+                       data_parallel: int = 1, tensor_parallel: int = 0, stats: dict | None = None) -> list[dict]:
     """Generate for the rows not yet recorded in the store at `path`, appending `record(row, text)`
     chunk by chunk, so that an interrupted run resumes; return every row's record, in order.
 
     An item's key hashes `settings` (model, sampling, ...), its `id` and its conversation, so a
-    changed question under an old id is generated again. `backend` is a zero-argument factory,
-    called only when there is work; `on_batch(n)` hears about generated rows and, first, the ones
-    already done."""
+    changed question under an old id is generated again; callers that key items themselves pass
+    `keys`. `backend` is a zero-argument factory, called only when there is work; `on_batch(n)`
+    hears about generated rows and, first, the ones already done. With `data_parallel` > 1 the work
+    is split over that many processes (`run_shards`), and `backend` must pickle. `stats`, when
+    given, gets the backend's name and adds the prompts it cut to fit its context (`truncated`)."""
     store = Store(path)
     store.repair()  # even when nothing is left to do, a torn line from a kill does not stay
-    keys = [stable_hash({"settings": settings, "id": r["id"], "input": conversation(r)}, 16) for r in rows]
-    wanted = set(keys)
-    done = {k: rec for k, rec in store.read().items() if k in wanted}
-    todo = [(k, r) for k, r in zip(keys, rows, strict=True) if k not in done]
+    keys = keys or [stable_hash({"settings": settings, "id": r["id"], "input": conversation(r)}, 16) for r in rows]
+    by_key = dict(zip(keys, rows, strict=True))
+
+    def make(k: str, text: str) -> dict | None:
+        return {"key": k, **record(by_key[k], text)} if k in by_key else None
+
+    merge_shards(store, make)  # what the processes of an interrupted parallel run finished
+    done = {k: rec for k, rec in store.read().items() if k in by_key}
+    todo = [(k, r) for k, r in by_key.items() if k not in done]
     if on_batch:
         on_batch(len(rows) - len(todo))
-    if todo:
+    stats = {} if stats is None else stats
+    if todo and data_parallel > 1:
+        run_shards(store, [(k, conversation(r)) for k, r in todo], backend, sampling, chunk, make,
+                   data_parallel, tensor_parallel, on_batch, stats)
+        done = {k: rec for k, rec in store.read().items() if k in by_key}
+    elif todo:
         model = backend()
+        cut = getattr(model, "truncated", 0)
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            texts = model.generate([conversation(r) for _, r in part], sampling, on_batch=on_batch)
-            records = [{"key": k, **record(r, t)} for (k, r), t in zip(part, texts, strict=True)]
+            texts = model.generate([conversation(r) for _, r in part], chunk_sampling(sampling, part[0][0]),
+                                   on_batch=on_batch)
+            records = [make(k, t) for (k, _), t in zip(part, texts, strict=True)]
             store.append(records)
             done.update((rec["key"], rec) for rec in records)
+        stats.update(backend=model.name, truncated=stats.get("truncated", 0) + getattr(model, "truncated", 0) - cut)
     return [done[k] for k in keys]
+
+
+def chunk_sampling(sampling: Sampling, first_key: str) -> Sampling:
+    """A chunk samples with its own seed, drawn from the run's seed and the chunk's first item, so
+    that chunks (in one process or several) do not repeat one another's draws."""
+    return replace(sampling, seed=int(stable_hash({"seed": sampling.seed, "first": first_key}), 16) % 2**31)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data parallelism: shards in separate processes, merged into the one resumable store
+
+
+def check_parallel(kind: str, data_parallel: int, tensor_parallel: int, section: str) -> None:
+    """One line for a combination that cannot run, or that needs more GPUs than are visible (checked
+    before anything is written)."""
+    if tensor_parallel > 1 and kind != "vllm":
+        raise UserError(f"{section}.tensor_parallel={tensor_parallel}: only vllm shards a model over GPUs (the "
+                        f"backend is {kind}); use {section}.data_parallel for more copies of the model")
+    if data_parallel > 1 and kind == "openai":
+        raise UserError(f"{section}.data_parallel={data_parallel}: an openai endpoint runs elsewhere; raise "
+                        f"{section}.concurrency instead")
+    gpu_shares(data_parallel, tensor_parallel, f"{section}.")
+
+
+def gpu_shares(data_parallel: int, tensor_parallel: int, prefix: str = "") -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES of each of `data_parallel` engines: `tensor_parallel` GPUs each (0: the
+    visible GPUs divided evenly); None on a machine without GPUs."""
+    import torch
+
+    n = torch.cuda.device_count()
+    if not n:
+        return None
+    per = tensor_parallel or n // data_parallel
+    if per < 1 or per * data_parallel > n:
+        raise UserError(f"{prefix}data_parallel={data_parallel} x {prefix}tensor_parallel={max(per, 1)} needs "
+                        f"{data_parallel * max(per, 1)} GPUs, {n} are visible; lower one of them")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(g) for g in range(n)]
+    return [",".join(ids[i * per:(i + 1) * per]) for i in range(data_parallel)]
+
+
+def shard_files(path: Path) -> list[Path]:
+    """The shard files of the store at `path` (`<store>.shard-<i>`), one per process of a parallel run."""
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.shard-"))
+
+
+def merge_shards(store: Store, make) -> None:
+    """Fold the raw {key, text} records of the store's shard files into it as `make(key, text)` (None:
+    an item this run does not know, dropped), skipping keys the store has; then delete the shards.
+    A torn last line is skipped (its item is generated again); a crash before the deletion only
+    makes the next run skip keys already merged."""
+    shards = shard_files(store.path)
+    if not shards:
+        return
+    have, new, unknown = set(store.read()), [], 0
+    for shard in shards:
+        for raw in Store(shard).rows():
+            if raw["key"] not in have:
+                have.add(raw["key"])
+                rec = make(raw["key"], raw["text"])
+                unknown += rec is None
+                new += [rec] if rec is not None else []
+    if new:
+        store.append(new)
+    if unknown:
+        log.warning("%s: %d finished items of an interrupted parallel run belong to other items or settings; "
+                    "dropped", store.path, unknown)
+    for shard in shards:
+        shard.unlink()
+
+
+def run_shards(store: Store, items: list[tuple[str, list[dict]]], backend, sampling: Sampling, chunk: int, make,
+               data_parallel: int, tensor_parallel: int = 0, on_batch=None, stats: dict | None = None) -> None:
+    """Generate (key, conversation) `items` in `data_parallel` spawned processes, round-robin, each
+    on its own GPUs (or its share of the CPU cores) and writing its own shard file; merge the shards
+    into `store` when they end (or fail, or are interrupted). After the merge, a process that failed
+    raises `Incomplete` naming it (its UserError, when it had one, as it is)."""
+    shares = gpu_shares(data_parallel, tensor_parallel)
+    threads = max(1, (os.cpu_count() or 1) // data_parallel)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = {i: ctx.Process(target=_shard_worker, name=f"shard-{i}", args=(
+        i, backend, items[i::data_parallel], sampling, chunk, Path(f"{store.path}.shard-{i}"),
+        {"CUDA_VISIBLE_DEVICES": shares[i]} if shares else {}, None if shares else threads, queue))
+        for i in range(min(data_parallel, len(items)))}
+    errors: dict[int, str | UserError] = {}
+    try:
+        for p in procs.values():
+            p.start()
+        while any(p.is_alive() for p in procs.values()) or not queue.empty():
+            try:
+                kind, i, value = queue.get(timeout=0.5)
+            except Empty:
+                continue
+            if kind == "rows" and on_batch:
+                on_batch(value)
+            elif kind == "failed":
+                errors[i] = value
+            elif kind == "done" and stats is not None:
+                stats.update(backend=value[0], truncated=stats.get("truncated", 0) + value[1])
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+            p.join()
+        merge_shards(store, make)
+    errors.update({i: f"exit code {p.exitcode}" for i, p in procs.items() if p.exitcode and i not in errors})
+    for e in errors.values():
+        if isinstance(e, UserError):  # a bad model or setting: one line, exit 2, as in one process
+            raise e
+    if errors:
+        i = min(errors)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise Incomplete(f"{store.path}: shard {i} of {len(procs)} failed ({errors[i]}){more}; finished items are "
+                         "kept; rerun the same command to resume")
+
+
+def _shard_worker(i: int, backend, items, sampling: Sampling, chunk: int, path: Path, env: dict,
+                  threads: int | None, queue) -> None:
+    """One process of `run_shards`: its GPUs (set before CUDA starts) or threads, then raw records
+    appended to its shard file chunk by chunk; progress and the outcome go to the parent's queue."""
+    os.environ.update({"HF_HUB_DISABLE_PROGRESS_BARS": "1", **env})  # the parent's progress bar counts for all
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        model = backend()
+        shard = Store(path)
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            texts = model.generate([c for _, c in part], chunk_sampling(sampling, part[0][0]),
+                                   on_batch=lambda n: queue.put(("rows", i, n)))
+            shard.append({"key": k, "text": t} for (k, _), t in zip(part, texts, strict=True))
+        queue.put(("done", i, (model.name, getattr(model, "truncated", 0))))
+    except BaseException as e:  # noqa: BLE001  (reported to the parent, which raises Incomplete)
+        queue.put(("failed", i, UserError(str(e)) if isinstance(e, UserError) else _one_line(e)))

@@ -6,10 +6,11 @@ and `steps`). Output: `solutions.jsonl`, one row per solution: `id`, `problem_id
 `key` (what the row was made from: problem, sample index and sampler settings), and the world
 fields copied through so later stages need no join.
 
-Resumable: rows are appended chunk by chunk to `<out>.partial` (an append-only store); a rerun
-after an interruption generates only the missing ones, and the finished file is written at once
-in problem order. A finished `<out>` made with the same settings is kept as it is; one made with
-other settings is replaced only with `overwrite`.
+Resumable: rows are appended chunk by chunk to `<out>.partial` (an append-only store, through
+`generate_resumable`, so `sample.data_parallel` processes can share the work); a rerun after an
+interruption generates only the missing ones, and the finished file is written at once in problem
+order. A finished `<out>` made with the same settings is kept as it is; one made with other settings
+is replaced only with `overwrite`.
 
     critiquelab sample --problems runs/w/train.jsonl --model runs/base --out runs/demo/solutions.jsonl
 """
@@ -17,10 +18,11 @@ other settings is replaced only with `overwrite`.
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 from critiquelab.config import SampleConfig
-from critiquelab.evaluate import conversation
+from critiquelab.evaluate import conversation, make_backend
 from critiquelab.grading import grade
 from critiquelab.io import (
     Store,
@@ -32,7 +34,7 @@ from critiquelab.io import (
     stable_hash,
     write_jsonl,
 )
-from critiquelab.llm import HFBackend, Sampling, check_model
+from critiquelab.llm import Sampling, check_model, check_parallel, generate_resumable
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
@@ -125,7 +127,8 @@ def _plan(problems: list[dict], cfg: SampleConfig, model: str | None) -> list[tu
     """(key, problem, sample index) of every solution to make; the key hashes what it is made from."""
     settings = {"source": cfg.source, "model": model, "seed": cfg.seed, **(
         {"error_rate": cfg.error_rate} if cfg.source == "synthetic" else
-        {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens})}
+        {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens}),
+        **({"backend": cfg.backend} if cfg.backend != "hf" else {})}  # (hf keys are older than the field)
     return [(stable_hash({"settings": settings, "problem": p["id"], "question": p["question"],
                          "answer": p.get("answer"), "j": j}, 16), p, j)
             for p in problems for j in range(cfg.n_per_problem)]
@@ -141,25 +144,20 @@ def _synthetic(plan, cfg: SampleConfig, write) -> None:
             write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}))
 
 
-def _sampled(plan, cfg: SampleConfig, model: str, write, n_done: int) -> None:
-    """Generate in chunks with a seed per chunk of the full plan (chunk boundaries do not move
-    when a run resumes), appending each chunk as it finishes."""
+def _sampled(plan, cfg: SampleConfig, model: str, store: Path) -> list[dict]:
+    """Generate in chunks of `4 x batch_size`, each with its own seed (`chunk_sampling`), appending
+    each chunk to the store as it finishes; every row of the plan, in order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    backend = HFBackend(model, batch_size=cfg.batch_size)
-    size = cfg.batch_size * 4
+    sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                        seed=cfg.seed)
     with Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as progress:
-        task = progress.add_task("sample", total=len(plan) + n_done, completed=n_done)
-        for c in range(0, len(plan), size):
-            part = plan[c:c + size]
-            if not part:
-                continue
-            sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                seed=int(stable_hash({"seed": cfg.seed, "first": part[0][0]}), 16) % 2**31)
-            texts = backend.generate([conversation(p["question"]) for _, p, _ in part], sampling,
-                                     on_batch=lambda n: progress.advance(task, n))
-            for (key, p, j), text in zip(part, texts, strict=True):
-                write(key, _row(p, j, text, f"model:{model}"))
+        task = progress.add_task("sample", total=len(plan))
+        return generate_resumable(
+            store, plan, partial(make_backend, model, cfg), lambda item: conversation(item[1]["question"]),
+            lambda item, text: _row(item[1], item[2], text, f"model:{model}"), sampling, chunk=cfg.batch_size * 4,
+            keys=[k for k, _, _ in plan], on_batch=lambda n: progress.advance(task, n),
+            data_parallel=cfg.data_parallel, tensor_parallel=cfg.tensor_parallel)
 
 
 def _existing(out: Path) -> list[dict] | None:
@@ -198,6 +196,7 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
             if model_dir is None:
                 raise UserError("sample: source=model needs --model (a model directory or hub name)")
             model = check_model(model_dir, "--model")
+            check_parallel(cfg.backend, cfg.data_parallel, cfg.tensor_parallel, "sample")
         plan = _plan(problems, cfg, model)
     keys = [k for k, _, _ in plan]
     existing = _existing(out)
@@ -206,23 +205,21 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
     if existing and not overwrite:
         raise UserError(f"--out {out}: holds solutions made from other problems or settings; pass --overwrite "
                         "to replace it, or choose another --out")
+    store = Store(out.with_name(out.name + ".partial"))
     if cfg.source == "import":
-        made = {k: {"key": k, **r} for k, r, _ in plan}
+        rows = [{"key": k, **r} for k, r, _ in plan]
+    elif cfg.source == "model":
+        rows = _sampled(plan, cfg, model, store.path)
     else:
-        store = Store(out.with_name(out.name + ".partial"))
         wanted = set(keys)
         made = {k: r for k, r in store.read().items() if k in wanted}
-        todo = [item for item in plan if item[0] not in made]
         with store.writer() as append:
             def write(key: str, row: dict) -> None:
                 made[key] = {"key": key, **row}
                 append(made[key])
 
-            if cfg.source == "synthetic":
-                _synthetic(todo, cfg, write)
-            else:
-                _sampled(todo, cfg, model, write, len(plan) - len(todo))
-    rows = [made[k] for k in keys]
+            _synthetic([item for item in plan if item[0] not in made], cfg, write)
+        rows = [made[k] for k in keys]
     write_jsonl(out, rows)
     if cfg.source != "import":
         store.path.unlink(missing_ok=True)

@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from critiquelab.config import TrainConfig
+from critiquelab.config import TrainConfig, key_of
 from critiquelab.io import (
     UserError,
     check_rows,
@@ -47,7 +47,7 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model, load_causal_lm, load_tokenizer
 
-__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget", "train_settings"]
+__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -385,20 +385,9 @@ def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) 
     return summary
 
 
-LAUNCH_FIELDS = ("launcher", "accelerate_config", "num_processes")  # how a fine-tune is started, not what it is
-LATER_FIELDS = {"select_max_new_tokens": 200}  # added after results were published: keyed only when changed
-
-
-def train_settings(cfg: TrainConfig) -> dict:
-    """The settings a fine-tune's result depends on, stable across releases: launch fields out, and
-    fields added later only when they differ from their default (earlier keys stay valid)."""
-    return {k: v for k, v in asdict(cfg).items()
-            if k not in LAUNCH_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
-
-
 def _fingerprint(cfg: TrainConfig) -> str:
     """What the output is made from: the settings (not where it goes) and the data's content."""
-    settings = {k: v for k, v in train_settings(cfg).items() if k not in ("output_dir", "report_to", "logging_steps")}
+    settings = {k: v for k, v in key_of(cfg).items() if k not in ("output_dir", "report_to", "logging_steps")}
     return stable_hash({"train": settings, "data": sha256_file(cfg.data)})
 
 
