@@ -541,12 +541,15 @@ for what, extra_yaml, words in [
      "critic.methods: ['sft_noisy'] are not trained"),
     ("base-model-missing", "base_model: /nonexistent/critiquelab-model\n",
      ["base_model=/nonexistent/critiquelab-model", "not a model directory"]),
-    ("base-model-hub-not-cached", f"base_model: {HUB}\n", [HUB, "HF_HUB_OFFLINE"]),
 ]:
     case("experiment", what, words, opts={"--config": EXP}, files={"x.yaml": exp_yaml(extra_yaml)})
+# (a dry run plans a hub model it cannot see with a MISSING line instead: it reads nothing from the network)
+case("experiment", "base-model-hub-not-cached", [HUB, "HF_HUB_OFFLINE"], opts={"--config": EXP},
+     files={"x.yaml": exp_yaml(f"base_model: {HUB}\n")}, drop=("--dry-run",))
 case("experiment", "import-file-not-utf8", ["{t}/imp.jsonl:2", "not UTF-8"], opts={"--config": EXP},
      files={"x.yaml": lambda ctx: Path(ctx["E"]).read_text() + "sources: {imp: {source: import, import_path: "
-            f"{ctx['t']}/imp.jsonl, import_preset: metamathqa}}}}\n",
+            f"{ctx['t']}/imp.jsonl, import_preset: metamathqa}}}}\n"
+            "critique: {teacher: openai, model: m, base_url: 'http://127.0.0.1:9/v1'}\n",
             "imp.jsonl": jl({"query": "q", "response": "r"}).encode() + NOT_UTF8})
 case("experiment", "no-config", "experiment needs --config", drop=("--config",))
 case("demo", "preset-unknown", "unknown preset 'huge' (valid: fast, full, gpu)", opts={"--preset": "huge"})

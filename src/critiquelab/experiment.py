@@ -144,6 +144,11 @@ def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing
     return min(s.n_problems, cfg.world.n_train), "world.n_train / sample.n_problems"
 
 
+def _hub_name(name: str) -> bool:
+    """`org/model` that is not a local path: looked up on the hub (not in a dry run)."""
+    return not Path(name).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
+
+
 def needs_world(cfg: RunConfig, plan: Plan) -> bool:
     """Whether anything in the grid uses the synthetic world: a source that is not imported, a base
     pretrained on it, a world benchmark, or the critic stage (it samples world validation problems)."""
@@ -229,7 +234,7 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
             errors.append(f"teachers.{name}: the checker teacher grades world problems step by step; source(s) "
                           f"{imported} are imported: use critique.teacher=openai, hf or vllm")
     for name, spec in models.items():
-        if spec.base_model and offline and not Path(spec.base_model).exists():
+        if spec.base_model and offline and _hub_name(spec.base_model):
             missing.append(f"models.{name}.base_model={spec.base_model}: not checked (a dry run reads nothing "
                            "from the network)")
         elif spec.base_model:
