@@ -53,7 +53,8 @@ def param_count(model: str, spec=None) -> tuple[float | None, str]:
     if config is not None and all(k in config for k in ("hidden_size", "num_hidden_layers", "vocab_size")):
         h, n, v = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
         inter = config.get("intermediate_size", 4 * h)
-        kv = h * config.get("num_key_value_heads", 1) // max(1, config.get("num_attention_heads", 1))
+        heads = config.get("num_attention_heads", 1)
+        kv = h * config.get("num_key_value_heads", heads) // max(1, heads)
         per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter
         embed = v * h * (1 if config.get("tie_word_embeddings") else 2)
         return float(n * per_layer + embed), "config.json"
@@ -99,43 +100,48 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
         params, how = param_count(spec.base_model or "", spec if not spec.base_model else None)
         cells = [c for c in plan.cells if c.model == name]
         decode = a["decode_tokens_per_s_7b"] * 7e9 / params if params else None
-        eval_tokens = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"]
+        eval_h = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"] / decode / 3600 if decode else None
         for method in dict.fromkeys(c.method for c in cells):
             mine = [c for c in cells if c.method == method]
-            if method == "base":
-                train_tokens = 0.0
-            elif cfg.train.token_budget > 0:
-                train_tokens = float(cfg.train.token_budget)
-            else:
-                per = a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
-                n = min(c.data_size or questions[c.source][0] for c in mine) * cfg.sample.n_per_problem
-                train_tokens = n * per * cfg.train.epochs
-            runs = len(mine) + (len(cfg.lr_grid) - 1) * len({(c.source, c.teacher, c.data_size) for c in mine}) \
-                if cfg.lr_grid and method != "base" else len(mine)
-            flops = 6 * params * train_tokens * (4 / 3 if cfg.train.gradient_checkpointing else 1) if params else None
-            train_h = flops / (a["gpu_bf16_tflops"] * 1e12 * a["train_mfu"]) / 3600 if flops is not None else None
-            eval_h = eval_tokens / decode / 3600 if decode else None
-            select_h = 0.0  # every checkpoint scored on the validation set
-            if method != "base" and cfg.train.select_best_on and cfg.train.save_steps > 0 and decode:
-                examples = train_tokens / a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
-                steps = examples / (cfg.train.batch_size * cfg.train.grad_accum * gpus)
-                checkpoints = max(1, int(steps // cfg.train.save_steps))
-                select_h = (checkpoints * (cfg.train.select_limit or 500) * cfg.train.select_max_new_tokens
-                            * a["eval_output_share"] / decode / 3600)
-            gpu_h = (train_h + eval_h + select_h) * runs if train_h is not None and eval_h is not None else None
+            per = a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
+
+            def tokens(c, per=per) -> float:  # one fine-tune of cell c
+                if c.method == "base":
+                    return 0.0
+                if cfg.train.token_budget > 0:
+                    return float(cfg.train.token_budget)
+                n = (c.data_size or questions[c.source][0]) * plan.sources[c.source].n_per_problem
+                return n * per * cfg.train.epochs
+
+            runs = [tokens(c) for c in mine]  # every cell, plus the grid's other rates on each first seed
+            if cfg.lr_grid and method != "base":
+                runs += [tokens(c) for c in mine if c.seed == cfg.seeds[0]] * (len(cfg.lr_grid) - 1)
+            train_h = select_h = 0.0
+            for t in runs:
+                if params is None:
+                    break
+                flops = 6 * params * t * (4 / 3 if cfg.train.gradient_checkpointing else 1)
+                train_h += flops / (a["gpu_bf16_tflops"] * 1e12 * a["train_mfu"]) / 3600
+                if method != "base" and cfg.train.select_best_on and cfg.train.save_steps > 0 and decode:
+                    steps = t / per / (cfg.train.batch_size * cfg.train.grad_accum * gpus)  # every checkpoint scored
+                    checkpoints = max(1, int(steps // cfg.train.save_steps))
+                    select_h += (checkpoints * (cfg.train.select_limit or 500) * cfg.train.select_max_new_tokens
+                                 * a["eval_output_share"] / decode / 3600)
+            gpu_h = train_h + select_h + eval_h * len(mine) if params and eval_h is not None else None
             total_gpu_h += gpu_h or 0.0
-            rows.append({"model": name, "method": method, "runs": runs, "params": params, "params_from": how,
-                         "gpus_per_cell": gpus, "train_tokens_per_run": round(train_tokens),
-                         "train_gpu_hours_per_run": _r(train_h), "select_gpu_hours_per_run": _r(select_h),
-                         "eval_gpu_hours_per_run": _r(eval_h),
-                         "gpu_hours": _r(gpu_h)})
+            rows.append({"model": name, "method": method, "runs": len(runs), "params": params, "params_from": how,
+                         "gpus_per_cell": gpus, "train_tokens_per_run": round(max(runs)),
+                         "train_gpu_hours_per_run": _r(train_h / len(runs)) if params else None,
+                         "select_gpu_hours_per_run": _r(select_h / len(runs)) if params else None,
+                         "eval_gpu_hours_per_run": _r(eval_h), "gpu_hours": _r(gpu_h)})
     api = []
     for src, scfg in plan.sources.items():
         for tch, tcfg in plan.teachers.items():
             if tcfg.teacher != "openai":
                 continue
             items = questions[src][0] * scfg.n_per_problem
-            calls = items * (2 if "sft_teacher" in cfg.build.methods else 1)  # critiques (+ the teacher's solutions)
+            per_model = scfg.source != "import" and len(plan.models) > 1  # imported rows are critiqued once
+            calls = items * (2 if "sft_teacher" in cfg.build.methods else 1) * (len(plan.models) if per_model else 1)
             p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]
             known = tcfg.price_in_per_mtok is not None and tcfg.price_out_per_mtok is not None
             cost = p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok if known else None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from critiquelab.config import ExperimentConfig, SlurmConfig
-from critiquelab.io import UserError, read_json, write_json
+from critiquelab.io import Incomplete, UserError, read_json, write_json
 
 __all__ = ["Job", "run_jobs", "visible_gpus", "check_executor", "log_tail"]
 
@@ -84,6 +85,9 @@ def check_executor(cfg: ExperimentConfig) -> None:
             raise UserError(f"experiment.parallel_cells={cfg.parallel_cells} x gpus_per_cell="
                             f"{cfg.gpus_per_cell or per} needs more than the {len(gpus)} visible GPUs; lower one")
     if cfg.executor == "slurm":
+        if cfg.slurm.nodes > 1:
+            raise UserError("experiment.slurm.nodes must be 1: a cell runs on one node (its GPUs through "
+                            "gpus_per_node); multi-node cells are not supported yet")
         try:
             import submitit  # noqa: F401
         except ImportError:
@@ -115,10 +119,11 @@ def _record_death(job: Job, why: str, logs: list[Path]) -> None:
 def run_jobs(cfg: ExperimentConfig, jobs: list[Job], progress=None) -> list[str]:
     """Run `jobs` on the configured executor; return the names still queued or running (only with
     slurm and `wait: false`). `progress(name)` hears of each finished job."""
-    for job in jobs:
-        job.result.unlink(missing_ok=True)  # an old (failed) result is not this run's
     if not jobs:
         return []
+    if cfg.executor != "slurm":  # (slurm: only for the jobs it submits; a queued job's result is to come)
+        for job in jobs:
+            job.result.unlink(missing_ok=True)  # an old (failed) result is not this run's
     if cfg.executor == "local":
         from critiquelab.experiment import run_cell
 
@@ -157,7 +162,9 @@ def _subprocesses(cfg: ExperimentConfig, jobs: list[Job], progress) -> None:
                 cmd = [sys.executable, "-m", "critiquelab.cli", "cell", str(job.spec)]
                 log.info("cell %s: started (%s)", job.name,
                          f"GPUs {','.join(slots[i])}" if slots[i] else f"{env['OMP_NUM_THREADS']} CPU threads")
-                running[i] = (job, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
+                # its own process group: stopping it stops what it started (accelerate's workers, shards)
+                running[i] = (job, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                    start_new_session=True), out)
             for i, (job, proc, out) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -170,12 +177,19 @@ def _subprocesses(cfg: ExperimentConfig, jobs: list[Job], progress) -> None:
             time.sleep(0.2)
     finally:  # interrupted: stop the children (they resume from their stage records next time)
         for _job, proc, out in running.values():
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
             out.close()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +235,7 @@ def _queued(job_ids: list[str]) -> set[str]:
         return set()
     r = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
     if r.returncode != 0 and "Invalid job id" not in r.stderr:
-        raise RuntimeError(f"squeue failed: {r.stderr.strip()}")
+        raise Incomplete(f"squeue failed ({r.stderr.strip()}); the jobs keep running: rerun to collect them")
     states = dict(line.split() for line in r.stdout.splitlines() if line.strip())
     return {j for j in job_ids if states.get(j) not in (None, "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
                                                          "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")}
@@ -234,11 +248,16 @@ def _slurm(cfg: ExperimentConfig, jobs: list[Job], progress) -> list[str]:
     for job in jobs:  # jobs of this spec submitted by an earlier call and still in the queue are waited for
         rec = job.spec.with_name(f"{job.name}.slurm.json")
         old = read_json(rec) if rec.is_file() else None
-        if old and old.get("spec") == job.spec_hash and _queued([old["job_id"]]):
-            ids[job.name] = old["job_id"]
-            log.info("cell %s: Slurm job %s from an earlier call is still queued or running", job.name, old["job_id"])
-        else:
-            submit.append(job)
+        if old and _queued([old["job_id"]]):
+            if old.get("spec") == job.spec_hash:
+                ids[job.name] = old["job_id"]
+                log.info("cell %s: Slurm job %s from an earlier call is still queued or running", job.name,
+                         old["job_id"])
+                continue
+            log.warning("cell %s: cancelling Slurm job %s of its earlier inputs", job.name, old["job_id"])
+            subprocess.run(["scancel", old["job_id"]], check=False)
+        job.result.unlink(missing_ok=True)
+        submit.append(job)
     if submit:
         ex = _slurm_executor(cfg.slurm, folder)
         with ex.batch():  # one job array

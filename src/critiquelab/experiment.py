@@ -21,7 +21,12 @@ Run directory (stages hand off through these files):
     data/<source>/<teacher>/solve/           the teacher's own solutions (only for sft_teacher)
     data/<source>/<teacher>/<size>/          training sets `<method>.jsonl` on the first <size> questions
     models/<cell>[-lr<rate>]/  eval/<cell>/  critic/<cell>/
+    jobs/<cell>.json  jobs/<cell>.result.json  a cell's job spec and result (executors.py); logs/, slurm/
     cells.json  regime.json  stages/<stage>.json  manifest.json  report.{md,html,json}  *.png
+
+The world is made only when something uses it (`needs_world`): an experiment whose sources are all
+imported, whose bases are all given and whose benchmarks are all real makes none. The cells run on
+`experiment.executor` (local, subprocess or slurm; executors.py); only this module writes cells.json.
 
 Each stage writes `stages/<name>.json` when it starts and again when it ends; a stage whose
 finished record matches its inputs is skipped, one whose inputs changed starts from scratch, and an
@@ -41,7 +46,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from critiquelab.build import METHODS, run_build
@@ -359,27 +364,9 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, bench_dir: str | Path | 
     check_executor(cfg.experiment)
     t_start, prov = time.time(), provenance()  # the code and machine this run starts with
     _adopt_legacy_run(Path(out_dir))
-    with output_dir(out_dir, "experiment") as (run_dir, _), _only_orchestrator(run_dir):
+    with output_dir(out_dir, "experiment") as (run_dir, _), _exclusive(
+            run_dir / ".lock", f"--out {run_dir}: another critiquelab experiment is running in it; wait for it or stop it"):
         return _run_grid(cfg, plan, run_dir, bench_dir, t_start, prov, only_models or list(plan.models))
-
-
-@contextmanager
-def _only_orchestrator(run_dir: Path):
-    """One `experiment` call at a time per run dir: a second one is refused (its jobs would race)."""
-    import fcntl
-
-    with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            raise UserError(f"--out {run_dir}: another critiquelab experiment is running in it (pid "
-                            f"{f.read().strip() or '?'}); wait for it or stop it") from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        yield
 
 
 def _adopt_legacy_run(path: Path) -> None:
@@ -428,7 +415,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     # What earlier invocations with other `--models` left: their cells' status, regime and bases.
     old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
     old_manifest, old_timings = old.get("manifest", {}), old.get("timings", {})
-    # (cells.json is rewritten after every cell, so an interrupted invocation's finished cells are kept too)
+    # (cells.json is rewritten as each cell lands, so an interrupted invocation's finished cells are kept too)
     old_cells = {c["name"]: c for c in read_json(run_dir / "cells.json")} if (run_dir / "cells.json").is_file() else {}
     for mdl in plan.models:
         if mdl not in active and (earlier := (old_manifest.get("models") or {}).get(mdl)):
@@ -463,10 +450,12 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
     mine = [c for c in plan.cells if c.model in active]
     first = [c for c in mine if c.method == "base" or not cfg.lr_grid or c.seed == cfg.seeds[0]]
-    for wave in (first, [c for c in mine if c not in first]):
-        pending = _run_cells(r, wave, data, status, weights)
+    def save() -> None:
         write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
                                             for c in plan.cells])
+
+    for wave in (first, [c for c in mine if c not in first]):
+        pending = _run_cells(r, wave, data, status, weights, save)
         if pending:
             log.info("%d cells still queued or running on Slurm; rerun to collect them", len(pending))
             return {"report": None, "failed": [], "pending": pending}
@@ -495,9 +484,13 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
 def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
           size: int | None) -> tuple[Path, dict]:
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
-    base, t = r.bases[mdl], r.tag(mdl)
-    sols, tdir, label = r.data_dir(mdl) / src / "solutions.jsonl", r.data_dir(mdl) / src / tch, f"n{size}" if size else "all"
-    k_sample = {"world": key_of(r.cfg.world), "base": base, "sample": key_of(scfg)}
+    # Imported rows are the same for every base: with several models they are critiqued (and paid
+    # for) and built once, under data/<source>/, and every model trains on the same sets.
+    shared = scfg.source == "import" and r.many
+    base, t = r.bases[mdl], "" if shared else r.tag(mdl)
+    ddir = r.dir / "data" if shared else r.data_dir(mdl)
+    sols, tdir, label = ddir / src / "solutions.jsonl", ddir / src / tch, f"n{size}" if size else "all"
+    k_sample = {"world": key_of(r.cfg.world), "base": "every model" if shared else base, "sample": key_of(scfg)}
     r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
                                                                   scfg.model or base),
                  outputs=(sols, sols.with_name(sols.name + ".partial")))
@@ -625,7 +618,7 @@ def _accelerate(r: _Run, cfg: TrainConfig, name: str) -> dict:
 def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict[str, float]]:
     """The grid's rate whose first-seed run scores best on validation (ties: the first in the grid)."""
     first = r.cfg.seeds[0]
-    probe = replace(cell, seed=first, name=cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first}")
+    probe = replace(cell, seed=first, name=_probe(cell, first))
     scores: dict[float, float | None] = {}
     for lr in r.cfg.lr_grid:
         try:
@@ -639,25 +632,43 @@ def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict
     return max(ok, key=scores.__getitem__), {f"{lr:g}": score for lr, score in scores.items()}
 
 
-def _spec(r: _Run, cell: Cell, data) -> tuple[dict, str]:
-    """A cell's job spec (all a job needs, in JSON) and the hash of what its result depends on."""
-    config = asdict(r.cfg)
-    spec = {"config": config, "cell": asdict(cell), "bases": r.bases, "many": r.many,
+def _spec(r: _Run, cell: Cell, data, tuned: dict | None) -> tuple[dict, str]:
+    """A cell's job spec (all a job needs, in JSON) and the hash of what its result depends on:
+    not the executor, the critic, the other cells or how generation is spread over GPUs."""
+    spec = {"run_dir": str(r.dir), "config": asdict(r.cfg), "cell": asdict(cell),
+            "bases": {cell.model: r.bases[cell.model]}, "many": r.many,
             "bench_dir": str(r.bench_dir) if r.bench_dir else None,
-            "data": [str(data[0]), data[1]] if isinstance(data, tuple) else data}
-    # The executor, the critic, the name and how generation is spread over GPUs do not change what a cell computes.
-    sections = {k: key_of(getattr(r.cfg, k)) if is_dataclass(getattr(r.cfg, k)) else v for k, v in config.items()
-                if k not in ("experiment", "critic", "name")}
-    depends = {**spec, "config": sections}
+            "data": [str(data[0]), data[1]] if isinstance(data, tuple) else data, "tuned": tuned}
+    depends = {**{k: v for k, v in spec.items() if k not in ("run_dir", "config")},
+               "world": key_of(r.cfg.world), "train": train_key(r.cfg.train), "eval": key_of(r.cfg.eval),
+               "lr_grid": r.cfg.lr_grid, "first_seed": r.cfg.seeds[0]}
     return spec, stable_hash(depends, 16)
 
 
-def _run_cells(r: _Run, cells: list[Cell], data: dict, status: dict, weights: dict) -> list[str]:
+def _probe(cell: Cell, first_seed: int) -> str:
+    """The cell of the first seed whose learning-rate grid picks this cell's rate."""
+    return cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first_seed}"
+
+
+def _tuned(r: _Run, cell: Cell, status: dict) -> dict | None:
+    """For a later seed under lr_grid: the rate its first seed's grid picked (or why there is none)."""
+    if not r.cfg.lr_grid or cell.method == "base" or cell.seed == r.cfg.seeds[0]:
+        return None
+    probe = status.get(_probe(cell, r.cfg.seeds[0])) or {}
+    if probe.get("status") != "ok":
+        return {"error": f"the learning-rate grid of {_probe(cell, r.cfg.seeds[0])} did not finish "
+                         f"({probe.get('status', 'not run')}); rerun to retry it"}
+    return {"lr": probe["lr"], "lr_scores": probe.get("lr_scores")}
+
+
+def _run_cells(r: _Run, cells: list[Cell], data: dict, status: dict, weights: dict, save) -> list[str]:
     """Run the cells that have no finished result for their current spec; fill `status` and
-    `weights` from every cell's result. Returns the cells still running (Slurm without waiting)."""
+    `weights` from every cell's result (calling `save` as each one lands). Returns the cells still
+    running (Slurm without waiting)."""
     jobs, by_name = [], {}
     for cell in cells:
-        spec, h = _spec(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)))
+        spec, h = _spec(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)),
+                        _tuned(r, cell, status))
         path = r.dir / "jobs" / f"{cell.name}.json"
         job = by_name[cell.name] = Job(cell.name, path, h)
         old = read_json(job.result) if job.result.is_file() else None
@@ -667,24 +678,52 @@ def _run_cells(r: _Run, cells: list[Cell], data: dict, status: dict, weights: di
         jobs.append(job)
     if jobs:
         log.info("%d of %d cells to run (executor %s)", len(jobs), len(cells), r.cfg.experiment.executor)
+
+    def collect(name: str) -> dict:
+        job = by_name[name]
+        res = read_json(job.result)
+        if res.get("spec") != job.spec_hash:  # written for other inputs (say, by a job of an earlier spec)
+            res = {"status": "failed", "error": "its result was written for other inputs; rerun to run it again"}
+        if res.get("weights"):
+            weights[name] = res["weights"]
+        r.stages.timings.update(res.get("timings") or {})
+        status[name] = {k: v for k, v in res.items() if k not in ("spec", "weights", "timings")}
+        return status[name]
+
     done = [0]
 
     def progress(name: str) -> None:
         done[0] += 1
-        res = read_json(by_name[name].result)
-        log.info("cell %d/%d %s: %s", done[0], len(jobs), name, res["status"])
+        log.info("cell %d/%d %s: %s", done[0], len(jobs), name, collect(name)["status"])
+        save()
 
     pending = run_jobs(r.cfg.experiment, jobs, progress)
     for cell in cells:
         if cell.name in pending:
             status[cell.name] = {"status": "running"}
-            continue
-        res = read_json(by_name[cell.name].result)
-        if res.get("weights"):
-            weights[cell.name] = res["weights"]
-        r.stages.timings.update(res.get("timings") or {})
-        status[cell.name] = {k: v for k, v in res.items() if k not in ("spec", "weights", "timings")}
+        elif cell.name not in status or cell.name not in {j.name for j in jobs}:
+            collect(cell.name)
+    save()
     return pending
+
+
+@contextmanager
+def _exclusive(path: Path, what: str):
+    """Hold an exclusive lock on `path` (its content: our pid), or refuse with one line."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise UserError(f"{what} (pid {f.read().strip() or '?'})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def run_cell(spec_path: str | Path) -> dict:
@@ -692,19 +731,22 @@ def run_cell(spec_path: str | Path) -> dict:
     write its result beside the spec."""
     spec_path = Path(spec_path)
     spec = read_json(spec_path)
-    run_dir = spec_path.resolve().parent.parent
+    run_dir = Path(spec["run_dir"])  # as the orchestrator names it: the stage keys hold paths
     cfg = load_config(RunConfig, base=spec["config"])
     r = _Run(cfg, run_dir, run_dir / "world", spec["bases"], _Stages(run_dir), spec["bench_dir"], spec["many"])
     cell, data = Cell(**spec["cell"]), spec["data"]
     weights: dict = {}
-    res = _cell(r, cell, (Path(data[0]), data[1]) if isinstance(data, list) else data, weights)
-    res = {**res, "spec": spec["hash"], "weights": weights.get(cell.name), "timings": r.stages.timings}
-    write_json(spec_path.with_name(f"{cell.name}.result.json"), res)
+    with _exclusive(spec_path.with_name(f"{cell.name}.lock"), f"cell {cell.name} is already running"):
+        res = _cell(r, cell, (Path(data[0]), data[1]) if isinstance(data, list) else data, weights, spec["tuned"])
+        res = {**res, "spec": spec["hash"], "weights": weights.get(cell.name), "timings": r.stages.timings}
+        write_json(spec_path.with_name(f"{cell.name}.result.json"), res)
     return res
 
 
-def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict) -> dict:
-    """Fine-tune (not the base) and evaluate one cell; a failure is returned, not raised."""
+def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict,
+          tuned: dict | None = None) -> dict:
+    """Fine-tune (not the base) and evaluate one cell; a failure is returned, not raised. `tuned`:
+    the rate its first seed's grid picked (later seeds never train the grid themselves)."""
     if isinstance(data, str) and cell.method != "base":
         return {"status": "failed", "error": data}
     extra: dict = {}
@@ -716,7 +758,10 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             if not read_jsonl(data_dir / f"{cell.method}.jsonl"):  # e.g. sft_verified when no solution passed
                 return {"status": "skipped", "error": f"no training examples: the {cell.method} set of "
                         f"{data_dir.relative_to(r.dir)} is empty"}
-            lr, scores = _tuned_lr(r, cell, data) if r.cfg.lr_grid else (r.cfg.train.lr, None)
+            if tuned and "error" in tuned:
+                return {"status": "failed", "error": tuned["error"]}
+            lr, scores = (tuned["lr"], tuned["lr_scores"]) if tuned else \
+                _tuned_lr(r, cell, data) if r.cfg.lr_grid else (r.cfg.train.lr, None)
             key, model, summary = _fit(r, cell, data, lr)
             weights[cell.name] = key
             selection = summary.get("selection") or {}
