@@ -95,7 +95,7 @@ def test_one_orchestrator_per_run_dir(tmp_path, monkeypatch):
         held.write("4242")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(UserError, match=r"another critiquelab experiment is running in it \(pid 4242\)"):
+        with pytest.raises(UserError, match=r"another critiquelab experiment is running in it; wait for it or stop it \(pid 4242\)"):
             run_experiment(small_grid(), run)
     assert not (run / "world").exists()
 

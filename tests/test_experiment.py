@@ -41,9 +41,10 @@ def test_bad_grids_are_rejected_before_anything_runs(tmp_path):
     imported.write_text("".join(json.dumps({"query": f"What is {i} + 1?", "response": f"{i + 1}"}) + "\n"
                                 for i in range(5)))
     src = f"{{imp: {{source: import, import_path: {imported}, import_preset: metamathqa}}}}"
+    api = {"critique.teacher": "openai", "critique.model": "m", "critique.base_url": "http://127.0.0.1:9/v1"}
     with pytest.raises(UserError, match=r"data_sizes \[6\] exceed the 5 training questions of source 'imp'"):
-        plan_experiment(tiny_run_config(data_sizes="[6, 5]", sources=src))
-    assert plan_experiment(tiny_run_config(data_sizes="[5]", sources=src)).sizes == [5]
+        plan_experiment(tiny_run_config(data_sizes="[6, 5]", sources=src, **api))
+    assert plan_experiment(tiny_run_config(data_sizes="[5]", sources=src, **api)).sizes == [5]
 
 
 def test_plan_lists_every_cell_once():
@@ -306,7 +307,7 @@ def test_model_axis_and_lr_grid_are_checked_before_anything_runs(tmp_path):
     with pytest.raises(UserError) as e:
         run_experiment(tiny_run_config(**bad), tmp_path / "run")
     msg = str(e.value)
-    for needle in ("lr_grid: need distinct positive rates", "lr_grid: set train.select_best_on=world-validation",
+    for needle in ("lr_grid: need distinct positive rates", "lr_grid: set train.select_best_on to a validation set",
                    "models: name '..'", "models.given: model/pretrain settings do nothing for a given base_model",
                    "models.odd.pretrain.: expected a mapping", "/nonexistent/model"):
         assert needle in msg, needle
