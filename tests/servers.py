@@ -159,3 +159,124 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class BatchAPI:
+    """The OpenAI Batch API (files + batches) on 127.0.0.1, in front of a real chat server: each
+    request line of a batch is sent to `upstream`'s /v1/chat/completions when the batch runs.
+    OpenAI's batch service cannot run here; this stands in for it, speaking its wire format.
+
+    Faults by plan: `fail_create` (the first N `POST /v1/batches` answer 400, which is not retried), `errors` (line numbers
+    of the next batch's requests that fail inside it, reported in the error file), `expire` (line
+    numbers left unanswered when it expires), `polls_in_progress` (polls that still see in_progress)."""
+
+    def __init__(self, upstream: str, *, fail_create: int = 0, errors: set[int] = frozenset(),
+                 expire: set[int] = frozenset(), polls_in_progress: int = 1):
+        import json
+        import threading
+        import time
+        import urllib.request
+        import email.policy
+        from email.parser import BytesParser
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.uploads = self.creates = 0
+        self.fail_create, self.errors, self.expire = fail_create, set(errors), set(expire)
+        api = self
+
+        def run(batch: dict, polls: list[int], errors: set[int], expire: set[int]) -> None:
+            out, err = [], []
+            for i, line in enumerate(api.files[batch["input_file_id"]].decode().splitlines()):
+                req = json.loads(line)
+                cid = req["custom_id"]
+                if i in expire:
+                    continue
+                if i in errors:
+                    err.append({"id": f"r-{cid}", "custom_id": cid, "response": None,
+                                "error": {"code": "server_error", "message": "injected"}})
+                    continue
+                http = urllib.request.Request(upstream + req["url"], data=json.dumps(req["body"]).encode(),
+                                              headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(http, timeout=300) as resp:
+                    body = json.loads(resp.read())
+                out.append({"id": f"r-{cid}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 200, "request_id": f"q-{cid}", "body": body}})
+            for name, rows in (("output_file_id", out), ("error_file_id", err)):
+                if rows:
+                    fid = f"file-{len(api.files)}"
+                    api.files[fid] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                    batch[name] = fid
+            batch["request_counts"] = {"total": len(batch["_ids"]), "completed": len(out), "failed": len(err)}
+            while polls[0] > 0:  # the client sees in_progress a few times first
+                time.sleep(0.05)
+            batch["status"] = "expired" if expire else "completed"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status: int, obj) -> None:
+                body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/v1/files":
+                    msg = BytesParser(policy=email.policy.default).parsebytes(b"Content-Type: " + self.headers["Content-Type"].encode()
+                                                   + b"\r\n\r\n" + data)
+                    part = next(p for p in msg.iter_parts() if p.get_param("name", header="content-disposition")
+                                == "file")
+                    fid = f"file-{len(api.files)}"
+                    api.files[fid] = part.get_payload(decode=True)
+                    api.uploads += 1
+                    return self._send(200, {"id": fid, "object": "file", "bytes": len(api.files[fid]),
+                                            "created_at": 0, "filename": "requests.jsonl", "purpose": "batch",
+                                            "status": "processed"})
+                if self.path == "/v1/batches":
+                    if api.fail_create > 0:
+                        api.fail_create -= 1
+                        return self._send(400, {"error": {"message": "injected", "type": "invalid_request_error"}})
+                    req = json.loads(data)
+                    bid = f"batch-{len(api.batches)}"
+                    ids = [json.loads(x)["custom_id"] for x in api.files[req["input_file_id"]].decode().splitlines()]
+                    batch = {"id": bid, "object": "batch", "endpoint": req["endpoint"], "errors": None,
+                             "input_file_id": req["input_file_id"], "completion_window": req["completion_window"],
+                             "status": "in_progress", "created_at": 0, "_ids": ids, "_polls": [polls_in_progress],
+                             "request_counts": {"total": len(ids), "completed": 0, "failed": 0}}
+                    api.batches[bid] = batch
+                    api.creates += 1
+                    threading.Thread(target=run, args=(batch, batch["_polls"], set(api.errors), set(api.expire)),
+                                     daemon=True).start()
+                    return self._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_GET(self):
+                parts = self.path.strip("/").split("/")
+                if parts[:2] == ["v1", "batches"] and parts[2] in api.batches:
+                    batch = api.batches[parts[2]]
+                    batch["_polls"][0] -= 1
+                    return self._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
+                if parts[:2] == ["v1", "files"] and parts[-1] == "content" and parts[2] in api.files:
+                    return self._send(200, api.files[parts[2]])
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

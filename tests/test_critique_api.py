@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -237,3 +238,43 @@ def test_inputs_are_checked_and_keyed_by_content(tmp_path, tiny_world):
     cft = read_jsonl(tmp_path / "ds" / "cft.jsonl")
     first = next(r for r in cft if changed["solution"] in r["prompt"][0]["content"])
     assert built["counts"]["cft"] == 6 and first["completion"][0]["content"].endswith("Conclusion: right [END]")
+
+
+def test_the_batch_api_teacher_resumes_at_every_step_and_costs_half(server, tiny_model, solutions, tmp_path):
+    """critique.api_mode=batch against the Batch API in front of the real server: a create that
+    fails after the upload resumes without uploading again; a run that does not wait is collected
+    by the next one without a second batch; items the batch could not answer (an error, an expiry)
+    fail, exit 3, and go into a new batch on the rerun; the ledger prices batch answers at half."""
+    from tests.servers import BatchAPI
+
+    rows = read_jsonl(solutions)[:6]
+    write_jsonl(solutions, rows)
+    out = tmp_path / "crit"
+    with BatchAPI(server, fail_create=1) as api:  # the run stops between the upload and the batch
+        cfg = api_cfg(api.url, tiny_model, api_mode="batch", batch_poll_seconds=0.05, max_tokens=12)
+        with pytest.raises(Incomplete, match="every step done so far is recorded"):
+            run_critique(solutions, out, cfg)
+        assert api.uploads == 1 and api.creates == 0
+        with pytest.raises(Incomplete, match="1 batch\\(es\\) still running"):
+            run_critique(solutions, out, replace(cfg, batch_wait=False))
+        assert api.uploads == 1 and api.creates == 1  # the same file, now in a batch
+        summary = run_critique(solutions, out, cfg)  # collects that batch: no new upload, no new batch
+        assert summary["ok"] == 6 and api.uploads == 1 and api.creates == 1
+    store = read_store(out / "critiques.jsonl")
+    assert len(store) == 6 and all(r["batch"] == "batch-0" for r in store.values())
+    ledger = json.loads((out / "ledger.json").read_text())
+    full = ledger["prompt_tokens"] / 1e6 * 2.5 + ledger["completion_tokens"] / 1e6 * 10.0
+    assert ledger["batch"]["requests_answered"] == 6 and ledger["cost_usd"] == pytest.approx(full / 2, abs=1e-4)
+
+    out2 = tmp_path / "crit2"
+    with BatchAPI(server, errors={0}, expire={1}) as api:  # the first request fails, the second expires
+        cfg = api_cfg(api.url, tiny_model, api_mode="batch", batch_poll_seconds=0.05, max_tokens=12)
+        with pytest.raises(Incomplete, match="2 of 6 items failed"):
+            run_critique(solutions, out2, cfg)
+        failed = {r["id"]: r for r in read_store(out2 / "critiques.jsonl").values() if r["status"] == "failed"}
+        assert set(failed) == {rows[0]["id"], rows[1]["id"]}
+        assert "injected" in failed[rows[0]["id"]]["error"] and "expired" in failed[rows[1]["id"]]["error"]
+        api.errors, api.expire = set(), set()
+        assert run_critique(solutions, out2, cfg)["ok"] == 6
+        assert api.creates == 2 and len(api.batches["batch-1"]["_ids"]) == 2  # only the two failed items again
+    assert sum(r["status"] == "ok" for r in read_store(out2 / "critiques.jsonl").values()) == 6

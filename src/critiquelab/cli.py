@@ -328,7 +328,9 @@ def _print_job_plan(cfg, plan, bench_dir) -> None:
         cost = f"${a['cost_usd']:,}" if a["cost_usd"] is not None else "cost unknown (set critique.price_*_per_mtok)"
         print(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}: {a['requests']:,} requests, "
               f"~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
-              f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens (price source: {a['price_source']})")
+              f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens"
+              + (f" x {a['batch_price_factor']} (Batch API)" if a["batch_price_factor"] else "")
+              + f" (price source: {a['price_source']})")
     if est["api"]:
         print(f"  estimated API cost in all: ${est['api_cost_usd']:,}")
     print("  assumptions: " + "; ".join(f"{k}={v}" for k, v in est["assumptions"].items()))

@@ -128,6 +128,11 @@ class CritiqueConfig(_Checked):
     price_in_per_mtok: float | None = None   # cost ledger, USD per million prompt tokens (None: unknown)
     price_out_per_mtok: float | None = None  # USD per million completion tokens (None: unknown)
     price_source: str | None = None       # where the prices come from (a pricing page and its date), for the plan
+    api_mode: str = "sync"                # openai: sync (requests) | batch (the Batch API: half price, within 24 h)
+    batch_price_factor: float = 0.5       # batch: its price as a share of the synchronous one (OpenAI: 50%)
+    batch_max_requests: int = 50000       # batch: requests per batch (OpenAI's limit: 50,000 and 200 MB)
+    batch_poll_seconds: float = 60.0      # batch: how often to look at a running batch
+    batch_wait: bool = True               # batch: False returns once the batches are created; rerun to collect
     checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
     data_parallel: int = 1                # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = 0              # vllm: GPUs per process (0: the visible GPUs / data_parallel)
@@ -312,7 +317,8 @@ def to_dict(cfg: Any) -> dict:
 # Fields that say how work is run or accounted for, not what it computes, and fields added after
 # results were published (keyed only when changed from their default). Results are keyed with
 # `key_of`, so a run resumes across executors, parallelism and releases.
-NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source"}
+NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
+               "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
 LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("TrainConfig", "select_max_new_tokens"): 200}
 
 
@@ -469,6 +475,7 @@ CHOICES: dict[tuple[str, str], tuple] = {
     ("SampleConfig", "import_preset"): ("webinstruct", "metamathqa", "numinamath", "custom"),
     ("SampleConfig", "backend"): ("hf", "vllm"),
     ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
+    ("CritiqueConfig", "api_mode"): ("sync", "batch"),
     ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
     ("TrainConfig", "lr_scheduler"): LR_SCHEDULERS,
     ("TrainConfig", "too_long"): ("truncate", "drop"),
@@ -496,8 +503,9 @@ RANGES: dict[str, dict[str, tuple]] = {
     "CritiqueConfig": {"temperature": (0.0, 2.0), "top_p": _OPEN_SHARE, "max_tokens": _POS, "concurrency": _POS,
                        "requests_per_minute": ("0+", None), "tokens_per_minute": ("0+", None),
                        "timeout": ("0+", None), "max_attempts": _POS, "price_in_per_mtok": (0.0, None),
-                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE, "data_parallel": _POS,
-                       "tensor_parallel": _NONNEG},
+                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE,
+                       "batch_price_factor": _OPEN_SHARE, "batch_max_requests": _POS,
+                       "batch_poll_seconds": ("0+", None), "data_parallel": _POS, "tensor_parallel": _NONNEG},
     "BuildConfig": {"ngram": _POS, "overlap_threshold": _OPEN_SHARE, "mix_ratio": _OPEN_SHARE},
     "TrainConfig": {"token_budget": _NONNEG, "epochs": ("0+", None), "lr": ("0+", None), "batch_size": _POS,
                     "grad_accum": _POS, "warmup_ratio": _SHARE, "weight_decay": (0.0, None), "max_length": (8, None),

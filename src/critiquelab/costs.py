@@ -144,10 +144,13 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
             calls = items * (2 if "sft_teacher" in cfg.build.methods else 1) * (len(plan.models) if per_model else 1)
             p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]
             known = tcfg.price_in_per_mtok is not None and tcfg.price_out_per_mtok is not None
-            cost = p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok if known else None
+            factor = tcfg.batch_price_factor if tcfg.api_mode == "batch" else 1.0  # the Batch API's discount
+            cost = factor * (p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok) \
+                if known else None
             api.append({"source": src, "teacher": tch, "model": tcfg.model, "requests": calls,
                         "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": _r(cost, 2),
-                        "price_per_mtok": [tcfg.price_in_per_mtok, tcfg.price_out_per_mtok],
+                        "price_per_mtok": [tcfg.price_in_per_mtok, tcfg.price_out_per_mtok], "api_mode": tcfg.api_mode,
+                        "batch_price_factor": tcfg.batch_price_factor if tcfg.api_mode == "batch" else None,
                         "price_source": tcfg.price_source or ("not given" if known else "price unknown")})
     return {"cells": len(plan.cells), "trained_cells": len(trained), "gpus_per_cell": gpus, "rows": rows,
             "gpu_hours": round(total_gpu_h, 1), "benchmark_items": bench_items, "benchmark_notes": bench_note,

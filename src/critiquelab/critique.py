@@ -203,6 +203,12 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
             pass
         elif cfg.teacher == "checker":
             store.append(_checker_records(todo, cfg, task, base))
+        elif cfg.api_mode == "batch":
+            from critiquelab.batch import run_batches
+
+            run_batches(todo, lambda r: render(prompt, r), cfg, store, base,
+                        lambda k, r, text, usage: {**base(k, r), "status": "ok", **_response(task, text),
+                                                   "usage": usage}, out)
         else:
             asyncio.run(_api_run(todo, prompt, cfg, store, base, task))
         summary = _summarize(store, [k for k, _ in keyed], cfg, out)
@@ -270,18 +276,27 @@ def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path
     answered = [r for r in rows if r["status"] == "ok" and r.get("usage")]
     prompt_tokens = sum(r["usage"].get("prompt_tokens", 0) for r in answered)
     completion_tokens = sum(r["usage"].get("completion_tokens", 0) for r in answered)
+    batched = [r for r in answered if r.get("batch")]  # Batch API answers: billed at batch_price_factor
+    batch_in = sum(r["usage"].get("prompt_tokens", 0) for r in batched)
+    batch_out = sum(r["usage"].get("completion_tokens", 0) for r in batched)
     lost = sum(r.get("lost", 0) for r in rows)
     mean_in = prompt_tokens / len(answered) if answered else None
     mean_out = completion_tokens / len(answered) if answered else cfg.max_tokens
     lost_in = round(lost * mean_in) if mean_in is not None else None
     lost_out = round(lost * mean_out)
-    cost = _cost(cfg, prompt_tokens, completion_tokens)
+    sync_cost, batch_cost = _cost(cfg, prompt_tokens - batch_in, completion_tokens - batch_out), \
+        _cost(cfg, batch_in, batch_out)
+    cost = None if sync_cost is None or batch_cost is None else round(
+        sync_cost + cfg.batch_price_factor * batch_cost, 4)
     ledger = {"teacher": _teacher_id(cfg), "requests_answered": len(answered), "prompt_tokens": prompt_tokens,
               "completion_tokens": completion_tokens, "cost_usd": cost,
               "lost_requests": lost, "lost_tokens_estimate": {"prompt": lost_in, "completion": lost_out,
                                                               "estimate": True},
               "lost_cost_usd_estimate": _cost(cfg, lost_in or 0, lost_out) if lost else 0.0,
-              "prices_per_mtok": {"in": cfg.price_in_per_mtok, "out": cfg.price_out_per_mtok}}
+              "prices_per_mtok": {"in": cfg.price_in_per_mtok, "out": cfg.price_out_per_mtok},
+              "batch": {"requests_answered": len(batched), "prompt_tokens": batch_in, "completion_tokens": batch_out,
+                        "price_factor": cfg.batch_price_factor,
+                        "cost_usd": None if batch_cost is None else round(cfg.batch_price_factor * batch_cost, 4)}}
     if cost is None:
         ledger["note"] = PRICE_UNKNOWN
     write_json(out_dir / "ledger.json", ledger)
@@ -296,7 +311,9 @@ def _estimate(todo, prompt: dict, cfg: CritiqueConfig) -> dict:
     """Dry run: ~4 characters per token for prompts; completions bounded by max_tokens."""
     prompt_tokens = sum(sum(len(m["content"]) for m in render(prompt, r)) // 4 + 8 for _, r in todo)
     completion_max = len(todo) * cfg.max_tokens
-    cost = lambda out: _cost(cfg, prompt_tokens, out)  # noqa: E731
+    factor = cfg.batch_price_factor if cfg.api_mode == "batch" else 1.0
+    cost = lambda out: None if _cost(cfg, prompt_tokens, out) is None else round(  # noqa: E731
+        factor * _cost(cfg, prompt_tokens, out), 4)
     est = {"dry_run": True, "items_to_do": len(todo), "prompt_tokens_est": prompt_tokens,
            "completion_tokens_max": completion_max, "completion_tokens_typical": len(todo) * 400,
            "cost_usd_max": cost(completion_max), "cost_usd_typical": cost(len(todo) * 400)}
