@@ -172,11 +172,11 @@ class BatchAPI:
 
     def __init__(self, upstream: str, *, fail_create: int = 0, errors: set[int] = frozenset(),
                  expire: set[int] = frozenset(), polls_in_progress: int = 1):
+        import email.policy
         import json
         import threading
         import time
         import urllib.request
-        import email.policy
         from email.parser import BytesParser
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
