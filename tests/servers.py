@@ -46,7 +46,28 @@ def transformers_serve(model_dir: Path, log_path: Path):
                 proc.wait()
 
 
-class FaultProxy:
+class _Loopback:
+    """An HTTP server of `handler` on 127.0.0.1 in a thread, for `with`; stopped on exit."""
+
+    def __init__(self, handler):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultProxy(_Loopback):
     """An HTTP proxy on 127.0.0.1 in front of a real server that injects faults by plan.
 
     `plan(i)` gets the 0-based request number and returns None (forward) or a fault:
@@ -59,7 +80,7 @@ class FaultProxy:
 
     def __init__(self, upstream: str | None, plan=lambda i: None, slow_s: float = 5.0, latency_s: float = 0.0):
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.upstream, self.plan, self.slow_s, self.latency_s = upstream, plan, slow_s, latency_s
         self.requests, self.lock, self.faults = 0, threading.Lock(), []
@@ -146,22 +167,11 @@ class FaultProxy:
                 except (BrokenPipeError, ConnectionResetError):
                     return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        _Loopback.__init__(self, Handler)
         self.server.handle_error = lambda *a: None  # clients that time out or hang up are expected here
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
-class BatchAPI:
+class BatchAPI(_Loopback):
     """The OpenAI Batch API (files + batches) on 127.0.0.1, in front of a real chat server: each
     request line of a batch is sent to `upstream`'s /v1/chat/completions when the batch runs.
     OpenAI's batch service cannot run here; this stands in for it, speaking its wire format.
@@ -178,7 +188,7 @@ class BatchAPI:
         import time
         import urllib.request
         from email.parser import BytesParser
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -268,15 +278,4 @@ class BatchAPI:
                     return self._send(200, api.files[parts[2]])
                 return self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        _Loopback.__init__(self, Handler)
