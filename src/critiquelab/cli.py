@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="shortcut for sample.model= (a model directory or hub name)")
     s.add_argument("--out", required=True)
 
+    s = cmd("seeds", "rank seed problems for one-shot CFT by the base model's pass rate over k samples")
+    s.add_argument("--problems", required=True)
+    s.add_argument("--model", required=True, help="the base model (a directory or hub name)")
+    s.add_argument("--k", type=int, default=8, help="samples per problem (sample.n_per_problem; default 8)")
+    s.add_argument("--out", required=True, help="directory for solutions.jsonl and seeds.json")
+
     s = cmd("critique", "critique solutions with a teacher (resumable store)")
     s.add_argument("--input", required=True)
     s.add_argument("--out", required=True, help="directory for critiques.jsonl and ledger.json")
@@ -183,6 +189,16 @@ def _run(args) -> str | tuple[str, int]:
         s = run_sample(args.problems, args.out, c, args.model or c.model, overwrite=args.overwrite)
         done = " (already complete)" if s["already_done"] else ""
         return f"wrote {s['solutions']} solutions to {args.out}{done} (share correct: {s['share_correct']})"
+    if args.cmd == "seeds":
+        from dataclasses import replace
+
+        from critiquelab.sample import run_seeds
+
+        c = replace(_config(args).sample, source="model", n_per_problem=args.k)
+        res = run_seeds(args.problems, args.out, c, args.model, overwrite=args.overwrite)
+        rate = {r["problem_id"]: r["pass_rate"] for r in res["ranked"]}
+        picks = ", ".join(f"{n} {p} ({rate[p]:.0%})" for n, p in res["picks"].items())
+        return f"{res['problems']} problems ranked by pass rate over {args.k} samples in {args.out}/seeds.json; {picks}"
     if args.cmd == "critique":
         from critiquelab.critique import run_critique
 

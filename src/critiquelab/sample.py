@@ -38,7 +38,7 @@ from critiquelab.llm import Sampling, check_model, check_parallel, generate_resu
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
-__all__ = ["IMPORT_PRESETS", "import_solutions", "read_import", "run_sample"]
+__all__ = ["IMPORT_PRESETS", "SEED_TARGETS", "import_solutions", "rank_seeds", "read_import", "run_sample", "run_seeds"]
 
 _CARRY = ("start", "steps", "solution")
 
@@ -230,3 +230,48 @@ def _summary(rows: list[dict], problems: list[dict], resumed: bool = False) -> d
     graded = [r["correct"] for r in rows if r["correct"] is not None]
     return {"solutions": len(rows), "problems": len(problems), "already_done": resumed,
             "share_correct": sum(graded) / len(graded) if graded else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed problems for one-shot CFT (Wang et al. 2025, arXiv 2506.03295): one problem of medium
+# difficulty for the base model works best; very easy or very hard ones give less.
+
+SEED_TARGETS = {"easy": 0.85, "medium": 0.5, "hard": 0.15}  # pass rates each difficulty is picked nearest
+
+
+def rank_seeds(solutions: list[dict], targets: dict[str, float] | None = None) -> dict:
+    """Candidate seeds ranked by the base model's pass rate over its k graded samples each, and the
+    problem picked for each difficulty: the pass rate nearest its target (ties: a fixed hash order)."""
+    targets = targets or SEED_TARGETS
+    graded: dict[str, list[dict]] = {}
+    for row in solutions:
+        if isinstance(row.get("correct"), bool):
+            graded.setdefault(row["problem_id"], []).append(row)
+    ranked = [{"problem_id": pid, "question": rows[0]["question"], "answer": rows[0].get("answer"), "k": len(rows),
+               "pass_rate": sum(r["correct"] for r in rows) / len(rows)} for pid, rows in graded.items()]
+    ranked.sort(key=lambda r: (-r["pass_rate"], stable_hash(r["problem_id"])))
+    picks = {name: min(ranked, key=lambda r, t=t: (abs(r["pass_rate"] - t), stable_hash(r["problem_id"])))
+             for name, t in targets.items()} if ranked else {}
+    return {"targets": targets, "picks": {n: p["problem_id"] for n, p in picks.items()}, "ranked": ranked,
+            "problems": len(ranked), "ungraded": len({r["problem_id"] for r in solutions}) - len(ranked)}
+
+
+def run_seeds(problems_path: str | Path, out_dir: str | Path, cfg: SampleConfig, model_dir: str | Path, *,
+              overwrite: bool = False) -> dict:
+    """Sample `cfg.n_per_problem` solutions of each problem from the base model (resumable), grade
+    them, and write `seeds.json`: every problem's pass rate and the easy / medium / hard picks."""
+    from critiquelab.io import output_dir, write_json
+
+    if cfg.source != "model":
+        raise UserError("seeds: the pass rates come from the base model's own samples (sample.source=model)")
+    if cfg.n_per_problem < 2:
+        raise UserError(f"seeds: sample.n_per_problem={cfg.n_per_problem}: a pass rate needs k >= 2 samples "
+                        "per problem (e.g. --k 8)")
+    with output_dir(out_dir, "seeds", overwrite=overwrite) as (out, _):
+        run_sample(problems_path, out / "solutions.jsonl", cfg, model_dir, overwrite=overwrite)
+        result = rank_seeds(read_jsonl(out / "solutions.jsonl"))
+        if not result["ranked"]:
+            raise UserError(f"{problems_path}: no problem has a reference answer, so no pass rate can be measured")
+        write_json(out / "seeds.json", {"model": str(model_dir), "k": cfg.n_per_problem,
+                                        "temperature": cfg.temperature, **result})
+    return result

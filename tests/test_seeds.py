@@ -1,0 +1,40 @@
+"""Seed problems for one-shot CFT: ranked by the base model's pass rate over k samples."""
+
+import json
+import subprocess
+import sys
+
+from critiquelab.io import read_jsonl, write_jsonl
+from critiquelab.sample import rank_seeds
+
+
+def test_picks_are_the_pass_rates_nearest_each_target():
+    rows = [{"problem_id": p, "question": p, "answer": "1", "correct": c}
+            for p, results in {"a": [1, 1, 1, 1], "b": [1, 1, 1, 0], "c": [1, 1, 0, 0], "d": [1, 0, 0, 0],
+                               "e": [0, 0, 0, 0]}.items() for c in map(bool, results)]
+    rows.append({"problem_id": "f", "question": "f", "answer": None, "correct": None})  # no reference: not ranked
+    res = rank_seeds(rows)
+    assert [r["pass_rate"] for r in res["ranked"]] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert res["picks"] == {"easy": "b", "medium": "c", "hard": "d"} and res["ungraded"] == 1
+
+
+def test_seeds_command_samples_grades_and_ranks(tmp_path, tiny_world, tiny_model):
+    problems = tmp_path / "problems.jsonl"
+    write_jsonl(problems, read_jsonl(tiny_world / "train.jsonl")[:8])
+    out = tmp_path / "seeds"
+    cmd = [sys.executable, "-m", "critiquelab.cli", "seeds", "--problems", str(problems), "--model", str(tiny_model),
+           "--k", "4", "--out", str(out), "sample.max_new_tokens=48"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    seeds = json.loads((out / "seeds.json").read_text())
+    sols = read_jsonl(out / "solutions.jsonl")
+    assert len(sols) == 32 and seeds["k"] == 4 and seeds["problems"] == 8
+    for row in seeds["ranked"]:  # each pass rate is the share of that problem's graded samples
+        mine = [s["correct"] for s in sols if s["problem_id"] == row["problem_id"]]
+        assert row["k"] == 4 and row["pass_rate"] == sum(mine) / 4
+    rates = {r["problem_id"]: r["pass_rate"] for r in seeds["ranked"]}
+    assert abs(rates[seeds["picks"]["medium"]] - 0.5) == min(abs(x - 0.5) for x in rates.values())
+    assert "medium" in r.stdout
+    one = [*cmd[:cmd.index("--k")], "--k", "1", "--out", str(tmp_path / "s1")]
+    r = subprocess.run(one, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "k >= 2" in r.stderr and not (tmp_path / "s1").exists()
