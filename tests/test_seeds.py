@@ -38,3 +38,32 @@ def test_seeds_command_samples_grades_and_ranks(tmp_path, tiny_world, tiny_model
     one = [*cmd[:cmd.index("--k")], "--k", "1", "--out", str(tmp_path / "s1")]
     r = subprocess.run(one, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "k >= 2" in r.stderr and not (tmp_path / "s1").exists()
+
+
+def test_many_generators_write_one_file_each_row_naming_its_generator(tmp_path, tiny_world, tiny_model):
+    """One-shot CFT's data: solutions of the same problems from several writers (models at their own
+    sampling settings, the error injector), n per problem per writer, in one resumable file."""
+    import pytest
+
+    from critiquelab.config import SampleConfig
+    from critiquelab.io import UserError
+    from critiquelab.sample import run_sample
+
+    problems = tmp_path / "problems.jsonl"
+    write_jsonl(problems, read_jsonl(tiny_world / "train.jsonl")[:5])
+    gens = {"inj": {"source": "synthetic", "error_rate": 0.5, "n_per_problem": 3},
+            "hot": {"source": "model", "temperature": 1.0, "n_per_problem": 2},
+            "cold": {"source": "model", "temperature": 0.0, "n_per_problem": 1}}
+    cfg = SampleConfig(max_new_tokens=32, generators=gens)
+    s = run_sample(problems, tmp_path / "sols.jsonl", cfg, tiny_model)
+    rows = read_jsonl(tmp_path / "sols.jsonl")
+    assert s["solutions"] == len(rows) == 5 * (3 + 2 + 1) and len({r["id"] for r in rows}) == len(rows)
+    assert {g: sum(r["generator"] == g for r in rows) for g in gens} == {"inj": 15, "hot": 10, "cold": 5}
+    assert all(r["source"] == "synthetic" if r["generator"] == "inj" else r["source"].startswith("model:")
+               for r in rows)
+    assert run_sample(problems, tmp_path / "sols.jsonl", cfg, tiny_model)["already_done"]
+    single = run_sample(problems, tmp_path / "one.jsonl", SampleConfig(source="synthetic"), None)
+    assert single["solutions"] == 5 and all("generator" not in r and r["id"].endswith("-s0")
+                                             for r in read_jsonl(tmp_path / "one.jsonl"))
+    with pytest.raises(UserError, match=r"sample.generators.imp.source='import': use model or synthetic"):
+        run_sample(problems, tmp_path / "x.jsonl", SampleConfig(generators={"imp": {"source": "import"}}), tiny_model)

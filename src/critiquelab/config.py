@@ -101,6 +101,9 @@ class SampleConfig(_Checked):
     batch_size: int = 128
     error_rate: float = 0.5       # synthetic source: share of solutions with an injected error
     seed: int = 0
+    generators: dict[str, dict] = field(default_factory=dict)  # name -> overrides of this section (source
+                                  # model or synthetic, model, temperature, n_per_problem, ...): one file, many
+                                  # writers, each row with its `generator` ({}: this section alone)
     backend: str = "hf"           # model source: hf | vllm
     data_parallel: int = 1        # model source: generating processes, each with its own GPUs
     tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
@@ -319,7 +322,8 @@ def to_dict(cfg: Any) -> dict:
 # `key_of`, so a run resumes across executors, parallelism and releases.
 NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
                "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
-LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("TrainConfig", "select_max_new_tokens"): 200}
+LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {},
+                  ("TrainConfig", "select_max_new_tokens"): 200}
 
 
 def key_of(section: Any) -> dict:

@@ -43,8 +43,9 @@ __all__ = ["IMPORT_PRESETS", "SEED_TARGETS", "import_solutions", "rank_seeds", "
 _CARRY = ("start", "steps", "solution")
 
 
-def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None = None) -> dict:
-    row = {"id": f"{problem['id']}-s{j}", "problem_id": problem["id"], "question": problem["question"],
+def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None = None, gen: str | None = None) -> dict:
+    row = {"id": f"{problem['id']}-{gen}-s{j}" if gen else f"{problem['id']}-s{j}", "problem_id": problem["id"],
+           **({"generator": gen} if gen else {}), "question": problem["question"],
            "answer": problem.get("answer"), "solution": solution, "source": source,
            "correct": grade(solution, problem["answer"]).correct if problem.get("answer") is not None else None}
     for k in _CARRY:
@@ -123,9 +124,10 @@ def import_solutions(cfg: SampleConfig) -> list[dict]:
     return [_row(problem, 0, solution, f"import:{cfg.import_path}") for problem, solution in read_import(cfg)]
 
 
-def _plan(problems: list[dict], cfg: SampleConfig, model: str | None) -> list[tuple[str, dict, int]]:
+def _plan(problems: list[dict], cfg: SampleConfig, model: str | None,
+          gen: str | None = None) -> list[tuple[str, dict, int]]:
     """(key, problem, sample index) of every solution to make; the key hashes what it is made from."""
-    settings = {"source": cfg.source, "model": model, "seed": cfg.seed, **(
+    settings = {"source": cfg.source, "model": model, "seed": cfg.seed, **({"generator": gen} if gen else {}), **(
         {"error_rate": cfg.error_rate} if cfg.source == "synthetic" else
         {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens}),
         **({"backend": cfg.backend} if cfg.backend != "hf" else {})}  # (hf keys are older than the field)
@@ -134,28 +136,30 @@ def _plan(problems: list[dict], cfg: SampleConfig, model: str | None) -> list[tu
             for p in problems for j in range(cfg.n_per_problem)]
 
 
-def _synthetic(plan, cfg: SampleConfig, write) -> None:
+def _synthetic(plan, cfg: SampleConfig, write, gen: str | None = None) -> None:
     for key, p, j in plan:
-        rng = random.Random(stable_hash({"seed": cfg.seed, "id": p["id"], "j": j}))
+        rng = random.Random(stable_hash({"seed": cfg.seed, "id": p["id"], "j": j, **({"gen": gen} if gen else {})}))
         if rng.random() < cfg.error_rate:
             text, info = noisy_solution(p, rng)
-            write(key, _row(p, j, text, "synthetic", {"injected": info}))
+            write(key, _row(p, j, text, "synthetic", {"injected": info}, gen))
         else:
-            write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}))
+            write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}, gen))
 
 
-def _sampled(plan, cfg: SampleConfig, model: str, store: Path) -> list[dict]:
+def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None = None) -> list[dict]:
     """Generate in chunks of `4 x batch_size`, each with its own seed (`chunk_sampling`), appending
     each chunk to the store as it finishes; every row of the plan, in order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                         seed=cfg.seed)
-    with Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as progress:
+    with Progress(TextColumn(f"[bold]sample {gen or ''}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as progress:
         task = progress.add_task("sample", total=len(plan))
         return generate_resumable(
             store, plan, partial(make_backend, model, cfg), lambda item: conversation(item[1]["question"]),
-            lambda item, text: _row(item[1], item[2], text, f"model:{model}"), sampling, chunk=cfg.batch_size * 4,
+            lambda item, text: _row(item[1], item[2], text, f"model:{model}", gen=gen), sampling,
+            chunk=cfg.batch_size * 4,
             keys=[k for k, _, _ in plan], on_batch=lambda n: progress.advance(task, n),
             data_parallel=cfg.data_parallel, tensor_parallel=cfg.tensor_parallel)
 
@@ -178,8 +182,8 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
                model_dir: str | Path | None = None, *, overwrite: bool = False) -> dict:
     """Write `out_path` (see the module doc); resumes an interrupted run."""
     out = check_output_file(out_path)
-    model = None
-    if cfg.source == "import":
+    imported = cfg.source == "import" and not cfg.generators
+    if imported:
         rows = import_solutions(cfg)  # one imported solution per problem, instant: no store
         problems = rows
         plan = [(stable_hash({"import": cfg.import_path, "row": r}, 16), r, 0) for r in rows]
@@ -187,17 +191,12 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         if problems_path is None:
             raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
         problems = load_problems(problems_path)[: cfg.n_problems]
-        if cfg.source == "synthetic":
-            for p in problems:
-                if "steps" not in p or "solution" not in p:
-                    raise UserError(f"{problems_path}: source=synthetic needs world problems (with 'steps'); "
-                                    "for your own problems use sample.source=model")
-        else:
-            if model_dir is None:
-                raise UserError("sample: source=model needs --model (a model directory or hub name)")
-            model = check_model(model_dir, "--model")
-            check_parallel(cfg.backend, cfg.data_parallel, cfg.tensor_parallel, "sample")
-        plan = _plan(problems, cfg, model)
+        writers = _generators(cfg, model_dir)
+        for _, g, _ in writers:
+            if g.source == "synthetic" and any("steps" not in p or "solution" not in p for p in problems):
+                raise UserError(f"{problems_path}: source=synthetic needs world problems (with 'steps'); "
+                                "for your own problems use sample.source=model")
+        plan = [item for name, g, model in writers for item in _plan(problems, g, model, name)]
     keys = [k for k, _, _ in plan]
     existing = _existing(out)
     if existing is not None and {r["key"] for r in existing} == set(keys):
@@ -206,24 +205,62 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         raise UserError(f"--out {out}: holds solutions made from other problems or settings; pass --overwrite "
                         "to replace it, or choose another --out")
     store = Store(out.with_name(out.name + ".partial"))
-    if cfg.source == "import":
+    if imported:
         rows = [{"key": k, **r} for k, r, _ in plan]
-    elif cfg.source == "model":
-        rows = _sampled(plan, cfg, model, store.path)
     else:
-        wanted = set(keys)
-        made = {k: r for k, r in store.read().items() if k in wanted}
-        with store.writer() as append:
-            def write(key: str, row: dict) -> None:
-                made[key] = {"key": key, **row}
-                append(made[key])
+        made: dict[str, dict] = {}
+        for name, g, model in writers:  # one store for every writer (their keys differ)
+            mine = _plan(problems, g, model, name)
+            if g.source == "model":
+                made.update((r["key"], r) for r in _sampled(mine, g, model, store.path, name))
+                continue
+            wanted = {k for k, _, _ in mine}
+            made.update((k, r) for k, r in store.read().items() if k in wanted)
+            with store.writer() as append:
+                def write(key: str, row: dict) -> None:
+                    made[key] = {"key": key, **row}
+                    append(made[key])
 
-            _synthetic([item for item in plan if item[0] not in made], cfg, write)
+                _synthetic([item for item in mine if item[0] not in made], g, write, name)
         rows = [made[k] for k in keys]
     write_jsonl(out, rows)
-    if cfg.source != "import":
+    if not imported:
         store.path.unlink(missing_ok=True)
     return _summary(rows, problems)
+
+
+def _generators(cfg: SampleConfig, model_dir) -> list[tuple[str | None, SampleConfig, str | None]]:
+    """(name, settings, model) of each writer of solutions: `sample.generators`, or the section itself."""
+    from dataclasses import replace
+
+    from critiquelab.config import with_overrides
+
+    if not cfg.generators:
+        table = {None: cfg}
+    else:
+        errors: list[str] = []
+        table = {}
+        for name, overrides in cfg.generators.items():
+            if not str(name).replace("_", "").replace(".", "").isalnum():
+                errors.append(f"sample.generators: name {name!r} must be letters, digits, '_' or '.'")
+            table[str(name)] = with_overrides(replace(cfg, generators={}), overrides, f"sample.generators.{name}.",
+                                              errors)
+            if table[str(name)].source not in ("model", "synthetic"):
+                errors.append(f"sample.generators.{name}.source={table[str(name)].source!r}: use model or synthetic")
+        if errors:
+            raise UserError("invalid sample.generators: " + "; ".join(errors))
+    writers = []
+    for name, g in table.items():
+        model = None
+        if g.source == "model":
+            if (g.model or model_dir) is None:
+                raise UserError(f"sample.generators.{name}: source=model needs a model (--model, or model: in the "
+                                "generator)" if name else "sample: source=model needs --model (a model directory "
+                                "or hub name)")
+            model = check_model(g.model or model_dir, f"sample.generators.{name}.model" if name else "--model")
+            check_parallel(g.backend, g.data_parallel, g.tensor_parallel, "sample")
+        writers.append((name, g, model))
+    return writers
 
 
 def _summary(rows: list[dict], problems: list[dict], resumed: bool = False) -> dict:
