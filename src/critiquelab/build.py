@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict
+from collections import Counter
 from pathlib import Path
 
-from critiquelab.config import BuildConfig
-from critiquelab.critique import input_hash, latest_ok
+from critiquelab.config import BuildConfig, key_of
+from critiquelab.critique import input_hash, latest_ok, read_store
 from critiquelab.io import (
     Rows,
     UserError,
@@ -123,6 +123,38 @@ def read_critiques(path: str | Path, what: str = "--critiques", needed: bool = T
     return latest_ok(path)
 
 
+def every_critique(path: str | Path) -> dict[tuple[str, str], list[dict]]:
+    """(id, input hash) -> every teacher's ok critique of that text (a panel's store), in store order."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in read_store(path).values():
+        if r["status"] == "ok":
+            out.setdefault((r["id"], r.get("input")), []).append(r)
+    return out
+
+
+def _panel_examples(s: dict, critiques: list[dict], cfg: BuildConfig) -> tuple[list[dict], int]:
+    """CFT examples from every teacher's critique of solution `s`, with the reference-grade filter
+    (`consistency`) and, with `majority`, the teachers' majority verdict; returns (examples, outvoted)."""
+    verdicts = Counter(c["verdict"] for c in critiques if c["verdict"] is not None)
+    top = verdicts.most_common(2)
+    majority = top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else None  # a tie has none
+    rows, outvoted = [], 0
+    for c in critiques:
+        verdict = c["verdict"]
+        mismatch = verdict is not None and s.get("correct") is not None and (verdict == "right") != s["correct"]
+        if (cfg.require_verdict and verdict is None) or (mismatch and cfg.consistency == "drop"):
+            continue
+        if cfg.majority and verdict != majority:
+            outvoted += 1
+            continue
+        ex = cft_example(cfg.critique_instruction, s["question"], s["solution"], c["critique"])
+        ex["teacher"] = c.get("teacher_name") or c.get("teacher")
+        if mismatch and cfg.consistency == "flag":
+            ex["flag"] = "verdict_disagrees_with_reference"
+        rows.append(ex)
+    return rows, outvoted
+
+
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
               cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None,
               allow_empty: bool = False, overwrite: bool = False) -> dict:
@@ -142,6 +174,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     solutions = read_solutions(solutions_path)
     critiques = read_critiques(critiques_path, needed=any(m in NEEDS_CRITIQUES for m in cfg.methods))
     solved = read_critiques(teacher_solutions, "--teacher-solutions") if teacher_solutions else {}
+    panel = every_critique(critiques_path) if cfg.critiques_per_solution == "all" else None
     report: dict = {"solutions": len(solutions)}
 
     if cfg.dedupe:  # one problem text (with all its solutions) per normalised question
@@ -157,7 +190,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         solutions, removed = decontaminate(solutions, cfg.ngram, cfg.overlap_threshold, bench_dir)
         report["decontaminate_removed"] = removed
 
-    disagree = no_verdict = 0
+    disagree = no_verdict = outvoted = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     refs, cft_rows, seen_problems, seen_solved = [], [], set(), set()  # refs: one per problem
     for s in solutions:
@@ -175,14 +208,19 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
             data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], t["solution"]))
         if "sft_noisy" in data and s["solution"].strip():
             data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
+        if panel is not None:  # every teacher's critique, each filtered on its own
+            examples, dropped = _panel_examples(s, panel.get((s["id"], input_hash(s)), []), cfg)
+            cft_rows += examples
+            outvoted += dropped
         if c is None or (mismatch and cfg.consistency == "drop") or (cfg.require_verdict and verdict is None):
             continue
         if "sft_verified" in data and verdict == "right":
             data["sft_verified"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
-        ex = cft_example(cfg.critique_instruction, s["question"], s["solution"], c["critique"])
-        if mismatch and cfg.consistency == "flag":
-            ex["flag"] = "verdict_disagrees_with_reference"
-        cft_rows.append(ex)
+        if panel is None:
+            ex = cft_example(cfg.critique_instruction, s["question"], s["solution"], c["critique"])
+            if mismatch and cfg.consistency == "flag":
+                ex["flag"] = "verdict_disagrees_with_reference"
+            cft_rows.append(ex)
     if "sft_reference" in data:
         data["sft_reference"] = refs
     if "cft" in data:
@@ -194,6 +232,9 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         data["cft_sft_mix"] = mix
     report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency}
     report["no_critique_or_verdict"] = no_verdict
+    if panel is not None:
+        report["critiques_per_solution"] = {"policy": "all", "critiques": sum(len(v) for v in panel.values()),
+                                            "majority_dropped": outvoted if cfg.majority else None}
 
     counts = {m: len(rows) for m, rows in data.items()}
     empty = [m for m, n in counts.items() if n == 0]
@@ -201,7 +242,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
                         "and filters); nothing written")
     inputs = [Path(p) for p in (solutions_path, critiques_path, teacher_solutions) if p]
-    fingerprint = stable_hash({"build": asdict(cfg), "inputs": [sha256_file(p) for p in inputs]})
+    fingerprint = stable_hash({"build": key_of(cfg), "inputs": [sha256_file(p) for p in inputs]})
     with output_dir(out_dir, "dataset", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
         for m, rows in data.items():
             write_jsonl(out_dir / f"{m}.jsonl", rows)

@@ -136,6 +136,8 @@ class CritiqueConfig(_Checked):
     batch_max_requests: int = 50000       # batch: requests per batch (OpenAI's limit: 50,000 and 200 MB)
     batch_poll_seconds: float = 60.0      # batch: how often to look at a running batch
     batch_wait: bool = True               # batch: False returns once the batches are created; rerun to collect
+    panel: dict[str, dict] = field(default_factory=dict)  # several teachers: name -> overrides of this section;
+                                          # one store, the teacher in each key (one-shot CFT: 7 teachers)
     checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
     data_parallel: int = 1                # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = 0              # vllm: GPUs per process (0: the visible GPUs / data_parallel)
@@ -155,6 +157,8 @@ class BuildConfig(_Checked):
     ngram: int = 13               # word n-gram size for decontamination
     overlap_threshold: float = 0.5  # share of a question's n-grams found in a benchmark question
     mix_ratio: float = 0.5        # cft_sft_mix: share of CFT examples (the rest SFT-reference)
+    critiques_per_solution: str = "one"  # one | all: every teacher's critique of a solution (a panel's store)
+    majority: bool = False        # all: drop critiques whose verdict differs from most teachers' (ties: all dropped)
     exports: list[str] = field(default_factory=list)  # messages | hf | parquet | alpaca | trl_text (trl JSONL always)
     seed: int = 0
 
@@ -322,7 +326,8 @@ def to_dict(cfg: Any) -> dict:
 # `key_of`, so a run resumes across executors, parallelism and releases.
 NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
                "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
-LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {},
+LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {}, ("CritiqueConfig", "panel"): {},
+                  ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200}
 
 
@@ -481,6 +486,7 @@ CHOICES: dict[tuple[str, str], tuple] = {
     ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
     ("CritiqueConfig", "api_mode"): ("sync", "batch"),
     ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
+    ("BuildConfig", "critiques_per_solution"): ("one", "all"),
     ("TrainConfig", "lr_scheduler"): LR_SCHEDULERS,
     ("TrainConfig", "too_long"): ("truncate", "drop"),
     ("TrainConfig", "report_to"): ("none", "tensorboard", "wandb"),

@@ -28,6 +28,7 @@ import random
 import re
 import time
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -171,52 +172,102 @@ def _check_teacher(cfg: CritiqueConfig, rows: list[dict], path, task: str) -> No
         check_parallel(cfg.teacher, cfg.data_parallel, cfg.tensor_parallel, "critique")
 
 
+def _panel(cfg: CritiqueConfig) -> list[tuple[str | None, CritiqueConfig]]:
+    """The teachers of one run: `critique.panel` (name -> overrides of this section), or the section."""
+    if not cfg.panel:
+        return [(None, cfg)]
+    from critiquelab.config import with_overrides
+
+    errors: list[str] = []
+    out = []
+    for name, overrides in cfg.panel.items():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
+            errors.append(f"critique.panel: name {name!r} must be letters, digits, '_' or '.'")
+        out.append((str(name), with_overrides(replace(cfg, panel={}), overrides, f"critique.panel.{name}.", errors)))
+    if errors:
+        raise UserError("invalid critique.panel: " + "; ".join(errors))
+    return out
+
+
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
                  shard: str | None = None, dry_run: bool = False, overwrite: bool = False) -> dict:
-    """Critique (or, with a `task: solve` prompt, solve) every item not yet done. Raises
-    `Incomplete` (with the summary) when items failed: a rerun retries exactly those."""
-    prompt = load_prompt(cfg.prompt)
-    task = prompt.get("task", "critique")
+    """Critique (or, with a `task: solve` prompt, solve) every item not yet done, by every teacher
+    of `critique.panel` (or the one teacher), into one store: the teacher is part of each item's
+    key, and each record names it. Raises `Incomplete` (with the summary) when items failed: a
+    rerun retries exactly those."""
+    plans = []  # (name, teacher config, prompt, fixed, keyed)
+    teachers = _panel(cfg)
+    tasks = {load_prompt(t.prompt).get("task", "critique") for _, t in teachers}
+    if len(tasks) > 1:
+        raise UserError("critique.panel: every teacher's prompt must have the same task (critique or solve)")
+    task = tasks.pop()
     rows = shard_filter(read_items(solutions_path, task), shard)
-    _check_teacher(cfg, rows, solutions_path, task)
+    for name, t in teachers:
+        _check_teacher(t, rows, solutions_path, task)
+        prompt = load_prompt(t.prompt) if t.teacher != "checker" else {"user": f"exact step checker: {task}"}
+        fixed = {"prompt": stable_hash(prompt), "teacher": _teacher_id(t),
+                 "sampling": _sampling(t) if t.teacher != "checker" else None}
+        keyed = [(stable_hash({**fixed, "id": r["id"], "input": input_hash(r)}, 16), r) for r in rows]
+        plans.append((name, t, prompt, fixed, keyed))
+    if len({p[3]["teacher"] + str(p[3]["sampling"]) + p[3]["prompt"] for p in plans}) < len(plans):
+        raise UserError("critique.panel: two teachers have the same model, prompt and sampling; their critiques "
+                        "would be one (change the seed or the temperature of one)")
     store_name = "critiques.jsonl" if task == "critique" else "solutions.jsonl"
-    if cfg.teacher == "checker":  # the checker reads no prompt, only its task
-        prompt = {"user": f"exact step checker: {task}"}
-    fixed = {"prompt": stable_hash(prompt), "teacher": _teacher_id(cfg),
-             "sampling": _sampling(cfg) if cfg.teacher != "checker" else None}
-    keyed = [(stable_hash({**fixed, "id": r["id"], "input": input_hash(r)}, 16), r) for r in rows]
     if dry_run:
         done = read_store(Path(out_dir) / store_name) if (Path(out_dir) / store_name).is_file() else {}
-        todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
-        return _estimate(todo, prompt, cfg)
-    with output_dir(out_dir, "critique", fingerprint=stable_hash(fixed), overwrite=overwrite) as (out, _):
+        ests = {name: _estimate([(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"], prompt, t)
+                for name, t, prompt, _, keyed in plans}
+        return ests[None] if None in ests else {"dry_run": True, **{
+            k: sum(e[k] or 0 for e in ests.values()) for k in ("items_to_do", "prompt_tokens_est",
+                                                               "completion_tokens_max", "cost_usd_max")},
+            "teachers": ests}
+    fingerprint = stable_hash(plans[0][3]) if len(plans) == 1 else stable_hash([p[3] for p in plans])
+    with output_dir(out_dir, "critique", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
         store = Store(out / store_name)
         store.repair()  # even when nothing is left to do, a torn line from a kill does not stay
-        done = store.read()
-        todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
-        log.info("critique: %d items, %d already done, %d to do", len(keyed), len(keyed) - len(todo), len(todo))
-        base = lambda k, r: {"key": k, "id": r["id"], "input": input_hash(r),  # noqa: E731
-                             "problem_id": r.get("problem_id"), "teacher": fixed["teacher"]}
-        if cfg.teacher in ("hf", "vllm"):  # resumable itself (it also merges an interrupted parallel run)
-            _local_teacher(keyed, prompt, cfg, store.path, base, task)
-        elif not todo:
-            pass
-        elif cfg.teacher == "checker":
-            store.append(_checker_records(todo, cfg, task, base))
-        elif cfg.api_mode == "batch":
-            from critiquelab.batch import run_batches
+        summaries = {}
+        for name, t, prompt, fixed, keyed in plans:
+            done = store.read()
+            todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
+            log.info("critique%s: %d items, %d already done, %d to do", f" ({name})" if name else "", len(keyed),
+                     len(keyed) - len(todo), len(todo))
+            base = lambda k, r, f=fixed, n=name: {  # noqa: E731
+                "key": k, "id": r["id"], "input": input_hash(r), "problem_id": r.get("problem_id"),
+                "teacher": f["teacher"], **({"teacher_name": n} if n else {})}
+            if t.teacher in ("hf", "vllm"):  # resumable itself (it also merges an interrupted parallel run)
+                _local_teacher(keyed, prompt, t, store.path, base, task)
+            elif not todo:
+                pass
+            elif t.teacher == "checker":
+                store.append(_checker_records(todo, t, task, base))
+            elif t.api_mode == "batch":
+                from critiquelab.batch import run_batches
 
-            run_batches(todo, lambda r: render(prompt, r), cfg, store, base,
-                        lambda k, r, text, usage: {**base(k, r), "status": "ok", **_response(task, text),
-                                                   "usage": usage}, out)
-        else:
-            asyncio.run(_api_run(todo, prompt, cfg, store, base, task))
-        summary = _summarize(store, [k for k, _ in keyed], cfg, out)
+                run_batches(todo, lambda r, p=prompt: render(p, r), t, store, base,
+                            lambda k, r, text, usage, b=base: {**b(k, r), "status": "ok", **_response(task, text),
+                                                               "usage": usage}, out)
+            else:
+                asyncio.run(_api_run(todo, prompt, t, store, base, task))
+            summaries[name] = _summarize(store, [k for k, _ in keyed], t, out, name)
+    summary = summaries[None] if None in summaries else _combine(summaries)
     if summary["failed"] or summary["ok"] < summary["items"]:
         top = ", ".join(f"{n} {e}" for e, n in summary["errors"].most_common(3))
         raise Incomplete(f"{summary['failed']} of {summary['items']} items failed ({top}); finished items are kept "
                          f"in {store.path}; rerun the same command to retry the failed ones", summary)
     return summary
+
+
+def _combine(summaries: dict[str, dict]) -> dict:
+    """A panel's summary: the teachers' counts added up (cost unknown if any teacher's is)."""
+    total: dict = {"teachers": summaries, "errors": Counter()}
+    for s in summaries.values():
+        for k in ("items", "ok", "failed", "right", "wrong", "no_verdict", "prompt_tokens", "completion_tokens",
+                  "lost_requests"):
+            total[k] = total.get(k, 0) + s[k]
+        total["errors"].update(s["errors"])
+    costs = [s["cost_usd"] for s in summaries.values()]
+    total["cost_usd"] = None if None in costs else round(sum(costs), 4)
+    return total
 
 
 def _local_teacher(keyed, prompt: dict, cfg: CritiqueConfig, path: Path, base, task: str) -> None:
@@ -263,13 +314,15 @@ def _cost(cfg: CritiqueConfig, prompt_tokens: float, completion_tokens: float) -
     return round(prompt_tokens / 1e6 * cfg.price_in_per_mtok + completion_tokens / 1e6 * cfg.price_out_per_mtok, 4)
 
 
-def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path) -> dict:
+def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path,
+               name: str | None = None) -> dict:
     """The summary of this run's items, and the ledger of every request the store has seen.
 
     A request the endpoint may have completed (and billed) but whose answer the client lost (a
     timeout, a cut connection, a body that was not a chat completion) counts as `lost`; its
-    tokens are estimated from the answered ones and marked as an estimate."""
-    rows = store.rows()
+    tokens are estimated from the answered ones and marked as an estimate. In a panel's store, each
+    teacher (`name`) has its own ledger, `ledger-<name>.json`, of its own records."""
+    rows = [r for r in store.rows() if name is None or r.get("teacher_name") == name]
     latest = {r["key"]: r for r in rows}
     mine = [latest[k] for k in keys if k in latest]
     ok = [r for r in mine if r["status"] == "ok"]
@@ -299,7 +352,7 @@ def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path
                         "cost_usd": None if batch_cost is None else round(cfg.batch_price_factor * batch_cost, 4)}}
     if cost is None:
         ledger["note"] = PRICE_UNKNOWN
-    write_json(out_dir / "ledger.json", ledger)
+    write_json(out_dir / ("ledger.json" if name is None else f"ledger-{name}.json"), ledger)
     return {"items": len(keys), "ok": len(ok), "failed": sum(r["status"] == "failed" for r in mine),
             "right": sum(r["verdict"] == "right" for r in ok), "wrong": sum(r["verdict"] == "wrong" for r in ok),
             "no_verdict": sum(r["verdict"] is None for r in ok), "prompt_tokens": prompt_tokens,

@@ -1,4 +1,4 @@
-"""Seed problems for one-shot CFT: ranked by the base model's pass rate over k samples."""
+"""One-shot CFT's data: seed problems by pass rate, many generators, a panel of teachers and its filters."""
 
 import json
 import subprocess
@@ -67,3 +67,45 @@ def test_many_generators_write_one_file_each_row_naming_its_generator(tmp_path, 
                                              for r in read_jsonl(tmp_path / "one.jsonl"))
     with pytest.raises(UserError, match=r"sample.generators.imp.source='import': use model or synthetic"):
         run_sample(problems, tmp_path / "x.jsonl", SampleConfig(generators={"imp": {"source": "import"}}), tiny_model)
+
+
+def test_a_panel_of_teachers_fills_one_store_and_build_keeps_or_filters_their_critiques(tmp_path, tiny_world):
+    """Several teachers critique every solution into one store (the teacher in each key); build keeps
+    every critique, drops those against the reference grade and those the majority outvotes."""
+    from collections import Counter
+
+    from critiquelab.build import run_build
+    from critiquelab.config import BuildConfig, CritiqueConfig, SampleConfig
+    from critiquelab.critique import load_prompt, read_store, run_critique
+    from critiquelab.sample import run_sample
+
+    problems = tmp_path / "problems.jsonl"
+    write_jsonl(problems, read_jsonl(tiny_world / "train.jsonl")[:20])
+    run_sample(problems, tmp_path / "sols.jsonl", SampleConfig(source="synthetic", error_rate=0.5), None)
+    panel = {"exact": {}, "weak": {"checker_noise": 0.4, "seed": 1}, "weaker": {"checker_noise": 0.4, "seed": 2}}
+    summary = run_critique(tmp_path / "sols.jsonl", tmp_path / "crit", CritiqueConfig(panel=panel))
+    store = list(read_store(tmp_path / "crit" / "critiques.jsonl").values())
+    assert summary["items"] == summary["ok"] == 60 == len(store) and set(summary["teachers"]) == set(panel)
+    assert Counter(r["teacher_name"] for r in store) == {"exact": 20, "weak": 20, "weaker": 20}
+    assert {f"ledger-{n}.json" for n in panel} <= {p.name for p in (tmp_path / "crit").iterdir()}
+    assert run_critique(tmp_path / "sols.jsonl", tmp_path / "crit", CritiqueConfig(panel=panel))["ok"] == 60  # resumes
+
+    sols = {s["id"]: s for s in read_jsonl(tmp_path / "sols.jsonl")}
+    by_solution: dict[str, list[dict]] = {}
+    for r in store:
+        by_solution.setdefault(r["id"], []).append(r)
+    agree = sum((r["verdict"] == "right") == sols[r["id"]]["correct"] for r in store)
+    kept = 0  # what build must keep: agrees with the reference grade and with the teachers' majority
+    for sid, rs in by_solution.items():
+        top = Counter(r["verdict"] for r in rs).most_common(2)
+        major = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else None
+        kept += sum((r["verdict"] == "right") == sols[sid]["correct"] and r["verdict"] == major for r in rs)
+    every = run_build(tmp_path / "sols.jsonl", tmp_path / "crit" / "critiques.jsonl", tmp_path / "all",
+                      BuildConfig(methods=["cft"], critiques_per_solution="all", decontaminate=False))
+    assert every["counts"]["cft"] == 60
+    filtered = run_build(tmp_path / "sols.jsonl", tmp_path / "crit" / "critiques.jsonl", tmp_path / "filtered",
+                         BuildConfig(methods=["cft"], critiques_per_solution="all", consistency="drop", majority=True,
+                                     decontaminate=False))
+    assert filtered["counts"]["cft"] == kept < agree < 60
+    assert {r["teacher"] for r in read_jsonl(tmp_path / "filtered" / "cft.jsonl")} <= set(panel)
+    assert "Conclusion: right [END]" in load_prompt("critique_oneshot")["system"]
