@@ -109,3 +109,24 @@ def test_a_panel_of_teachers_fills_one_store_and_build_keeps_or_filters_their_cr
     assert filtered["counts"]["cft"] == kept < agree < 60
     assert {r["teacher"] for r in read_jsonl(tmp_path / "filtered" / "cft.jsonl")} <= set(panel)
     assert "Conclusion: right [END]" in load_prompt("critique_oneshot")["system"]
+
+
+def test_many_epochs_over_a_small_set_with_a_checkpoint_per_epoch_and_the_selection_curve(tmp_path, monkeypatch):
+    """One-shot CFT trains many epochs over a few hundred examples and picks the epoch on validation:
+    train.save_epochs saves one checkpoint per epoch, each is scored, and the report plots the curve."""
+    from conftest import tiny_run_config
+    from critiquelab.experiment import run_experiment
+    from critiquelab.io import read_json
+
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{"build.methods": "[cft]", "data_sizes": "[4]", "train.token_budget": 0,
+                             "train.epochs": 3, "train.save_epochs": "true", "train.batch_size": 4,
+                             "train.select_best_on": "world-validation", "train.select_limit": 10,
+                             "critic.n_problems": 0, "eval.limit": 10})
+    res = run_experiment(cfg, tmp_path / "run")
+    assert res["failed"] == []
+    log = read_json(tmp_path / "run" / "models" / "cft-s0" / "train_log.json")
+    per_epoch = log["planned_steps"] // 3
+    assert sorted(int(k.split("-")[1]) for k in log["selection"]["all"]) == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert (tmp_path / "run" / "selection.png").is_file()
+    assert "selection.png" in (tmp_path / "run" / "report.md").read_text()

@@ -199,6 +199,7 @@ class TrainConfig(_Checked):
                                                              "gate_proj", "up_proj", "down_proj"])
     merge_lora: bool = True       # save merged full weights (loadable with AutoModelForCausalLM)
     save_steps: int = 0           # > 0: also checkpoint every N steps
+    save_epochs: bool = False     # checkpoint at the end of every epoch instead (many epochs over a small set)
     save_minutes: float = 5.0     # checkpoint when this many minutes passed since the last one (0: off);
                                   # a rerun resumes from the last complete checkpoint
     save_total_limit: int | None = None
@@ -328,7 +329,7 @@ NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel"
                "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
 LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {}, ("CritiqueConfig", "panel"): {},
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
-                  ("TrainConfig", "select_max_new_tokens"): 200}
+                  ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False}
 
 
 def key_of(section: Any) -> dict:

@@ -217,8 +217,8 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     if cfg.lr_grid:
         if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
             errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
-        if not cfg.train.select_best_on or cfg.train.select_best_on in BENCHMARKS or cfg.train.save_steps <= 0 \
-                or cfg.train.lora:
+        if not cfg.train.select_best_on or cfg.train.select_best_on in BENCHMARKS or cfg.train.lora \
+                or (cfg.train.save_steps <= 0 and not cfg.train.save_epochs):
             errors.append("lr_grid: set train.select_best_on to a validation set (world-validation, or a problems "
                           "JSONL disjoint from the reported benchmarks) and train.save_steps > 0 (full fine-tuning): "
                           "the validation score that picks the rate and each run's checkpoint")

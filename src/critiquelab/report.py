@@ -7,7 +7,8 @@ works too). Outputs:
   `summary` (mean over seeds with a seed x item bootstrap CI), `comparisons: [{a, b, benchmark,
   delta, ci95, p_value, n, ...}]`, `by_data_size`, `critics`, `training`, `cells`, `manifest`, `timings`;
 - `report.md` and a self-contained `report.html` (the same content, PNGs embedded);
-- `accuracy.png`, `data_size.png` (with several data sizes), `loss.png`.
+- `accuracy.png`, `data_size.png` (with several data sizes), `loss.png`, `selection.png` (the validation
+  accuracy of every checkpoint: the selection curve, per step or, with `train.save_epochs`, per epoch).
 
 Statistics: a method's score on an item is its mean correctness over seeds; comparisons pair items
 (CFT and the CFT+SFT mix against every other method of the same data setting and the base): the
@@ -288,6 +289,22 @@ def _plot_sizes(rows: list[dict], base: dict | None, bench: str, path: Path) -> 
     save_figure(fig, path)
 
 
+def _plot_selection(curves: dict[str, list[list[tuple[float, float]]]], axis: str, path: Path) -> None:
+    """The selection curve: validation accuracy of every saved checkpoint (each seed a line)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for m in sorted(curves, key=_order):
+        for k, points in enumerate(curves[m]):
+            points = sorted(points)
+            ax.plot([x for x, _ in points], [100 * y for _, y in points], marker="o", markersize=3,
+                    color=COLORS.get(m), alpha=0.8, linewidth=1, label=m if k == 0 else None)
+    ax.set_xlabel(axis)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("Checkpoint selection on validation, every seed")
+    save_figure(fig, path)
+
+
 def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -372,7 +389,7 @@ def _label(group: tuple) -> str:
 
 
 REPORT_FILES = ("report.md", "report.html", "report.json", "accuracy.png", "data_size.png", "loss.png",
-                "size_axis.png")
+                "selection.png", "size_axis.png")
 
 # The paper's data regime (Wang, Yue, Chen 2025; ../shared/PAPER.md), beside the run's in the report.
 PAPER_REGIME = {
@@ -450,7 +467,7 @@ def write_report(run_dir: str | Path) -> Path:
     comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
 
-    training, curves = {}, defaultdict(list)
+    training, curves, selection, selection_axis = {}, defaultdict(list), defaultdict(list), "step"
     for c in trained:
         log = run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
         if not log.exists():
@@ -466,6 +483,13 @@ def write_report(run_dir: str | Path) -> Path:
         training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
         if _group(c) == main and stats["loss_curve"]:
             curves[c["method"]].append((c["name"], stats["loss_curve"]))
+        if _group(c) == main and (stats.get("selection") or {}).get("all"):
+            per_epoch = (stats.get("config") or {}).get("save_epochs") and stats.get("planned_steps")
+            steps_per_epoch = stats["planned_steps"] / max((stats.get("config") or {}).get("epochs") or 1, 1e-9) \
+                if per_epoch else None
+            selection[c["method"]].append([(int(k.split("-")[1]) / steps_per_epoch if steps_per_epoch
+                                            else int(k.split("-")[1]), v) for k, v in stats["selection"]["all"].items()])
+            selection_axis = "epoch" if steps_per_epoch else "step"
     critics = []
     for c in cells:
         f = run_dir / "critic" / c["name"] / "critic.json"
@@ -627,7 +651,10 @@ def write_report(run_dir: str | Path) -> Path:
     if training:
         if curves:
             _plot_loss(curves, run_dir / "loss.png")
+        if selection:
+            _plot_selection(selection, selection_axis, run_dir / "selection.png")
         blocks += [("h", 2, "Training"), *([("img", "loss.png", "training loss")] if curves else []),
+                   *([("img", "selection.png", "validation accuracy of every checkpoint")] if selection else []),
                    ("table", ["cell", "examples (distinct)", "tokens", "steps", "mean loss", "last logged loss",
                               "tokens/s"],
                     [[name, f"{t['examples']} ({t.get('unique_examples', '-')})", t["tokens"], t["steps"],

@@ -192,7 +192,8 @@ def make_trainer(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: T
         data_seed=cfg.seed, max_length=cfg.max_length, bf16=cfg.bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps or max(1, steps // 50),
-        save_strategy="steps" if cfg.save_steps > 0 else "no", save_steps=max(cfg.save_steps, 1),
+        save_strategy="epoch" if cfg.save_epochs else "steps" if cfg.save_steps > 0 else "no",
+        save_steps=max(cfg.save_steps, 1),
         include_num_input_tokens_seen="non_padding",
         save_total_limit=cfg.save_total_limit, report_to=cfg.report_to, disable_tqdm=True,
         dataloader_num_workers=0, completion_only_loss=True, assistant_only_loss=False,
@@ -313,8 +314,9 @@ def _check_inputs(cfg: TrainConfig, need_model: bool = True) -> list[dict]:
         check_model(cfg.model, "train.model")
     if cfg.lora and cfg.select_best_on:
         raise UserError("train.select_best_on works with full fine-tuning (or lora with merge_lora and save_steps=0)")
-    if cfg.select_best_on and cfg.save_steps <= 0:
-        raise UserError("train.select_best_on needs train.save_steps > 0 (the checkpoints to choose from)")
+    if cfg.select_best_on and cfg.save_steps <= 0 and not cfg.save_epochs:
+        raise UserError("train.select_best_on needs train.save_steps > 0 or train.save_epochs=true (the "
+                        "checkpoints to choose from)")
     if cfg.deepspeed and not Path(cfg.deepspeed).is_file():
         raise UserError(f"train.deepspeed={cfg.deepspeed}: file not found")
     return read_dataset(cfg.data)
