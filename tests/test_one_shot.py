@@ -130,3 +130,32 @@ def test_many_epochs_over_a_small_set_with_a_checkpoint_per_epoch_and_the_select
     assert sorted(int(k.split("-")[1]) for k in log["selection"]["all"]) == [per_epoch, 2 * per_epoch, 3 * per_epoch]
     assert (tmp_path / "run" / "selection.png").is_file()
     assert "selection.png" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_one_shot_grid_picks_its_seed_and_builds_from_many_generators_and_teachers(tmp_path, monkeypatch):
+    """The experiment's one-shot source: the medium seed by the base's pass rate, solutions from
+    several generators of that one problem, a teacher panel, every critique kept and filtered."""
+    from conftest import tiny_run_config
+    from critiquelab.experiment import run_experiment
+    from critiquelab.io import read_json
+
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{
+        "sources": "{one: {seed_problem: medium, seed_candidates: 10, seed_k: 2, generators: "
+                   "{hot: {source: model, n_per_problem: 3}, inj: {source: synthetic, n_per_problem: 3}}}}",
+        "teachers": "{panel: {panel: {exact: {}, w1: {checker_noise: 0.3, seed: 1}, w2: {checker_noise: 0.3, seed: 2}}}}",
+        "build.methods": "[sft_correct, cft]", "build.critiques_per_solution": "all", "build.majority": "true",
+        "build.consistency": "drop", "critic.n_problems": 0, "eval.limit": 10, "train.token_budget": 1000})
+    res = run_experiment(cfg, tmp_path / "run")
+    assert res["failed"] == []
+    data = tmp_path / "run" / "data" / "one"
+    picks = read_json(data / "seeds" / "seeds.json")["picks"]
+    sols = read_jsonl(data / "solutions.jsonl")
+    assert {s["problem_id"] for s in sols} == {picks["medium"]} and len(sols) == 6
+    assert {s["generator"] for s in sols} == {"hot", "inj"}
+    manifest = read_json(data / "panel" / "all" / "manifest.json")
+    written = sum(bool(s["solution"].strip()) for s in sols)  # (an empty solution is not critiqued)
+    assert manifest["filters"]["critiques_per_solution"]["critiques"] == 3 * written
+    assert manifest["counts"]["cft"] <= 3 * written - manifest["filters"]["critiques_per_solution"]["majority_dropped"]
+    cells = {c["name"]: c["status"] for c in read_json(tmp_path / "run" / "cells.json")}
+    assert cells["cft-s0"] == "ok" and cells["sft_correct-s0"] in ("ok", "skipped")

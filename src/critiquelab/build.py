@@ -43,7 +43,7 @@ from critiquelab.sources import BENCHMARKS, load_benchmark
 
 __all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "run_build"]
 
-METHODS = ("sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix")
+METHODS = ("sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft", "cft_sft_mix")
 
 
 def cft_prompt(question: str, solution: str, instruction: str) -> str:
@@ -208,6 +208,8 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
             data["sft_teacher"].append(sft_example(cfg.system_prompt, s["question"], t["solution"]))
         if "sft_noisy" in data and s["solution"].strip():
             data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
+        if "sft_correct" in data and s.get("correct") is True:  # graded right against the reference answer
+            data["sft_correct"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
         if panel is not None:  # every teacher's critique, each filtered on its own
             examples, dropped = _panel_examples(s, panel.get((s["id"], input_hash(s)), []), cfg)
             cft_rows += examples

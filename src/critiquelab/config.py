@@ -101,6 +101,12 @@ class SampleConfig(_Checked):
     batch_size: int = 128
     error_rate: float = 0.5       # synthetic source: share of solutions with an injected error
     seed: int = 0
+    problems: str | None = None   # experiment: the problems JSONL of a model / synthetic source (None: the world's train split)
+    problem_ids: list[str] = field(default_factory=list)  # only these problems ([]: the first n_problems)
+    seed_problem: str | None = None  # experiment: easy | medium | hard, the one problem picked by the base's
+                                     # pass rate over seed_k samples of seed_candidates problems (one-shot CFT)
+    seed_candidates: int = 100
+    seed_k: int = 8
     generators: dict[str, dict] = field(default_factory=dict)  # name -> overrides of this section (source
                                   # model or synthetic, model, temperature, n_per_problem, ...): one file, many
                                   # writers, each row with its `generator` ({}: this section alone)
@@ -327,7 +333,10 @@ def to_dict(cfg: Any) -> dict:
 # `key_of`, so a run resumes across executors, parallelism and releases.
 NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
                "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
-LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {}, ("CritiqueConfig", "panel"): {},
+LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {},
+                  ("SampleConfig", "problems"): None, ("SampleConfig", "problem_ids"): [],
+                  ("SampleConfig", "seed_problem"): None,
+                  ("SampleConfig", "seed_candidates"): 100, ("SampleConfig", "seed_k"): 8, ("CritiqueConfig", "panel"): {},
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False}
 
@@ -484,6 +493,7 @@ CHOICES: dict[tuple[str, str], tuple] = {
     ("SampleConfig", "source"): ("model", "synthetic", "import"),
     ("SampleConfig", "import_preset"): ("webinstruct", "metamathqa", "numinamath", "custom"),
     ("SampleConfig", "backend"): ("hf", "vllm"),
+    ("SampleConfig", "seed_problem"): ("easy", "medium", "hard"),
     ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
     ("CritiqueConfig", "api_mode"): ("sync", "batch"),
     ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
@@ -510,7 +520,7 @@ RANGES: dict[str, dict[str, tuple]] = {
                        "warmup_ratio": _SHARE, "weight_decay": (0.0, None)},
     "SampleConfig": {"n_problems": _POS, "n_per_problem": _POS, "temperature": (0.0, None), "top_p": _OPEN_SHARE,
                      "max_new_tokens": _POS, "batch_size": _POS, "error_rate": _SHARE, "data_parallel": _POS,
-                     "tensor_parallel": _NONNEG},
+                     "tensor_parallel": _NONNEG, "seed_candidates": _POS, "seed_k": (2, None)},
     "CritiqueConfig": {"temperature": (0.0, 2.0), "top_p": _OPEN_SHARE, "max_tokens": _POS, "concurrency": _POS,
                        "requests_per_minute": ("0+", None), "tokens_per_minute": ("0+", None),
                        "timeout": ("0+", None), "max_attempts": _POS, "price_in_per_mtok": (0.0, None),

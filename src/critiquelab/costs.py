@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from critiquelab.config import RunConfig
+from critiquelab.config import RunConfig, with_overrides
 from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
 
 __all__ = ["ASSUMPTIONS", "estimate", "param_count"]
@@ -136,10 +136,16 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                          "eval_gpu_hours_per_run": _r(eval_h), "gpu_hours": _r(gpu_h)})
     api = []
     for src, scfg in plan.sources.items():
-        for tch, tcfg in plan.teachers.items():
+        per_problem = sum(g.get("n_per_problem", scfg.n_per_problem) for g in scfg.generators.values()) \
+            if scfg.generators else scfg.n_per_problem
+        teachers = [(f"{tch}.{name}" if name else tch, replace(tcfg, panel={}) if not over else
+                     with_overrides(replace(tcfg, panel={}), over, "", []))
+                    for tch, tcfg in plan.teachers.items()
+                    for name, over in ((tcfg.panel or {None: {}}).items())]
+        for tch, tcfg in teachers:
             if tcfg.teacher != "openai":
                 continue
-            items = questions[src][0] * scfg.n_per_problem
+            items = questions[src][0] * per_problem
             per_model = scfg.source != "import" and len(plan.models) > 1  # imported rows are critiqued once
             calls = items * (2 if "sft_teacher" in cfg.build.methods else 1) * (len(plan.models) if per_model else 1)
             p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]

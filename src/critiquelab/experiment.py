@@ -81,7 +81,7 @@ from critiquelab.io import (
 from critiquelab.llm import check_model
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
-from critiquelab.sample import read_import, run_sample
+from critiquelab.sample import read_import, run_sample, run_seeds
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
 from critiquelab.train import run_train
 from critiquelab.world import write_world
@@ -146,6 +146,8 @@ def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing
             return s.n_problems, "sample.n_problems (the import file is not here)"
         n = len({problem["id"] for problem, _ in read_import(s)})  # counted, not graded
         return n, "counted in the import file"
+    if s.seed_problem or s.problem_ids:
+        return len(s.problem_ids) or 1, "sample.problem_ids / seed_problem"
     return min(s.n_problems, cfg.world.n_train), "world.n_train / sample.n_problems"
 
 
@@ -157,7 +159,7 @@ def _hub_name(name: str) -> bool:
 def needs_world(cfg: RunConfig, plan: Plan) -> bool:
     """Whether anything in the grid uses the synthetic world: a source that is not imported, a base
     pretrained on it, a world benchmark, or the critic stage (it samples world validation problems)."""
-    return (any(s.source != "import" for s in plan.sources.values())
+    return (any(s.source != "import" and not s.problems for s in plan.sources.values())
             or any(not m.base_model for m in plan.models.values())
             or any(b in WORLD_BENCHMARKS for b in [*cfg.eval.benchmarks, cfg.train.select_best_on])
             or cfg.critic.n_problems > 0)
@@ -490,8 +492,16 @@ def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Criti
     base, t = r.bases[mdl], "" if shared else r.tag(mdl)
     ddir = r.dir / "data" if shared else r.data_dir(mdl)
     sols, tdir, label = ddir / src / "solutions.jsonl", ddir / src / tch, f"n{size}" if size else "all"
+    if scfg.seed_problem:  # one-shot CFT: the problem the base solves `seed_problem`-ly often, by pass rate
+        probe = replace(scfg, source="model", model=None, generators={}, problem_ids=[], seed_problem=None,
+                        n_per_problem=scfg.seed_k, n_problems=scfg.seed_candidates)
+        seeds = ddir / src / "seeds"
+        picks = r.stages.run(f"seeds-{t}{src}", {"world": key_of(r.cfg.world), "base": base, "probe": key_of(probe)},
+                             lambda: run_seeds(scfg.problems or r.world_dir / "train.jsonl", seeds, probe, base)["picks"],
+                             outputs=(seeds,))
+        scfg = replace(scfg, problem_ids=[picks[scfg.seed_problem]], seed_problem=None)
     k_sample = {"world": key_of(r.cfg.world), "base": "every model" if shared else base, "sample": key_of(scfg)}
-    r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(r.world_dir / "train.jsonl", sols, scfg,
+    r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(scfg.problems or r.world_dir / "train.jsonl", sols, scfg,
                                                                   scfg.model or base),
                  outputs=(sols, sols.with_name(sols.name + ".partial")))
     k_crit = {"sample": k_sample, "critique": key_of(tcfg)}

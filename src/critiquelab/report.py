@@ -43,9 +43,10 @@ from critiquelab.io import (
 __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
            "seed_means", "write_report"]
 
-METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_teacher", "cft", "cft_sft_mix"]
+METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft",
+                "cft_sft_mix"]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
-          "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52"}
+          "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52"}
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 
 

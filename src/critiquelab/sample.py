@@ -190,7 +190,13 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
     else:
         if problems_path is None:
             raise UserError(f"sample.source={cfg.source}: needs --problems FILE")
-        problems = load_problems(problems_path)[: cfg.n_problems]
+        problems = load_problems(problems_path)
+        if cfg.problem_ids:  # e.g. one-shot CFT's one seed problem
+            wanted = set(map(str, cfg.problem_ids))
+            problems = [p for p in problems if str(p["id"]) in wanted]
+            if missing := wanted - {str(p["id"]) for p in problems}:
+                raise UserError(f"sample.problem_ids: {sorted(missing)} are not in {problems_path}")
+        problems = problems[: cfg.n_problems]
         writers = _generators(cfg, model_dir)
         for _, g, _ in writers:
             if g.source == "synthetic" and any("steps" not in p or "solution" not in p for p in problems):
