@@ -159,3 +159,18 @@ def test_a_one_shot_grid_picks_its_seed_and_builds_from_many_generators_and_teac
     assert manifest["counts"]["cft"] <= 3 * written - manifest["filters"]["critiques_per_solution"]["majority_dropped"]
     cells = {c["name"]: c["status"] for c in read_json(tmp_path / "run" / "cells.json")}
     assert cells["cft-s0"] == "ok" and cells["sft_correct-s0"] in ("ok", "skipped")
+
+
+def test_the_7b_one_shot_recipe_plans_offline(tmp_path):
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "critiquelab.cli", "experiment", "--config",
+                        "recipes/one-shot-cft-qwen2.5-math-7b.yaml", "--out", str(tmp_path / "run"), "--dry-run"],
+                       capture_output=True, text=True, cwd=str(REPO), timeout=300,
+                       env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "3 cells (1 model(s), 1 source(s), 1 teacher(s)" in r.stdout and "world: none" in r.stdout
+    cft = next(line.split("\t") for line in r.stdout.splitlines() if line.startswith("  default\tcft"))
+    assert int(cft[4].replace(",", "")) > 10_000_000  # 100 solutions x 7 teachers x 50 epochs
+    assert sum(line.startswith("  teacher panel.") for line in r.stdout.splitlines()) == 3  # the 3 API teachers
+    assert not (tmp_path / "run").exists()

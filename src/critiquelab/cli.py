@@ -327,7 +327,7 @@ def _print_job_plan(cfg, plan, bench_dir) -> None:
                       f"{ex.slurm.gpus_per_node} GPU(s), {ex.slurm.time_min} min)"}[ex.executor]
     print(f"\njob plan: {est['trained_cells']} fine-tunes + {len(plan.models)} base evaluations, executor "
           f"{ex.executor} ({where}); {est['gpus_per_cell']} GPU(s) per cell; world: "
-          f"{'generated' if needs_world(cfg, plan) else 'none (imported sources, given bases, real benchmarks)'}")
+          f"{'generated' if needs_world(cfg, plan) else 'none (no source, base or benchmark uses it)'}")
     for src, q in est["questions"].items():
         print(f"  source {src}: {q['n']} training questions ({q['from']})")
     print(f"  evaluation: {est['benchmark_items']} items per model ({', '.join(cfg.eval.benchmarks)}; "

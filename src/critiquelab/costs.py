@@ -110,7 +110,9 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                     return 0.0
                 if cfg.train.token_budget > 0:
                     return float(cfg.train.token_budget)
-                n = (c.data_size or questions[c.source][0]) * plan.sources[c.source].n_per_problem
+                n = (c.data_size or questions[c.source][0]) * _per_problem(plan.sources[c.source])
+                if c.method.startswith("cft") and cfg.build.critiques_per_solution == "all":
+                    n *= max(1, len(plan.teachers[c.teacher].panel))  # every teacher's critique (before filters)
                 return n * per * cfg.train.epochs
 
             runs = [tokens(c) for c in mine]  # every cell, plus the grid's other rates on each first seed
@@ -122,9 +124,11 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                     break
                 flops = 6 * params * t * (4 / 3 if cfg.train.gradient_checkpointing else 1)
                 train_h += flops / (a["gpu_bf16_tflops"] * 1e12 * a["train_mfu"]) / 3600
-                if method != "base" and cfg.train.select_best_on and cfg.train.save_steps > 0 and decode:
+                saves = cfg.train.save_steps > 0 or cfg.train.save_epochs
+                if method != "base" and cfg.train.select_best_on and saves and decode:
                     steps = t / per / (cfg.train.batch_size * cfg.train.grad_accum * gpus)  # every checkpoint scored
-                    checkpoints = max(1, int(steps // cfg.train.save_steps))
+                    checkpoints = max(1, round(cfg.train.epochs) if cfg.train.save_epochs and not cfg.train.token_budget
+                                      else int(steps // max(cfg.train.save_steps, 1)))
                     select_h += (checkpoints * (cfg.train.select_limit or 500) * cfg.train.select_max_new_tokens
                                  * a["eval_output_share"] / decode / 3600)
             gpu_h = train_h + select_h + eval_h * len(mine) if params and eval_h is not None else None
@@ -136,8 +140,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                          "eval_gpu_hours_per_run": _r(eval_h), "gpu_hours": _r(gpu_h)})
     api = []
     for src, scfg in plan.sources.items():
-        per_problem = sum(g.get("n_per_problem", scfg.n_per_problem) for g in scfg.generators.values()) \
-            if scfg.generators else scfg.n_per_problem
+        per_problem = _per_problem(scfg)
         teachers = [(f"{tch}.{name}" if name else tch, replace(tcfg, panel={}) if not over else
                      with_overrides(replace(tcfg, panel={}), over, "", []))
                     for tch, tcfg in plan.teachers.items()
@@ -163,6 +166,12 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
             "questions": {s: {"n": n, "from": how} for s, (n, how) in questions.items()},
             "api": api, "api_cost_usd": _r(sum(x["cost_usd"] for x in api if x["cost_usd"] is not None), 2),
             "assumptions": ASSUMPTIONS}
+
+
+def _per_problem(scfg) -> int:
+    """Solutions per question: the section's n, or the sum over its generators."""
+    return sum(g.get("n_per_problem", scfg.n_per_problem) for g in scfg.generators.values()) \
+        if scfg.generators else scfg.n_per_problem
 
 
 def _r(x: float | None, digits: int = 1) -> float | None:
