@@ -62,7 +62,7 @@ from critiquelab.config import (
     with_overrides,
 )
 from critiquelab.critic import run_eval_critic
-from critiquelab.critique import parse_verdict, run_critique
+from critiquelab.critique import parse_verdict, read_store, run_critique
 from critiquelab.evaluate import run_eval
 from critiquelab.executors import Job, check_executor, run_jobs, visible_gpus
 from critiquelab.io import (
@@ -528,6 +528,9 @@ _CORRECTION = re.compile(r"\\boxed\{|correct (final )?answer is|correct steps|sh
 
 
 def _describe_source(s: SampleConfig) -> str:
+    if s.generators:
+        return f"{len(s.generators)} generators ({', '.join(s.generators)})" + (
+            f" on the {s.seed_problem} seed problem" if s.seed_problem else "")
     if s.source == "synthetic":
         return f"the world's error injector (one error in {s.error_rate:.0%} of solutions), not the student"
     if s.source == "import":
@@ -536,6 +539,8 @@ def _describe_source(s: SampleConfig) -> str:
 
 
 def _describe_teacher(t: CritiqueConfig) -> str:
+    if t.panel:
+        return f"a panel of {len(t.panel)} teachers ({', '.join(t.panel)}), every critique counted"
     if t.teacher == "checker":
         return "the exact step checker" + (f", verdict flipped on {t.checker_noise:.0%}" if t.checker_noise else "")
     return f"{t.teacher} model {t.model}"
@@ -549,10 +554,12 @@ def regime_stats(data_dir: Path, scfg: SampleConfig, tcfg: CritiqueConfig, cfg: 
     solutions = read_jsonl(teacher_dir / f"{data_dir.name}.solutions.jsonl") if data_dir.name != "all" else \
         read_jsonl(teacher_dir.parent / "solutions.jsonl")
     graded = [s["correct"] for s in solutions if isinstance(s.get("correct"), bool)]
-    critiques = {c["id"]: c for c in read_jsonl(teacher_dir / "critique" / "critiques.jsonl", tolerate_torn_tail=True)
-                 if c.get("status") == "ok"}
-    judged = [(s["correct"], critiques[s["id"]]) for s in solutions
-              if isinstance(s.get("correct"), bool) and s["id"] in critiques]
+    critiques: dict[str, list[dict]] = {}  # every teacher's latest ok critique of each solution
+    for c in read_store(teacher_dir / "critique" / "critiques.jsonl").values():
+        if c.get("status") == "ok":
+            critiques.setdefault(c["id"], []).append(c)
+    judged = [(s["correct"], c) for s in solutions if isinstance(s.get("correct"), bool)
+              for c in critiques.get(s["id"], [])]
     wrong_critiques = [c for _, c in judged if c.get("verdict") == "wrong"]
     cft = read_jsonl(data_dir / "cft.jsonl") if (data_dir / "cft.jsonl").is_file() else []
     verdicts = [parse_verdict(row["completion"][-1]["content"] if isinstance(row["completion"], list)
