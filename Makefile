@@ -18,13 +18,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 
-results: $(STAMP)  ## the committed CPU reports in docs/results (about 75 min on 2 cores from an empty model cache; demo-gpu needs a GPU, see the README)
+results: $(STAMP)  ## the committed CPU reports in docs/results (about 85 min on 2 cores from an empty model cache; demo-gpu needs a GPU, see the README)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast --overwrite
 	$(VENV)/bin/critiquelab demo --preset full --out runs/full
 	$(VENV)/bin/critiquelab report runs/full --publish docs/results/demo-full --overwrite
 	$(VENV)/bin/critiquelab experiment --config recipes/ablation-source-teacher.yaml --out runs/ablation
 	$(VENV)/bin/critiquelab report runs/ablation --publish docs/results/ablation-source-teacher --overwrite
+	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world.yaml --out runs/one-shot
+	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world-ablations.yaml --out runs/one-shot-ablations
+	$(VENV)/bin/critiquelab report runs/one-shot --publish docs/results/one-shot-cft/main --overwrite
+	$(VENV)/bin/critiquelab report runs/one-shot-ablations --publish docs/results/one-shot-cft/ablations --overwrite
+	$(PY) docs/results/one-shot-cft/compare.py runs/one-shot runs/one-shot-ablations > docs/results/one-shot-cft/compare.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q
