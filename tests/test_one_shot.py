@@ -141,22 +141,39 @@ def test_a_one_shot_grid_picks_its_seed_and_builds_from_many_generators_and_teac
 
     monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
     cfg = tiny_run_config(**{
+        "aux_models": "{other: {model: {hidden_size: 16, num_heads: 2, num_kv_heads: 1, intermediate_size: 32}, "
+                      "pretrain: {tokens: 20000}}}",
         "sources": "{one: {seed_problem: medium, seed_candidates: 10, seed_k: 2, generators: "
-                   "{hot: {source: model, n_per_problem: 3}, inj: {source: synthetic, n_per_problem: 3}}}}",
-        "teachers": "{panel: {panel: {exact: {}, w1: {checker_noise: 0.3, seed: 1}, w2: {checker_noise: 0.3, seed: 2}}}}",
+                   "{hot: {source: model, n_per_problem: 3}, inj: {source: synthetic, n_per_problem: 3}, "
+                   "other: {model: '@other', n_per_problem: 2}}}}",
+        "teachers": "{panel: {panel: {exact: {}, w1: {checker_noise: 0.3, seed: 1}, w2: {checker_noise: 0.3, seed: 2}, "
+                    "own: {teacher: hf, model: '@base', max_tokens: 16}}}}",
         "build.methods": "[sft_correct, cft]", "build.critiques_per_solution": "all", "build.majority": "true",
         "build.consistency": "drop", "critic.n_problems": 0, "eval.limit": 10, "train.token_budget": 1000})
+    from dataclasses import replace
+
+    import pytest
+
+    from critiquelab.experiment import plan_experiment
+    from critiquelab.io import UserError
+
+    bad = replace(cfg, teachers={"panel": {"panel": {"x": {"teacher": "hf", "model": "@nope"}}}})
+    with pytest.raises(UserError, match=r"teachers.panel.panel.x.model=@nope: no such aux_models entry"):
+        plan_experiment(bad)
     res = run_experiment(cfg, tmp_path / "run")
     assert res["failed"] == []
     data = tmp_path / "run" / "data" / "one"
     picks = read_json(data / "seeds" / "seeds.json")["picks"]
     sols = read_jsonl(data / "solutions.jsonl")
-    assert {s["problem_id"] for s in sols} == {picks["medium"]} and len(sols) == 6
-    assert {s["generator"] for s in sols} == {"hot", "inj"}
+    assert {s["problem_id"] for s in sols} == {picks["medium"]} and len(sols) == 8
+    assert {s["generator"] for s in sols} == {"hot", "inj", "other"}
+    other = next(s["source"] for s in sols if s["generator"] == "other")  # the aux base, pretrained and cached
+    assert other.startswith("model:") and other != next(s["source"] for s in sols if s["generator"] == "hot")
+    store = read_jsonl(data / "panel" / "critique" / "critiques.jsonl")
+    assert {r["teacher_name"] for r in store} == {"exact", "w1", "w2", "own"}
     manifest = read_json(data / "panel" / "all" / "manifest.json")
     written = sum(bool(s["solution"].strip()) for s in sols)  # (an empty solution is not critiqued)
-    assert manifest["filters"]["critiques_per_solution"]["critiques"] == 3 * written
-    assert manifest["counts"]["cft"] <= 3 * written - manifest["filters"]["critiques_per_solution"]["majority_dropped"]
+    assert manifest["filters"]["critiques_per_solution"]["critiques"] == 4 * written
     cells = {c["name"]: c["status"] for c in read_json(tmp_path / "run" / "cells.json")}
     assert cells["cft-s0"] == "ok" and cells["sft_correct-s0"] in ("ok", "skipped")
 

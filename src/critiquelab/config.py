@@ -311,6 +311,8 @@ class RunConfig:
     teachers: dict[str, dict] = field(default_factory=dict)  # name -> critique overrides (who writes critiques)
     models: dict[str, dict] = field(default_factory=dict)  # name -> {model: {...}, pretrain: {...}} or {base_model}
     lr_grid: list[float] = field(default_factory=list)     # [] = train.lr for every method
+    aux_models: dict[str, dict] = field(default_factory=dict)  # name -> like `models`, but not fine-tuned: bases
+                                                              # that write or critique data, named `@name`
     base_model: str | None = None  # a model dir or hub name; None = pretrain the tiny model on the world
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -137,6 +137,22 @@ class Plan:
     cells: list[Cell]          # the bases first, then per model its main group (first source and teacher, largest size)
     questions: dict[str, tuple[int, str]]  # source -> (training questions available, where the number comes from)
     missing: list[str]         # offline plans: what is not here to check (an import file, a hub model)
+    aux: dict[str, BaseSpec]   # bases that write or critique data but are not fine-tuned (`@name`)
+
+
+def _references(sources: dict[str, SampleConfig], teachers: dict[str, CritiqueConfig]):
+    """(where, "@name") of every model named by reference: `@base` (the cell's own base) or an
+    aux_models entry, in a source, its generators, a teacher or its panel."""
+    for name, s in sources.items():
+        for where, model in [(f"sources.{name}.model", s.model),
+                             *((f"sources.{name}.generators.{g}.model", o.get("model")) for g, o in s.generators.items())]:
+            if isinstance(model, str) and model.startswith("@"):
+                yield where, model
+    for name, t in teachers.items():
+        for where, model in [(f"teachers.{name}.model", t.model),
+                             *((f"teachers.{name}.panel.{p}.model", o.get("model")) for p, o in t.panel.items())]:
+            if isinstance(model, str) and model.startswith("@"):
+                yield where, model
 
 
 def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing: list[str]) -> tuple[int, str]:
@@ -201,21 +217,27 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
             out[str(name)] = with_overrides(base, overrides, f"{axis}.{name}.", errors)
         return out
 
-    models: dict[str, BaseSpec] = {}
-    for name, entry in (cfg.models or {"default": {}}).items():
-        check_name("models", name)
-        if not isinstance(entry, dict):
-            errors.append(f"models.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
-            continue
-        if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
-            errors.append(f"models.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
-        if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
-            errors.append(f"models.{name}: model/pretrain settings do nothing for a given base_model; "
-                          "give one or the other")
-        models[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"models.{name}.model.", errors),
-                                     with_overrides(cfg.pretrain, entry.get("pretrain") or {},
-                                                    f"models.{name}.pretrain.", errors),
-                                     entry.get("base_model", cfg.base_model))
+    def bases_of(axis: str, table: dict) -> dict[str, BaseSpec]:
+        out = {}
+        for name, entry in table.items():
+            check_name(axis, name)
+            if not isinstance(entry, dict):
+                errors.append(f"{axis}.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
+                continue
+            if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
+                errors.append(f"{axis}.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
+            if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
+                errors.append(f"{axis}.{name}: model/pretrain settings do nothing for a given base_model; "
+                              "give one or the other")
+            out[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"{axis}.{name}.model.",
+                                                     errors),
+                                      with_overrides(cfg.pretrain, entry.get("pretrain") or {},
+                                                     f"{axis}.{name}.pretrain.", errors),
+                                      entry.get("base_model", cfg.base_model))
+        return out
+
+    models = bases_of("models", cfg.models or {"default": {}})
+    aux = bases_of("aux_models", cfg.aux_models)
     if cfg.lr_grid:
         if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
             errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
@@ -235,6 +257,10 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
         elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
             errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
                           + (" and critique.base_url" if t.teacher == "openai" else ""))
+    for where, ref in _references(sources, teachers):
+        if ref != "@base" and ref[1:] not in aux:
+            errors.append(f"{where}={ref}: no such aux_models entry (valid: @base, "
+                          f"{', '.join('@' + a for a in aux) or 'none defined'})")
     imported = [n for n, s in sources.items() if s.source == "import"]
     for name, t in teachers.items():
         if imported and t.teacher == "checker":
@@ -275,7 +301,7 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
                             parts = [m] + [mdl] * many(models) + [src] * many(sources) + [tch] * many(teachers)
                             parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
                             cells.append(Cell("-".join(parts), m, seed, src, tch, size, mdl))
-    return Plan(models, sources, teachers, sizes, cells, questions, missing)
+    return Plan(models, sources, teachers, sizes, cells, questions, missing, aux)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +366,17 @@ class _Run:
     stages: _Stages
     bench_dir: str | Path | None
     many: bool                 # the model axis has several entries
+    aux: dict[str, BaseSpec] | None = None  # aux_models (the orchestrator's stages only)
+
+    def at(self, model: str | None, mdl: str) -> str | None:
+        """A model named by reference resolved to its directory: `@base` is `mdl`'s base, `@name` an
+        aux_models entry (pretrained on the world and cached like any base); other names as given."""
+        if not isinstance(model, str) or not model.startswith("@"):
+            return model
+        if model == "@base":
+            return self.bases[mdl]
+        spec = self.aux[model[1:]]
+        return spec.base_model or str(cached_base_model(self.world_dir, self.cfg.world, spec.model, spec.pretrain)[0])
 
     def tag(self, model: str) -> str:
         """A model's prefix in stage and directory names: none while the axis has one entry."""
@@ -413,7 +450,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     else:
         log.info("no world: every source is imported, every base given and every benchmark real")
     bases, models_info = _bases(cfg, plan, world_dir, stages, active)
-    r = _Run(cfg, run_dir, world_dir, bases, stages, bench_dir, many=len(plan.models) > 1)
+    r = _Run(cfg, run_dir, world_dir, bases, stages, bench_dir, many=len(plan.models) > 1, aux=plan.aux)
     # What earlier invocations with other `--models` left: their cells' status, regime and bases.
     old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
     old_manifest, old_timings = old.get("manifest", {}), old.get("timings", {})
@@ -486,6 +523,10 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
 def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
           size: int | None) -> tuple[Path, dict]:
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
+    scfg = replace(scfg, model=r.at(scfg.model, mdl), generators={
+        g: {**o, **({"model": r.at(o["model"], mdl)} if "model" in o else {})} for g, o in scfg.generators.items()})
+    tcfg = replace(tcfg, model=r.at(tcfg.model, mdl), panel={
+        p: {**o, **({"model": r.at(o["model"], mdl)} if "model" in o else {})} for p, o in tcfg.panel.items()})
     # Imported rows are the same for every base: with several models they are critiqued (and paid
     # for) and built once, under data/<source>/, and every model trains on the same sets.
     shared = scfg.source == "import" and r.many
