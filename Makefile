@@ -25,11 +25,11 @@ results: $(STAMP)  ## the committed CPU reports in docs/results (about 85 min on
 	$(VENV)/bin/critiquelab report runs/full --publish docs/results/demo-full --overwrite
 	$(VENV)/bin/critiquelab experiment --config recipes/ablation-source-teacher.yaml --out runs/ablation
 	$(VENV)/bin/critiquelab report runs/ablation --publish docs/results/ablation-source-teacher --overwrite
-	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world.yaml --out runs/one-shot
-	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world-ablations.yaml --out runs/one-shot-ablations
-	$(VENV)/bin/critiquelab report runs/one-shot --publish docs/results/one-shot-cft/main --overwrite
-	$(VENV)/bin/critiquelab report runs/one-shot-ablations --publish docs/results/one-shot-cft/ablations --overwrite
-	$(PY) docs/results/one-shot-cft/compare.py runs/one-shot runs/one-shot-ablations > docs/results/one-shot-cft/compare.json
+	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world.yaml --out runs/one-shot-v2
+	$(VENV)/bin/critiquelab experiment --config recipes/one-shot-cft-world-ablations.yaml --out runs/one-shot-ablations-v2
+	$(VENV)/bin/critiquelab report runs/one-shot-v2 --publish docs/results/one-shot-cft/v2/main --overwrite
+	$(VENV)/bin/critiquelab report runs/one-shot-ablations-v2 --publish docs/results/one-shot-cft/v2/ablations --overwrite
+	$(PY) docs/results/one-shot-cft/compare.py runs/one-shot-v2 runs/one-shot-ablations-v2 > docs/results/one-shot-cft/v2/compare.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q
