@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the effective config, world size, steps, tokens")
     s.add_argument("--examples", type=int, help="dry run without the dataset: plan for this many examples")
 
+    s = cmd("rl", "critique RL: GRPO with verdict rewards on a fixed, balanced pool of solutions (resumable)")
+    s.add_argument("--model", help="shortcut for rl.model= (a base, or a CFT/SFT model)")
+    s.add_argument("--solutions", help="shortcut for rl.solutions= (solutions.jsonl from sample)")
+    s.add_argument("--out", help="shortcut for rl.output_dir=")
+
     s = cmd("eval", "evaluate a model on benchmarks (resumable)")
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True)
@@ -189,6 +194,15 @@ def _run(args) -> str | tuple[str, int]:
         s = run_sample(args.problems, args.out, c, args.model or c.model, overwrite=args.overwrite)
         done = " (already complete)" if s["already_done"] else ""
         return f"wrote {s['solutions']} solutions to {args.out}{done} (share correct: {s['share_correct']})"
+    if args.cmd == "rl":
+        from critiquelab.rl import run_rl
+
+        cfg = _config(args, **{"rl.model": args.model, "rl.solutions": args.solutions, "rl.output_dir": args.out}).rl
+        st = run_rl(cfg, overwrite=args.overwrite)
+        last = st["curve"][-1] if st["curve"] else {}
+        return (f"rl: {st['steps']} steps into {cfg.output_dir} (pool: {st['pool']['critique_rows']} critique + "
+                f"{st['pool']['solve_rows']} solve prompts); last reward {last.get('reward')}, verdicts right "
+                f"{last.get('verdict_right_share')}, no verdict {last.get('no_verdict_share')}")
     if args.cmd == "seeds":
         from dataclasses import replace
 

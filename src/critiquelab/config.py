@@ -20,7 +20,7 @@ from critiquelab.io import UserError, read_text
 
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
-    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
+    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
     "load_config", "to_dict", "key_of",
     "with_overrides", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
@@ -261,6 +261,32 @@ class CriticConfig(_Checked):
 
 
 @dataclass
+class RLConfig(_Checked):
+    """Critique RL (rl.py): GRPO on a fixed, balanced pool of solutions with verdict rewards."""
+
+    model: str | None = None      # the start: a base, or a CFT / SFT model (CFT followed by RL)
+    solutions: str | None = None  # the pool: solutions.jsonl from `sample` (graded)
+    output_dir: str | None = None
+    critique_share: float = 1.0   # share of critique prompts; the rest are solve prompts
+    balance: bool = True          # 1:1 right / wrong solutions (a constant verdict then scores 0.5)
+    format_bonus: float = 0.0     # added to a critique's reward when it has a parseable verdict
+    instruction: str = DEFAULT_CRITIQUE_INSTRUCTION
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    num_generations: int = 8      # completions per prompt (a GRPO group)
+    max_completion_length: int = 512
+    temperature: float = 1.0
+    beta: float = 0.0             # KL coefficient (Critique-Coder: none)
+    lr: float = 1e-6
+    batch_size: int = 8           # per device; num_generations must divide batch_size x grad_accum
+    grad_accum: int = 1
+    steps: int = 100
+    save_steps: int = 50          # checkpoints; a rerun resumes from the last one
+    bf16: bool = False
+    use_vllm: bool = False        # GPU: generate with vLLM through TRL
+    seed: int = 0
+
+
+@dataclass
 class SlurmConfig(_Checked):
     """`experiment.executor: slurm`: one Slurm job per cell, submitted through submitit."""
 
@@ -323,6 +349,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
@@ -535,6 +562,9 @@ RANGES: dict[str, dict[str, tuple]] = {
                     "lora_r": _POS, "lora_alpha": ("0+", None), "lora_dropout": (0.0, 0.99), "save_steps": _NONNEG,
                     "save_minutes": (0.0, None), "save_total_limit": _POS, "select_limit": _POS,
                     "logging_steps": _NONNEG, "num_processes": _NONNEG, "select_max_new_tokens": _POS},
+    "RLConfig": {"critique_share": _SHARE, "format_bonus": (0.0, None), "num_generations": (2, None),
+                 "max_completion_length": _POS, "temperature": ("0+", None), "beta": (0.0, None), "lr": ("0+", None),
+                 "batch_size": _POS, "grad_accum": _POS, "steps": _POS, "save_steps": _NONNEG},
     "SlurmConfig": {"nodes": _POS, "gpus_per_node": _NONNEG, "cpus_per_task": _POS, "mem_gb": _POS, "time_min": _POS,
                     "array_parallelism": _POS, "max_requeues": _NONNEG},
     "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},
