@@ -69,3 +69,28 @@ def test_grpo_trains_the_tiny_model_and_logs_rewards_and_verdicts(tmp_path, tiny
     bad = subprocess.run([*cmd[:-6], "rl.num_generations=3", "rl.batch_size=4", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "must divide" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_the_rl_recipes_load_and_the_7b_one_plans_offline(tmp_path, tiny_world, tiny_model):
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "critiquelab.cli", "rl", "--config",
+                        "recipes/critique-rl-qwen2.5-math-7b.yaml", "--dry-run"], capture_output=True, text=True,
+                       cwd=str(REPO), timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout[:r.stdout.rindex("}") + 1])
+    assert plan["steps"] == 500 and plan["prompts_per_step"] == 8 and plan["config"]["use_vllm"]
+    assert plan["generated_tokens_max_per_process"] == 500 * 64 * 2048 and "rl.solutions=" in plan["missing"][0]
+
+    from critiquelab.config import SampleConfig
+    from critiquelab.sample import run_sample
+
+    write_jsonl(tmp_path / "problems.jsonl", read_jsonl(tiny_world / "train.jsonl")[:8])
+    run_sample(tmp_path / "problems.jsonl", tmp_path / "s.jsonl", SampleConfig(source="synthetic"), None)
+    r = subprocess.run([sys.executable, "-m", "critiquelab.cli", "rl", "--config",
+                        str(REPO / "recipes/critique-rl-world.yaml"), "--model", str(tiny_model), "--solutions",
+                        str(tmp_path / "s.jsonl"), "--out", str(tmp_path / "crl"), "rl.steps=1",
+                        "rl.max_completion_length=16", "rl.num_generations=2", "rl.batch_size=2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "crl" / "train_log.json").read_text())["steps"] == 1

@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="shortcut for rl.model= (a base, or a CFT/SFT model)")
     s.add_argument("--solutions", help="shortcut for rl.solutions= (solutions.jsonl from sample)")
     s.add_argument("--out", help="shortcut for rl.output_dir=")
+    s.add_argument("--dry-run", action="store_true", help="print the pool, steps and generated tokens; run nothing")
 
     s = cmd("eval", "evaluate a model on benchmarks (resumable)")
     s.add_argument("--model", required=True)
@@ -198,6 +199,11 @@ def _run(args) -> str | tuple[str, int]:
         from critiquelab.rl import run_rl
 
         cfg = _config(args, **{"rl.model": args.model, "rl.solutions": args.solutions, "rl.output_dir": args.out}).rl
+        if args.dry_run:
+            from critiquelab.rl import plan_rl
+
+            print(json.dumps(plan_rl(cfg), indent=2))
+            return "dry run: nothing trained"
         st = run_rl(cfg, overwrite=args.overwrite)
         last = st["curve"][-1] if st["curve"] else {}
         return (f"rl: {st['steps']} steps into {cfg.output_dir} (pool: {st['pool']['critique_rows']} critique + "

@@ -39,7 +39,7 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model
 
-__all__ = ["critique_reward", "pool", "run_rl", "solve_reward"]
+__all__ = ["critique_reward", "plan_rl", "pool", "run_rl", "solve_reward"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,30 @@ class _Guard:
                "critiques_seen": n}
         self.right = self.wrong = self.none = 0
         return out
+
+
+def plan_rl(cfg: RLConfig) -> dict:
+    """Dry run: the pool (or what is missing to build it), the steps, and the completions and
+    tokens the run will generate and train on (upper bounds: every completion at its maximum length).
+    Reads no model and nothing from the network."""
+    from pathlib import Path
+
+    missing = [f"rl.{k} is not set" for k in ("model", "solutions", "output_dir") if not getattr(cfg, k)]
+    info: dict = {}
+    if cfg.solutions and Path(cfg.solutions).is_file():
+        info = pool(read_solutions(cfg.solutions), cfg)[1]
+    elif cfg.solutions:
+        missing.append(f"rl.solutions={cfg.solutions}: not here (make it with `critiquelab sample`)")
+    batch = cfg.batch_size * cfg.grad_accum
+    if batch % cfg.num_generations:
+        raise UserError(f"rl.num_generations={cfg.num_generations} must divide rl.batch_size x rl.grad_accum={batch}")
+    completions = cfg.steps * batch  # per process; x the number of processes under accelerate
+    return {"config": asdict(cfg), "pool": info, "steps": cfg.steps, "prompts_per_step": batch // cfg.num_generations,
+            "completions_per_process": completions,
+            "generated_tokens_max_per_process": completions * cfg.max_completion_length,
+            "compute_note": "compute = generated + trained tokens; each completion is generated once and trained on "
+                            "once (with its prompt), so trained tokens ~ generated tokens + prompts",
+            "missing": missing}
 
 
 def run_rl(cfg: RLConfig, *, overwrite: bool = False) -> dict:
