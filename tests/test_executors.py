@@ -76,13 +76,16 @@ def test_a_job_that_dies_is_failed_with_its_log_tail_and_retried(tmp_path, monke
 
 
 def test_cells_are_pinned_to_their_share_of_the_gpus(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # four GPUs, as generation's split test fakes them
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert _slots(ExperimentConfig(executor="subprocess", parallel_cells=2)) == [["0", "1"], ["2", "3"]]
     assert _slots(ExperimentConfig(executor="subprocess", parallel_cells=4, gpus_per_cell=1)) == [["0"], ["1"], ["2"],
                                                                                                    ["3"]]
     with pytest.raises(UserError, match="needs more than the 4 visible GPUs"):
         check_executor(ExperimentConfig(executor="subprocess", parallel_cells=3, gpus_per_cell=2))
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert _slots(ExperimentConfig(executor="subprocess", parallel_cells=2)) == [[], []]  # CPU: threads are split
 
 

@@ -8,6 +8,7 @@ Unknown keys and wrongly typed values are all reported at once, before any work 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
     "load_config", "to_dict", "key_of",
-    "with_overrides", "check_values", "ConfigError", "CHOICES", "RANGES",
+    "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
@@ -445,6 +446,20 @@ def with_overrides(base: Any, overrides: dict, where: str, errors: list[str]) ->
         errors.append(f"{where}: expected a mapping, got {overrides!r}")
         return base
     return _build(type(base), _merge(dataclasses.asdict(base), overrides), where, errors)
+
+
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*")  # a named entry's name: it becomes part of paths and ids
+
+
+def named_sections(base: Any, table: dict, where: str, errors: list[str]) -> dict[str, Any]:
+    """`table` (name -> overrides of the dataclass `base`: a grid axis, sample.generators, a teacher
+    panel) as checked sections by name; every problem is appended to `errors` under `where`."""
+    out = {}
+    for name, overrides in table.items():
+        if not NAME.fullmatch(str(name)):
+            errors.append(f"{where}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
+        out[str(name)] = with_overrides(base, overrides, f"{where}.{name}.", errors)
+    return out
 
 
 def _set_dotted(data: dict, dotted: str, value: Any, path: Path | None = None, loaded: dict | None = None) -> None:

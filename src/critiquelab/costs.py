@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from critiquelab.config import RunConfig, with_overrides
+from critiquelab.config import RunConfig, named_sections
 from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
 
 __all__ = ["ASSUMPTIONS", "estimate", "param_count"]
@@ -141,10 +141,10 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
     api = []
     for src, scfg in plan.sources.items():
         per_problem = _per_problem(scfg)
-        teachers = [(f"{tch}.{name}" if name else tch, replace(tcfg, panel={}) if not over else
-                     with_overrides(replace(tcfg, panel={}), over, "", []))
-                    for tch, tcfg in plan.teachers.items()
-                    for name, over in ((tcfg.panel or {None: {}}).items())]
+        teachers = []  # a panel's teachers one by one
+        for tch, tcfg in plan.teachers.items():
+            panel = named_sections(replace(tcfg, panel={}), tcfg.panel, "", [])
+            teachers += [(f"{tch}.{n}", t) for n, t in panel.items()] or [(tch, tcfg)]
         for tch, tcfg in teachers:
             if tcfg.teacher != "openai":
                 continue

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from critiquelab.config import CritiqueConfig
+from critiquelab.config import CritiqueConfig, named_sections
 from critiquelab.io import (
     Incomplete,
     Store,
@@ -176,17 +176,11 @@ def _panel(cfg: CritiqueConfig) -> list[tuple[str | None, CritiqueConfig]]:
     """The teachers of one run: `critique.panel` (name -> overrides of this section), or the section."""
     if not cfg.panel:
         return [(None, cfg)]
-    from critiquelab.config import with_overrides
-
     errors: list[str] = []
-    out = []
-    for name, overrides in cfg.panel.items():
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
-            errors.append(f"critique.panel: name {name!r} must be letters, digits, '_' or '.'")
-        out.append((str(name), with_overrides(replace(cfg, panel={}), overrides, f"critique.panel.{name}.", errors)))
+    teachers = named_sections(replace(cfg, panel={}), cfg.panel, "critique.panel", errors)
     if errors:
         raise UserError("invalid critique.panel: " + "; ".join(errors))
-    return out
+    return list(teachers.items())
 
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,

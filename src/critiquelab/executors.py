@@ -33,8 +33,9 @@ from pathlib import Path
 
 from critiquelab.config import ExperimentConfig, SlurmConfig
 from critiquelab.io import Incomplete, UserError, read_json, write_json
+from critiquelab.llm import gpu_shares, visible_gpus
 
-__all__ = ["Job", "run_jobs", "visible_gpus", "check_executor", "log_tail"]
+__all__ = ["Job", "run_jobs", "check_executor", "log_tail"]
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +55,11 @@ class Job:
         return self.spec.parent.parent / "logs" / f"{self.name}.log"
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001  (no torch or no driver: no GPUs)
-        return []
-
-
 def _slots(cfg: ExperimentConfig) -> list[list[str]]:
-    """The GPUs of each of the `parallel_cells` slots (empty lists on a machine without GPUs)."""
-    gpus = visible_gpus()
-    if not gpus:
-        return [[] for _ in range(cfg.parallel_cells)]
-    per = cfg.gpus_per_cell or len(gpus) // cfg.parallel_cells
-    return [gpus[i * per:(i + 1) * per] for i in range(cfg.parallel_cells)]
+    """The GPUs of each of the `parallel_cells` slots (empty lists on a machine without GPUs): the
+    same split as data-parallel generation's (llm.gpu_shares)."""
+    shares = gpu_shares(cfg.parallel_cells, cfg.gpus_per_cell, "experiment.")
+    return [s.split(",") for s in shares] if shares else [[] for _ in range(cfg.parallel_cells)]
 
 
 def check_executor(cfg: ExperimentConfig) -> None:

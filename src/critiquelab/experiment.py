@@ -49,8 +49,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from critiquelab.build import METHODS, run_build
+from critiquelab.build import METHODS, every_critique, run_build
 from critiquelab.config import (
+    NAME,
     CritiqueConfig,
     ModelConfig,
     PretrainConfig,
@@ -59,12 +60,13 @@ from critiquelab.config import (
     TrainConfig,
     key_of,
     load_config,
+    named_sections,
     with_overrides,
 )
 from critiquelab.critic import run_eval_critic
-from critiquelab.critique import parse_verdict, read_store, run_critique
+from critiquelab.critique import input_hash, parse_verdict, run_critique
 from critiquelab.evaluate import run_eval
-from critiquelab.executors import Job, check_executor, run_jobs, visible_gpus
+from critiquelab.executors import Job, check_executor, run_jobs
 from critiquelab.io import (
     MARKER,
     UserError,
@@ -78,7 +80,7 @@ from critiquelab.io import (
     write_json,
     write_jsonl,
 )
-from critiquelab.llm import check_model
+from critiquelab.llm import check_model, visible_gpus
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
 from critiquelab.sample import read_import, run_sample, run_seeds
@@ -140,19 +142,31 @@ class Plan:
     aux: dict[str, BaseSpec]   # bases that write or critique data but are not fine-tuned (`@name`)
 
 
-def _references(sources: dict[str, SampleConfig], teachers: dict[str, CritiqueConfig]):
+def _map_models(section, table: str, fn):
+    """`section` (a sample or critique section) with `fn(where, model)` applied to its `model` and
+    to that of each entry of its `table` (`generators` / `panel`) that names one."""
+    entries = {n: {**o, "model": fn(f"{table}.{n}.model", o["model"])} if "model" in o else o
+               for n, o in getattr(section, table).items()}
+    return replace(section, model=fn("model", section.model), **{table: entries})
+
+
+def _references(sources: dict[str, SampleConfig], teachers: dict[str, CritiqueConfig]) -> list[tuple[str, str]]:
     """(where, "@name") of every model named by reference: `@base` (the cell's own base) or an
     aux_models entry, in a source, its generators, a teacher or its panel."""
+    found: list[tuple[str, str]] = []
+
+    def note(prefix: str):
+        def f(where: str, model):
+            if isinstance(model, str) and model.startswith("@"):
+                found.append((f"{prefix}.{where}", model))
+            return model
+        return f
+
     for name, s in sources.items():
-        for where, model in [(f"sources.{name}.model", s.model),
-                             *((f"sources.{name}.generators.{g}.model", o.get("model")) for g, o in s.generators.items())]:
-            if isinstance(model, str) and model.startswith("@"):
-                yield where, model
+        _map_models(s, "generators", note(f"sources.{name}"))
     for name, t in teachers.items():
-        for where, model in [(f"teachers.{name}.model", t.model),
-                             *((f"teachers.{name}.panel.{p}.model", o.get("model")) for p, o in t.panel.items())]:
-            if isinstance(model, str) and model.startswith("@"):
-                yield where, model
+        _map_models(t, "panel", note(f"teachers.{name}"))
+    return found
 
 
 def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing: list[str]) -> tuple[int, str]:
@@ -207,15 +221,8 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
             errors.append(str(e))
 
     def check_name(axis: str, name) -> None:  # names become directory names
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]*", str(name)):
+        if not NAME.fullmatch(str(name)):
             errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
-
-    def named(axis: str, table: dict, base) -> dict:
-        out = {}
-        for name, overrides in (table or {"default": {}}).items():
-            check_name(axis, name)
-            out[str(name)] = with_overrides(base, overrides, f"{axis}.{name}.", errors)
-        return out
 
     def bases_of(axis: str, table: dict) -> dict[str, BaseSpec]:
         out = {}
@@ -246,8 +253,8 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
             errors.append("lr_grid: set train.select_best_on to a validation set (world-validation, or a problems "
                           "JSONL disjoint from the reported benchmarks) and train.save_steps > 0 (full fine-tuning): "
                           "the validation score that picks the rate and each run's checkpoint")
-    sources = named("sources", cfg.sources, cfg.sample)
-    teachers = named("teachers", cfg.teachers, cfg.critique)
+    sources = named_sections(cfg.sample, cfg.sources or {"default": {}}, "sources", errors)
+    teachers = named_sections(cfg.critique, cfg.teachers or {"default": {}}, "teachers", errors)
     for name, s in sources.items():
         if s.source not in ("model", "synthetic", "import"):
             errors.append(f"sources.{name}.source={s.source!r}: use model, synthetic or import")
@@ -523,10 +530,8 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
 def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,
           size: int | None) -> tuple[Path, dict]:
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
-    scfg = replace(scfg, model=r.at(scfg.model, mdl), generators={
-        g: {**o, **({"model": r.at(o["model"], mdl)} if "model" in o else {})} for g, o in scfg.generators.items()})
-    tcfg = replace(tcfg, model=r.at(tcfg.model, mdl), panel={
-        p: {**o, **({"model": r.at(o["model"], mdl)} if "model" in o else {})} for p, o in tcfg.panel.items()})
+    scfg = _map_models(scfg, "generators", lambda _, model: r.at(model, mdl))  # @name -> its directory
+    tcfg = _map_models(tcfg, "panel", lambda _, model: r.at(model, mdl))
     # Imported rows are the same for every base: with several models they are critiqued (and paid
     # for) and built once, under data/<source>/, and every model trains on the same sets.
     shared = scfg.source == "import" and r.many
@@ -595,12 +600,9 @@ def regime_stats(data_dir: Path, scfg: SampleConfig, tcfg: CritiqueConfig, cfg: 
     solutions = read_jsonl(teacher_dir / f"{data_dir.name}.solutions.jsonl") if data_dir.name != "all" else \
         read_jsonl(teacher_dir.parent / "solutions.jsonl")
     graded = [s["correct"] for s in solutions if isinstance(s.get("correct"), bool)]
-    critiques: dict[str, list[dict]] = {}  # every teacher's latest ok critique of each solution
-    for c in read_store(teacher_dir / "critique" / "critiques.jsonl").values():
-        if c.get("status") == "ok":
-            critiques.setdefault(c["id"], []).append(c)
+    critiques = every_critique(teacher_dir / "critique" / "critiques.jsonl")  # every teacher's, of each text
     judged = [(s["correct"], c) for s in solutions if isinstance(s.get("correct"), bool)
-              for c in critiques.get(s["id"], [])]
+              for c in critiques.get((s["id"], input_hash(s)), [])]
     wrong_critiques = [c for _, c in judged if c.get("verdict") == "wrong"]
     cft = read_jsonl(data_dir / "cft.jsonl") if (data_dir / "cft.jsonl").is_file() else []
     verdicts = [parse_verdict(row["completion"][-1]["content"] if isinstance(row["completion"], list)

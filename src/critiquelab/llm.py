@@ -344,20 +344,26 @@ def check_parallel(kind: str, data_parallel: int, tensor_parallel: int, section:
     gpu_shares(data_parallel, tensor_parallel, f"{section}.")
 
 
-def gpu_shares(data_parallel: int, tensor_parallel: int, prefix: str = "") -> list[str] | None:
-    """CUDA_VISIBLE_DEVICES of each of `data_parallel` engines: `tensor_parallel` GPUs each (0: the
-    visible GPUs divided evenly); None on a machine without GPUs."""
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (empty without GPUs)."""
     import torch
 
     n = torch.cuda.device_count()
-    if not n:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (visible.split(",") if visible else [str(g) for g in range(n)])[:n]
+
+
+def gpu_shares(data_parallel: int, tensor_parallel: int, prefix: str = "") -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES of each of `data_parallel` engines (or experiment cells): `tensor_parallel`
+    GPUs each (0: the visible GPUs divided evenly); None on a machine without GPUs."""
+    ids = visible_gpus()
+    if not ids:
         return None
+    n = len(ids)
     per = tensor_parallel or n // data_parallel
     if per < 1 or per * data_parallel > n:
         raise UserError(f"{prefix}data_parallel={data_parallel} x {prefix}tensor_parallel={max(per, 1)} needs "
                         f"{data_parallel * max(per, 1)} GPUs, {n} are visible; lower one of them")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = visible.split(",") if visible else [str(g) for g in range(n)]
     return [",".join(ids[i * per:(i + 1) * per]) for i in range(data_parallel)]
 
 

@@ -239,20 +239,15 @@ def _generators(cfg: SampleConfig, model_dir) -> list[tuple[str | None, SampleCo
     """(name, settings, model) of each writer of solutions: `sample.generators`, or the section itself."""
     from dataclasses import replace
 
-    from critiquelab.config import with_overrides
+    from critiquelab.config import named_sections
 
     if not cfg.generators:
         table = {None: cfg}
     else:
         errors: list[str] = []
-        table = {}
-        for name, overrides in cfg.generators.items():
-            if not str(name).replace("_", "").replace(".", "").isalnum():
-                errors.append(f"sample.generators: name {name!r} must be letters, digits, '_' or '.'")
-            table[str(name)] = with_overrides(replace(cfg, generators={}), overrides, f"sample.generators.{name}.",
-                                              errors)
-            if table[str(name)].source not in ("model", "synthetic"):
-                errors.append(f"sample.generators.{name}.source={table[str(name)].source!r}: use model or synthetic")
+        table = named_sections(replace(cfg, generators={}), cfg.generators, "sample.generators", errors)
+        errors += [f"sample.generators.{name}.source={g.source!r}: use model or synthetic"
+                   for name, g in table.items() if g.source not in ("model", "synthetic")]
         if errors:
             raise UserError("invalid sample.generators: " + "; ".join(errors))
     writers = []
