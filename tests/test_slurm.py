@@ -73,7 +73,7 @@ def test_a_requeued_job_resumes_from_its_last_checkpoint(slurm, tmp_path, monkey
     from the checkpoint it had written, then finishes."""
     monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    cfg = slurm_grid(**{"build.methods": "[cft]", "train.token_budget": 60000, "train.batch_size": 2,
+    cfg = slurm_grid(**{"build.methods": "[cft]", "train.token_budget": 400000, "train.batch_size": 2,
                         "train.save_steps": 5, "experiment.wait": "false"})
     res = run_experiment(cfg, run)
     assert "cft-s0" in res["pending"]
@@ -82,9 +82,9 @@ def test_a_requeued_job_resumes_from_its_last_checkpoint(slurm, tmp_path, monkey
     deadline = time.time() + 600
     while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
         assert time.time() < deadline, "no checkpoint within 10 minutes"
-        time.sleep(1)
+        time.sleep(0.2)
     subprocess.run(["scontrol", "requeue", job], check=True)
-    res = run_experiment(slurm_grid(**{"build.methods": "[cft]", "train.token_budget": 60000,
+    res = run_experiment(slurm_grid(**{"build.methods": "[cft]", "train.token_budget": 400000,
                                        "train.batch_size": 2, "train.save_steps": 5}), run)
     assert res["failed"] == [], read_json(run / "cells.json")
     log = read_json(run / "models" / "cft-s0" / "train_log.json")
