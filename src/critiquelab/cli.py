@@ -208,7 +208,8 @@ def _run(args) -> str | tuple[str, int]:
         last = st["curve"][-1] if st["curve"] else {}
         return (f"rl: {st['steps']} steps into {cfg.output_dir} (pool: {st['pool']['critique_rows']} critique + "
                 f"{st['pool']['solve_rows']} solve prompts); last reward {last.get('reward')}, verdicts right "
-                f"{last.get('verdict_right_share')}, no verdict {last.get('no_verdict_share')}")
+                f"{last.get('verdict_right_share')}, no verdict {last.get('no_verdict_share')}; "
+                f"{st['compute']['total_tokens']} tokens generated + trained")
     if args.cmd == "seeds":
         from dataclasses import replace
 

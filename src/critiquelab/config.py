@@ -280,7 +280,8 @@ class RLConfig(_Checked):
     lr: float = 1e-6
     batch_size: int = 8           # per device; num_generations must divide batch_size x grad_accum
     grad_accum: int = 1
-    steps: int = 100
+    steps: int = 100              # with token_budget: the most steps
+    token_budget: int = 0         # > 0: stop once generated + trained tokens reach it (the grid's matched compute)
     save_steps: int = 50          # checkpoints; a rerun resumes from the last one
     bf16: bool = False
     use_vllm: bool = False        # GPU: generate with vLLM through TRL

@@ -83,6 +83,7 @@ from critiquelab.io import (
 from critiquelab.llm import check_model, visible_gpus
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
+from critiquelab.rl import RL_METHODS, run_rl
 from critiquelab.sample import read_import, run_sample, run_seeds
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
 from critiquelab.train import run_train
@@ -203,9 +204,18 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         errors.append(f"seeds: need one or more distinct seeds, got {cfg.seeds}")
     methods = [m for m in cfg.build.methods if m != "base"]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and m not in RL_METHODS]
     if unknown or not methods:
-        errors.append(f"build.methods: unknown {unknown or 'none given'} (valid: base, {', '.join(METHODS)})")
+        errors.append(f"build.methods: unknown {unknown or 'none given'} "
+                      f"(valid: base, {', '.join(METHODS)}, {', '.join(RL_METHODS)})")
+    if "cft_crl" in methods and "cft" not in methods:
+        errors.append("build.methods: cft_crl starts from the cft cell of its seed: add cft to build.methods")
+    if "joint_rl" in methods and not 0 < cfg.rl.critique_share < 1:
+        errors.append(f"rl.critique_share={cfg.rl.critique_share}: joint_rl mixes critique and solve prompts; "
+                      "give a share between 0 and 1 (Critique-Coder: 0.2)")
+    if set(methods) & set(RL_METHODS) and (cfg.rl.batch_size * cfg.rl.grad_accum) % cfg.rl.num_generations:
+        errors.append(f"rl.num_generations={cfg.rl.num_generations} must divide rl.batch_size x rl.grad_accum="
+                      f"{cfg.rl.batch_size * cfg.rl.grad_accum}")
     bad_critic = [m for m in cfg.critic.methods if m != "base" and m not in methods]
     if cfg.critic.n_problems > 0 and bad_critic:
         errors.append(f"critic.methods: {bad_critic} are not trained in this experiment")
@@ -355,7 +365,7 @@ def _subset(solutions: Path, size: int | None, out: Path) -> Path:
 
 
 def _train_summary(stats: dict) -> dict:
-    return {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
+    return {k: v for k, v in stats.items() if k not in ("loss_curve", "curve", "config")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,17 +500,19 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     write_json(run_dir / "regime.json", regime)
 
     # Cells: each a job of the executor (executors.py). With lr_grid, the first seed of each group
-    # tunes the rate its other seeds use, so those run in a second wave.
+    # tunes the rate its other seeds use, so those run in a second wave; cft_crl starts from its
+    # cft cell, so it runs in a third.
     status: dict[str, dict] = {c.name: {k: v for k, v in old_cells[c.name].items() if k not in asdict(c)}
                                for c in plan.cells if c.model not in active and c.name in old_cells}
     weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
-    mine = [c for c in plan.cells if c.model in active]
+    mine = [c for c in plan.cells if c.model in active and c.method != "cft_crl"]
     first = [c for c in mine if c.method == "base" or not cfg.lr_grid or c.seed == cfg.seeds[0]]
     def save() -> None:
         write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
                                             for c in plan.cells])
 
-    for wave in (first, [c for c in mine if c not in first]):
+    for wave in (first, [c for c in mine if c not in first],
+                 [c for c in plan.cells if c.model in active and c.method == "cft_crl"]):
         pending = _run_cells(r, wave, data, status, weights, save)
         if pending:
             log.info("%d cells still queued or running on Slurm; rerun to collect them", len(pending))
@@ -559,10 +571,11 @@ def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Criti
         r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": key_of(solver)},
                      lambda: run_critique(sols, tdir / "solve", solver), outputs=(tdir / "solve",))
         solved = tdir / "solve" / "solutions.jsonl"
-    k_build = {"critique": k_crit, "build": key_of(r.cfg.build), "size": size}
+    build = replace(r.cfg.build, methods=[m for m in r.cfg.build.methods if m in METHODS])  # (RL: no dataset)
+    k_build = {"critique": k_crit, "build": key_of(build), "size": size}
     r.stages.run(f"build-{t}{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
-        r.cfg.build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
+        build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
     return tdir / label, k_build
 
 
@@ -640,6 +653,30 @@ def _fit(r: _Run, cell: Cell, data: tuple[Path, dict], lr: float) -> tuple[dict,
     return key, model_dir, summary
 
 
+def _pool(data_dir: Path) -> Path:
+    """The noisy solutions a training setting was built from: RL's fixed pool."""
+    return data_dir.parent / f"{data_dir.name}.solutions.jsonl" if data_dir.name != "all" else \
+        data_dir.parent.parent / "solutions.jsonl"
+
+
+def _fit_rl(r: _Run, cell: Cell, data: tuple[Path, dict], start: dict | None) -> tuple[dict, Path, dict]:
+    """GRPO for one RL cell (cached as a stage) on its setting's noisy solutions, from its base or (cft_crl)
+    its cft cell's model, until `rl.token_budget` (0: `train.token_budget`) generated + trained tokens."""
+    data_dir, _ = data
+    share = RL_METHODS[cell.method]
+    model_dir = r.dir / "models" / cell.name
+    cfg = replace(r.cfg.rl, model=start["start"] if start else r.bases[cell.model], solutions=str(_pool(data_dir)),
+                  output_dir=str(model_dir), seed=cell.seed, instruction=r.cfg.build.critique_instruction,
+                  system_prompt=r.cfg.build.system_prompt,
+                  critique_share=r.cfg.rl.critique_share if share is None else share,
+                  token_budget=r.cfg.rl.token_budget or r.cfg.train.token_budget)
+    key = {"pool": sha256_file(cfg.solutions), "rl": {k: v for k, v in key_of(cfg).items() if k != "model"},
+           "start": start["start_weights"] if start else {"base": r.bases[cell.model]}, "method": cell.method}
+    summary = r.stages.run(f"train-{cell.name}", key,
+                           lambda: _train_summary(run_rl(cfg, desc=f"rl {cell.name}")), outputs=(model_dir,))
+    return key, model_dir, summary
+
+
 def train_key(cfg: TrainConfig) -> dict:
     """The settings a fine-tune's result depends on: how it is launched only through its processes."""
     key = key_of(cfg)
@@ -694,14 +731,16 @@ def _tuned_lr(r: _Run, cell: Cell, data: tuple[Path, dict]) -> tuple[float, dict
 
 def _spec(r: _Run, cell: Cell, data, tuned: dict | None) -> tuple[dict, str]:
     """A cell's job spec (all a job needs, in JSON) and the hash of what its result depends on:
-    not the executor, the critic, the other cells or how generation is spread over GPUs."""
+    not the executor, the critic, the other cells or how generation is spread over GPUs. `tuned`
+    carries a later seed's rate under lr_grid, or a cft_crl cell's start (its cft cell's model)."""
     spec = {"run_dir": str(r.dir), "config": asdict(r.cfg), "cell": asdict(cell),
             "bases": {cell.model: r.bases[cell.model]}, "many": r.many,
             "bench_dir": str(r.bench_dir) if r.bench_dir else None,
             "data": [str(data[0]), data[1]] if isinstance(data, tuple) else data, "tuned": tuned}
     depends = {**{k: v for k, v in spec.items() if k not in ("run_dir", "config")},
                "world": key_of(r.cfg.world), "train": train_key(r.cfg.train), "eval": key_of(r.cfg.eval),
-               "lr_grid": r.cfg.lr_grid, "first_seed": r.cfg.seeds[0]}
+               "lr_grid": r.cfg.lr_grid, "first_seed": r.cfg.seeds[0],
+               **({"rl": key_of(r.cfg.rl)} if cell.method in RL_METHODS else {})}
     return spec, stable_hash(depends, 16)
 
 
@@ -710,9 +749,20 @@ def _probe(cell: Cell, first_seed: int) -> str:
     return cell.name.removesuffix(f"-s{cell.seed}") + f"-s{first_seed}"
 
 
-def _tuned(r: _Run, cell: Cell, status: dict) -> dict | None:
-    """For a later seed under lr_grid: the rate its first seed's grid picked (or why there is none)."""
-    if not r.cfg.lr_grid or cell.method == "base" or cell.seed == r.cfg.seeds[0]:
+def _cft_cell(cell: Cell) -> str:
+    return "cft" + cell.name.removeprefix(cell.method)
+
+
+def _tuned(r: _Run, cell: Cell, status: dict, weights: dict) -> dict | None:
+    """For a later seed under lr_grid: the rate its first seed's grid picked; for cft_crl: its cft
+    cell's model and weights (or why there is none)."""
+    if cell.method == "cft_crl":
+        cft = status.get(_cft_cell(cell)) or {}
+        if cft.get("status") != "ok" or _cft_cell(cell) not in weights:
+            return {"error": f"its start, cell {_cft_cell(cell)}, did not finish ({cft.get('status', 'not run')}); "
+                             "rerun to retry it"}
+        return {"start": str(r.dir / cft["model_dir"]), "start_weights": weights[_cft_cell(cell)]}
+    if not r.cfg.lr_grid or cell.method == "base" or cell.method in RL_METHODS or cell.seed == r.cfg.seeds[0]:
         return None
     probe = status.get(_probe(cell, r.cfg.seeds[0])) or {}
     if probe.get("status") != "ok":
@@ -728,7 +778,7 @@ def _run_cells(r: _Run, cells: list[Cell], data: dict, status: dict, weights: di
     jobs, by_name = [], {}
     for cell in cells:
         spec, h = _spec(r, cell, data.get((cell.model, cell.source, cell.teacher, cell.data_size)),
-                        _tuned(r, cell, status))
+                        _tuned(r, cell, status, weights))
         path = r.dir / "jobs" / f"{cell.name}.json"
         job = by_name[cell.name] = Job(cell.name, path, h)
         old = read_json(job.result) if job.result.is_file() else None
@@ -813,6 +863,13 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
     try:
         if cell.method == "base":
             weights[cell.name], model = {"base": r.bases[cell.model]}, r.bases[cell.model]
+        elif cell.method in RL_METHODS:
+            if tuned and "error" in tuned:
+                return {"status": "failed", "error": tuned["error"]}
+            key, model, summary = _fit_rl(r, cell, data, tuned)
+            weights[cell.name] = key
+            extra = {"lr": r.cfg.rl.lr, "model_dir": str(model.relative_to(r.dir)), "compute": summary["compute"],
+                     **({"start": tuned["start"]} if tuned else {})}
         else:
             data_dir = data[0]
             if not read_jsonl(data_dir / f"{cell.method}.jsonl"):  # e.g. sft_verified when no solution passed
@@ -825,7 +882,8 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             key, model, summary = _fit(r, cell, data, lr)
             weights[cell.name] = key
             selection = summary.get("selection") or {}
-            extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
+            extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)), "compute": {"trained_tokens": summary.get(
+                "tokens"), "generated_tokens": 0, "total_tokens": summary.get("tokens")},
                      "validation_accuracy": selection.get("accuracy")
                      if selection and not selection.get("overlaps_reported_benchmark") else None,
                      **({"lr_scores": scores} if scores else {})}

@@ -44,9 +44,12 @@ __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_c
            "seed_means", "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft",
-                "cft_sft_mix"]
+                "cft_sft_mix", "crl", "cft_crl", "solve_rl", "joint_rl"]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
-          "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52"}
+          "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52",
+          "crl": "#da8bc3", "cft_crl": "#8c564b", "solve_rl": "#ccb974", "joint_rl": "#17becf"}
+RL = ("crl", "cft_crl", "solve_rl", "joint_rl")  # rl.RL_METHODS (not imported: the report reads files only)
+COMPARED = ("cft", "cft_sft_mix", *RL)  # the methods compared with the others of their setting
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 
 
@@ -160,13 +163,15 @@ def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = 2000, seed
 
 
 def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
-    """CFT (and the CFT+SFT mix) against every other method of the same setting, and its model's base."""
+    """CFT (and the CFT+SFT mix) against every other method of the same setting, and its model's base;
+    each RL method against the methods before it in METHOD_ORDER (base, SFT, CFT, earlier RL)."""
     out = []
-    for (a, *group_a, bench), runs_a in sorted(items.items(), key=str):
-        if a not in ("cft", "cft_sft_mix"):
+    for (a, *group_a, bench), runs_a in sorted(items.items(), key=lambda kv: (_order(kv[0][0]), str(kv[0]))):
+        if a not in COMPARED:
             continue
         for (b, *group_b, bench_b), runs_b in sorted(items.items(), key=lambda kv: (_order(kv[0][0]), str(kv[0]))):
-            if bench_b != bench or b == a or group_b[0] != group_a[0] or (b != "base" and group_b != group_a):
+            if bench_b != bench or b == a or group_b[0] != group_a[0] or (b != "base" and group_b != group_a) \
+                    or (b in RL and _order(b) > _order(a)):
                 continue
             common = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)))
             if not common:
@@ -175,6 +180,62 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
             res = paired_comparison([score(runs_a, i) for i in common], [score(runs_b, i) for i in common])
             out.append({"a": a, "b": b, "benchmark": bench, **dict(zip(GROUP, group_a, strict=True)),
                         "seeds_a": len(runs_a), "seeds_b": len(runs_b), **res})
+    return out
+
+
+def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed: int = 0) -> list[dict]:
+    """Balanced verdict accuracy, paired: CFT and each RL method minus each method before it in
+    METHOD_ORDER with a critic of the same model, on the same judged solutions. A method's balanced
+    accuracy is the mean over its seeds; 95% bootstrap CI over the solutions (resampled together for
+    both methods and every seed). A missing verdict counts as a miss, as in the critic table."""
+    import numpy as np
+
+    many = len({c.get("model") for c in cells}) > 1
+    hits: dict[tuple, list[dict]] = defaultdict(list)  # (model, method) -> per seed {id: verdict right}
+    labels: dict = {}
+    for c in cells:
+        f = run_dir / "critic" / c["name"] / "judgements.jsonl"
+        if c.get("status", "ok") != "ok" or not f.is_file():
+            continue
+        model = c.get("model")
+        if model not in labels:
+            sols = run_dir / "critic" / (f"solutions-{model}.jsonl" if many else "solutions.jsonl")
+            labels[model] = {r["id"]: r["correct"] for r in read_jsonl(sols, tolerate_torn_tail=True)
+                             if isinstance(r.get("correct"), bool)} if sols.is_file() else {}
+        judged = read_jsonl(f, tolerate_torn_tail=True)
+        check_rows(judged, f, {"id": (str, int)}, optional={"verdict": str}, fix="expected the judgements of "
+                   "`critiquelab eval-critic`")
+        truth = labels[model]
+        hits[(model, c["method"])].append({j["id"]: j.get("verdict") == ("right" if truth[j["id"]] else "wrong")
+                                           for j in judged if j["id"] in truth})
+    rng = np.random.default_rng(seed)
+    out = []
+    for (model, a), runs_a in sorted(hits.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
+        if a not in COMPARED:
+            continue
+        for (model_b, b), runs_b in sorted(hits.items(), key=lambda kv: _order(kv[0][1])):
+            if model_b != model or _order(b) >= _order(a):
+                continue
+            ids = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)), key=str)
+            y = np.array([labels[model][i] for i in ids], dtype=float)
+            if not ids or y.min() == y.max():
+                continue
+            weights = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=reps).astype(float)
+
+            def ba(runs, w, ids=ids, y=y):  # mean over seeds of the mean recall of both classes, items weighted by w
+                h = np.array([[r[i] for i in ids] for r in runs], dtype=float)  # seeds x items
+                right = (h * y) @ w.T / (y @ w.T)
+                wrong = (h * (1 - y)) @ w.T / ((1 - y) @ w.T)
+                return ((right + wrong) / 2).mean(axis=0)
+
+            one = np.ones((1, len(ids)))
+            with np.errstate(invalid="ignore"):  # a resample without one class: NaN, left out of the quantiles
+                boots = ba(runs_a, weights) - ba(runs_b, weights)
+            out.append({"model": model, "a": a, "b": b, "seeds_a": len(runs_a), "seeds_b": len(runs_b),
+                        "n": len(ids), "balanced_accuracy_a": float(ba(runs_a, one)[0]),
+                        "balanced_accuracy_b": float(ba(runs_b, one)[0]),
+                        "delta": float(ba(runs_a, one)[0] - ba(runs_b, one)[0]),
+                        "ci95": [float(np.nanquantile(boots, 0.025)), float(np.nanquantile(boots, 0.975))]})
     return out
 
 
@@ -319,6 +380,65 @@ def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
     ax.legend(fontsize=7)
     ax.set_title("Training loss, every seed")
     save_figure(fig, path)
+
+
+def _plot_rewards(logs: dict[str, dict], path: Path) -> None:
+    """Mean reward and the share of critiques saying "right", per step (moving mean of 10), every seed."""
+    import numpy as np
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    seen: set[str] = set()
+    for _, log in sorted(logs.items(), key=lambda kv: (_order(kv[1]["method"]), kv[0])):
+        m = log["method"]
+        for ax, key in zip(axes, ("reward", "verdict_right_share"), strict=True):
+            pts = [(p["step"], p[key]) for p in log["curve"] if p.get(key) is not None]
+            if len(pts) < 2:
+                continue
+            k = min(10, len(pts))
+            smooth = np.convolve([v for _, v in pts], np.ones(k) / k, mode="valid")
+            ax.plot([s for s, _ in pts][k - 1:], smooth, color=COLORS.get(m), alpha=0.8, linewidth=1,
+                    label=m if (m, key) not in seen else None)
+            seen.add((m, key))
+    axes[0].set_ylabel("mean reward (moving mean of 10 steps)")
+    axes[1].set_ylabel('share of critiques saying "right"')
+    axes[1].axhline(0.5, color="#888888", linewidth=0.8, linestyle="--")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.suptitle("Critique RL: rewards and the verdicts' balance, every seed", fontsize=9)
+    save_figure(fig, path)
+
+
+def _rl_blocks(logs: dict[str, dict], training: dict[str, dict], run_dir: Path) -> list[tuple]:
+    """The RL cells: compute (generated + trained tokens, beside the SFT cells' trained tokens), the
+    reward and the verdicts' balance early and late, and the reward curves of the main setting."""
+    def mean(log: dict, key: str, last: bool) -> str:
+        vals = [p[key] for p in log["curve"] if p.get(key) is not None]
+        part = vals[-10:] if last else vals[:10]
+        return f"{sum(part) / len(part):.2f}" if part else "-"
+
+    rows = [[name, log["method"], log["steps"], log["compute"]["generated_tokens"], log["compute"]["trained_tokens"],
+             log["compute"]["total_tokens"], mean(log, "reward", False), mean(log, "reward", True),
+             mean(log, "verdict_right_share", True), mean(log, "no_verdict_share", True)]
+            for name, log in sorted(logs.items(), key=lambda kv: (_order(kv[1]["method"]), kv[0]))]
+    sft_tokens = sorted({t["tokens"] for t in training.values()})
+    blocks: list[tuple] = [
+        ("h", 2, "Critique RL"),
+        ("p", "Compute is matched as generated + trained tokens: an RL cell stops once the tokens it generated plus "
+              "the tokens it trained on (every completion with its prompt) reach the token budget, which is what an "
+              "SFT or CFT cell trains on"
+              + (f" ({', '.join(str(t) for t in sft_tokens)} tokens trained here)" if sft_tokens else "")
+              + "; cft_crl adds its RL budget to its CFT cell's. Rewards: a critique scores 1 when its verdict matches "
+                "the solution's reference grade (0 without a verdict), a solution 1 when its answer is right; the pool "
+                "is balanced 1:1, so a constant verdict scores 0.5."),
+        ("table", ["cell", "method", "steps", "generated tokens", "trained tokens", "total", "reward (first 10 steps)",
+                   "reward (last 10)", 'says "right" (last 10)', "no verdict (last 10)"], rows)]
+    main = {n: log for n, log in logs.items() if log["main"]}
+    if main:
+        _plot_rewards(main, run_dir / "rl_rewards.png")
+        blocks.append(("img", "rl_rewards.png", "critique RL rewards"))
+    return blocks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,11 +589,17 @@ def write_report(run_dir: str | Path) -> Path:
     benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
 
     training, curves, selection, selection_axis = {}, defaultdict(list), defaultdict(list), "step"
+    rl_logs: dict[str, dict] = {}  # RL cells: reward curves and compute (rl.py's train_log.json)
     for c in trained:
         log = run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
         if not log.exists():
             continue
         stats = read_json(log)
+        if c["method"] in RL:
+            check_rows([stats] if isinstance(stats, dict) else [{}], log, {"curve": list, "compute": dict, "steps": int},
+                       fix="expected the train_log.json of `critiquelab rl`")
+            rl_logs[c["name"]] = {**stats, "method": c["method"], "main": _group(c) == main}
+            continue
         check_rows([stats] if isinstance(stats, dict) else [{}], log,
                    {"loss_curve": list, "examples": int, "tokens": int, "steps": int, "tokens_per_s": (int, float)},
                    optional={"train_loss": float}, fix="expected the train_log.json of `critiquelab train`")
@@ -510,7 +636,10 @@ def write_report(run_dir: str | Path) -> Path:
     models_info = manifest.get("manifest", {}).get("models") or {}
     vs_best = cft_vs_best_sft(cells, comps, summary, models_info)
     regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
+    critic_comps = critic_comparisons(run_dir, cells)
     report = {"runs": runs, "summary": summary, "comparisons": comps, "by_data_size": by_size, "critics": critics,
+              "critic_comparisons": critic_comps,
+              "rl": {name: {k: v for k, v in r.items() if k != "config"} for name, r in rl_logs.items()},
               "cft_vs_best_sft": vs_best, "regime": regime,
               "training": training, "cells": cells, "main_group": dict(zip(GROUP, main, strict=True)),
               "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {})}
@@ -648,6 +777,23 @@ def write_report(run_dir: str | Path) -> Path:
                                  "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
         blocks += [("img", c["plot"], f"best-of-N {c['method']}") for c in critics if c["plot"] and c["model"] == main[0]
                    and c["seed"] in (None, min((x["seed"] for x in critics if x["seed"] is not None), default=None))]
+
+    if critic_comps:
+        blocks += [("h", 3, "Critics compared (balanced accuracy, paired)"),
+                   ("p", "a - b in points of balanced verdict accuracy on the same judged solutions: each method's is "
+                         "the mean over its seeds; 95% bootstrap CI over solutions. Only a CI that excludes 0 "
+                         "supports a claim of better or worse.")]
+        rows = []
+        for c in critic_comps:
+            verdict = "a better" if c["ci95"][0] > 0 else "a worse" if c["ci95"][1] < 0 else "no clear difference"
+            rows.append([*([c["model"]] if len({x["model"] for x in critic_comps}) > 1 else []), c["a"], c["b"],
+                         _pct(c["balanced_accuracy_a"]), _pct(c["balanced_accuracy_b"]), f"{100 * c['delta']:+.1f}",
+                         _ci(c["ci95"], True), f"{c['seeds_a']} / {c['seeds_b']}", c["n"], verdict])
+        blocks.append(("table", [*(["model"] if len({x["model"] for x in critic_comps}) > 1 else []), "a", "b",
+                                 "a (%)", "b (%)", "delta", "95% CI", "seeds", "n", "verdict"], rows))
+
+    if rl_logs:
+        blocks += _rl_blocks(rl_logs, training, run_dir)
 
     if training:
         if curves:

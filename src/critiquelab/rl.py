@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import asdict
 
 from critiquelab.build import cft_prompt, read_solutions
@@ -39,9 +38,13 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model
 
-__all__ = ["critique_reward", "plan_rl", "pool", "run_rl", "solve_reward"]
+__all__ = ["RL_METHODS", "critique_reward", "plan_rl", "pool", "run_rl", "solve_reward"]
 
 log = logging.getLogger(__name__)
+
+# The grid's RL methods (experiment.py) and their share of critique prompts (None: rl.critique_share).
+# cft_crl starts from the cft cell of the same seed and setting; the others from the base.
+RL_METHODS = {"crl": 1.0, "cft_crl": 1.0, "solve_rl": 0.0, "joint_rl": None}
 
 
 def _text(completion) -> str:
@@ -79,7 +82,8 @@ def pool(solutions: list[dict], cfg: RLConfig) -> tuple[list[dict], dict]:
         n = min(len(right), len(wrong))
         right, wrong = rng.sample(right, n), rng.sample(wrong, n)
     critique = [{"prompt": [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
-                 "task": "critique", "correct": s["correct"], "answer": s.get("answer") or ""} for s in right + wrong]
+                 "task": "critique", "correct": s["correct"], "answer": s.get("answer") or ""}
+                for s in (right + wrong if cfg.critique_share > 0 else [])]
     questions = {s["problem_id"]: s for s in graded if s.get("answer") is not None}
     solve = [{"prompt": [{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": s["question"]}],
               "task": "solve", "correct": False, "answer": s["answer"]} for s in questions.values()]
@@ -98,27 +102,34 @@ def pool(solutions: list[dict], cfg: RLConfig) -> tuple[list[dict], dict]:
                   "balanced": cfg.balance}
 
 
-class _Guard:
-    """Counts the policy's verdicts between logs: their balance and the share without one."""
+def verdict_metrics(completions, task, log_metric=None, **_) -> list[None]:
+    """Scores nothing: logs the policy's verdicts on this batch's critique prompts (the reward-hacking
+    guard) into TRL's metrics, so they land in the trainer state and survive a resume."""
+    verdicts = [parse_verdict(_text(c)) for c, t in zip(completions, task, strict=True) if t == "critique"]
+    if verdicts and log_metric:
+        log_metric("verdicts/right_share", sum(v == "right" for v in verdicts) / len(verdicts))
+        log_metric("verdicts/none_share", sum(v is None for v in verdicts) / len(verdicts))
+    return [None] * len(completions)
 
-    def __init__(self):
-        self.right = self.wrong = self.none = 0
 
-    def observe(self, completions, task, **_) -> list[None]:
-        for c, t in zip(completions, task, strict=True):
-            if t == "critique":
-                v = parse_verdict(_text(c))
-                self.right += v == "right"
-                self.wrong += v == "wrong"
-                self.none += v is None
-        return [None] * len(completions)
+def compute(log_history: list[dict], completions_per_step: int, trained_tokens: int) -> dict:
+    """Compute so far, as the grid matches it: generated + trained tokens. Trained tokens are every
+    completion with its prompt (TRL's num_input_tokens_seen); generated tokens are the completions
+    (their mean length at each logged step x the completions of a step)."""
+    generated = round(sum(h["completions/mean_length"] * completions_per_step
+                          for h in log_history if "completions/mean_length" in h))
+    return {"generated_tokens": generated, "trained_tokens": int(trained_tokens),
+            "total_tokens": generated + int(trained_tokens)}
 
-    def take(self) -> dict:
-        n = self.right + self.wrong + self.none
-        out = {"verdict_right_share": self.right / n if n else None, "no_verdict_share": self.none / n if n else None,
-               "critiques_seen": n}
-        self.right = self.wrong = self.none = 0
-        return out
+
+def curve(log_history: list[dict]) -> list[dict]:
+    """The reward curves from the trainer's log: mean reward, per task, the verdicts' balance."""
+    names = {"reward": "reward", "rewards/critique/mean": "critique_reward", "rewards/solve/mean": "solve_reward",
+             "verdicts/right_share": "verdict_right_share", "verdicts/none_share": "no_verdict_share",
+             "completions/mean_length": "completion_length", "loss": "loss"}
+    return [{"step": h["step"], **{new: h[old] for old, new in names.items()
+                                   if h.get(old) is not None and h[old] == h[old]}}  # (None, NaN: no row of that task)
+            for h in log_history if "reward" in h]
 
 
 def plan_rl(cfg: RLConfig) -> dict:
@@ -140,19 +151,33 @@ def plan_rl(cfg: RLConfig) -> dict:
     return {"config": asdict(cfg), "pool": info, "steps": cfg.steps, "prompts_per_step": batch // cfg.num_generations,
             "completions_per_process": completions,
             "generated_tokens_max_per_process": completions * cfg.max_completion_length,
+            "token_budget": cfg.token_budget or None,
             "compute_note": "compute = generated + trained tokens; each completion is generated once and trained on "
-                            "once (with its prompt), so trained tokens ~ generated tokens + prompts",
+                            "once (with its prompt), so trained tokens ~ generated tokens + prompts"
+                            + ("; the run stops once they reach rl.token_budget (steps is then a cap)"
+                               if cfg.token_budget else ""),
             "missing": missing}
 
 
-def run_rl(cfg: RLConfig, *, overwrite: bool = False) -> dict:
-    """GRPO from `cfg.model` on the pool of `cfg.solutions` into `cfg.output_dir` (resumable)."""
+def _budget_reached(state: dict, completions_per_step: int, budget: int) -> bool:
+    return budget > 0 and compute(state["log_history"], completions_per_step,
+                                  state.get("num_input_tokens_seen", 0))["total_tokens"] >= budget
+
+
+def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
+    """GRPO from `cfg.model` on the pool of `cfg.solutions` into `cfg.output_dir` (resumable): until
+    `cfg.token_budget` generated + trained tokens when it is set (`cfg.steps` is then a cap), else
+    `cfg.steps` steps."""
+    import json
+    from pathlib import Path
+
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from critiquelab.train import _last_checkpoint, load_model
+    from critiquelab.train import _last_checkpoint, _progress_callback, load_model
 
     missing = [f"rl.{k} is required" for k in ("model", "solutions", "output_dir") if not getattr(cfg, k)]
     if missing:
@@ -164,27 +189,28 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False) -> dict:
         raise UserError(f"rl.num_generations={cfg.num_generations} must divide rl.batch_size x rl.grad_accum={batch}")
     fingerprint = stable_hash({"rl": {k: v for k, v in key_of(cfg).items() if k != "output_dir"},
                                "solutions": sha256_file(cfg.solutions)})
-    guard, curve = _Guard(), []
-
-    class Curves(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "reward" in logs:
-                curve.append({"step": state.global_step, "reward": logs["reward"],
-                              **{k.split("/")[1]: v for k, v in logs.items() if k.startswith("rewards/") and
-                                 k.endswith("/mean")}, **guard.take()})
 
     with output_dir(cfg.output_dir, "rl", fingerprint=fingerprint, overwrite=overwrite) as (out, state):
-        model, tokenizer = load_model(cfg.model, "rl.model")
-        args = GRPOConfig(
-            output_dir=str(out / "checkpoints"), learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum, num_generations=cfg.num_generations,
-            max_completion_length=cfg.max_completion_length, max_steps=cfg.steps, temperature=cfg.temperature,
-            beta=cfg.beta, seed=cfg.seed, logging_steps=1, save_strategy="steps" if cfg.save_steps else "no",
-            save_steps=max(cfg.save_steps, 1), report_to="none", disable_tqdm=True, bf16=cfg.bf16,
-            use_cpu=not torch.cuda.is_available(), use_vllm=cfg.use_vllm, remove_unused_columns=False)
         if state == "done" and (out / "train_log.json").is_file():
             log.info("rl: %s already holds this finished model; nothing to do", out)
             return read_json(out / "train_log.json")
+        model, tokenizer = load_model(cfg.model, "rl.model")
+        args = GRPOConfig(
+            output_dir=str(out / "checkpoints"), learning_rate=cfg.lr, lr_scheduler_type="constant",
+            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+            num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+            max_steps=cfg.steps, temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, logging_steps=1,
+            save_strategy="steps" if cfg.save_steps else "no", save_steps=max(cfg.save_steps, 1), report_to="none",
+            disable_tqdm=True, bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(), use_vllm=cfg.use_vllm,
+            remove_unused_columns=False)
+        per_step = batch * args.world_size  # completions in one optimizer step, over every process
+
+        class Budget(TrainerCallback):  # stop (and checkpoint) once generated + trained tokens reach the budget
+            def on_log(self, args, state, control, logs=None, **kw):
+                if _budget_reached({"log_history": state.log_history,
+                                    "num_input_tokens_seen": state.num_input_tokens_seen}, per_step, cfg.token_budget):
+                    control.should_training_stop = True
+                    control.should_save = bool(cfg.save_steps)
 
         def critique(**kw):  # (TRL names the reward curves after the functions)
             return critique_reward(format_bonus=cfg.format_bonus, **kw)
@@ -192,18 +218,31 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False) -> dict:
         def solve(**kw):
             return solve_reward(**kw)
 
-        def verdicts(**kw):  # scores nothing: it counts the policy's verdicts for the guard
-            return guard.observe(**kw)
+        def verdicts(**kw):
+            return verdict_metrics(**kw)
 
-        rewards = [critique, solve, verdicts]
-        trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tokenizer, callbacks=[Curves()])
-        t0 = time.time()
-        trainer.train(resume_from_checkpoint=_last_checkpoint(out / "checkpoints"))
+        trainer = GRPOTrainer(model=model, reward_funcs=[critique, solve, verdicts], args=args,
+                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                              callbacks=[Budget(), _progress_callback(cfg.steps, desc)])
+        trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; the curves go to train_log.json
+        resume = _last_checkpoint(out / "checkpoints")
+        done = json.loads((Path(resume) / "trainer_state.json").read_text()) if resume else None
+        if done and _budget_reached(done, per_step, cfg.token_budget):
+            # killed after the checkpoint at the budget: that checkpoint is the model; no step more
+            from transformers.trainer_callback import TrainerState
+
+            trainer.model.load_state_dict(type(trainer.model).from_pretrained(resume).state_dict())
+            trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        else:
+            trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(out))
-        stats = {"pool": info, "steps": trainer.state.global_step, "seconds": round(time.time() - t0, 1),
-                 "curve": curve, "config": asdict(cfg)}
+        history = trainer.state.log_history
+        stats = {"pool": info, "steps": trainer.state.global_step, "resumed_from": resume,
+                 "compute": compute(history, per_step, trainer.state.num_input_tokens_seen),
+                 "compute_note": "generated + trained tokens: each completion is generated once and trained on "
+                                 "once with its prompt", "token_budget": cfg.token_budget,
+                 "seconds": round(sum(h.get("step_time", 0) for h in history), 1),
+                 "curve": curve(history), "config": asdict(cfg)}
         write_json(out / "train_log.json", stats)
         mark_complete(out)
     return stats
-
