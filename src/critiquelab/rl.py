@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import asdict
+from pathlib import Path
 
 from critiquelab.build import cft_prompt, read_solutions
 from critiquelab.config import RLConfig, key_of
@@ -38,7 +39,7 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model
 
-__all__ = ["RL_METHODS", "critique_reward", "plan_rl", "pool", "run_rl", "solve_reward"]
+__all__ = ["RL_METHODS", "critique_reward", "make_trainer", "plan_rl", "pool", "run_rl", "solve_reward"]
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ def plan_rl(cfg: RLConfig) -> dict:
     """Dry run: the pool (or what is missing to build it), the steps, and the completions and
     tokens the run will generate and train on (upper bounds: every completion at its maximum length).
     Reads no model and nothing from the network."""
-    from pathlib import Path
-
     missing = [f"rl.{k} is not set" for k in ("model", "solutions", "output_dir") if not getattr(cfg, k)]
     info: dict = {}
     if cfg.solutions and Path(cfg.solutions).is_file():
@@ -164,20 +163,58 @@ def _budget_reached(state: dict, completions_per_step: int, budget: int) -> bool
                                   state.get("num_input_tokens_seen", 0))["total_tokens"] >= budget
 
 
-def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
-    """GRPO from `cfg.model` on the pool of `cfg.solutions` into `cfg.output_dir` (resumable): until
-    `cfg.token_budget` generated + trained tokens when it is set (`cfg.steps` is then a cap), else
-    `cfg.steps` steps."""
-    import json
-    from pathlib import Path
-
+def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | Path, desc: str = "rl"):
+    """TRL's GRPOTrainer as `critiquelab rl` runs it (checkpoints in `work`): the verdict and solve
+    rewards, the verdicts' metrics, the token-budget stop and the progress bar. Returns it and the
+    completions in one optimizer step over every process."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from critiquelab.train import _last_checkpoint, _progress_callback, load_model
+    from critiquelab.train import _progress_callback
+
+    args = GRPOConfig(
+        output_dir=str(work), learning_rate=cfg.lr, lr_scheduler_type="constant",
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+        max_steps=cfg.steps, temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, logging_steps=1,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=max(cfg.save_steps, 1), report_to="none",
+        disable_tqdm=True, bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(), use_vllm=cfg.use_vllm,
+        remove_unused_columns=False)
+    per_step = cfg.batch_size * cfg.grad_accum * args.world_size
+
+    class Budget(TrainerCallback):  # stop (and checkpoint) once generated + trained tokens reach the budget
+        def on_log(self, args, state, control, logs=None, **kw):
+            if _budget_reached({"log_history": state.log_history,
+                                "num_input_tokens_seen": state.num_input_tokens_seen}, per_step, cfg.token_budget):
+                control.should_training_stop = True
+                control.should_save = bool(cfg.save_steps)
+
+    def critique(**kw):  # (TRL names the reward curves after the functions)
+        return critique_reward(format_bonus=cfg.format_bonus, **kw)
+
+    def solve(**kw):
+        return solve_reward(**kw)
+
+    def verdicts(**kw):
+        return verdict_metrics(**kw)
+
+    trainer = GRPOTrainer(model=model, reward_funcs=[critique, solve, verdicts], args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          callbacks=[Budget(), _progress_callback(cfg.steps, desc)])
+    trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; the curves go to train_log.json
+    return trainer, per_step
+
+
+def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
+    """GRPO from `cfg.model` on the pool of `cfg.solutions` into `cfg.output_dir` (resumable): until
+    `cfg.token_budget` generated + trained tokens when it is set (`cfg.steps` is then a cap), else
+    `cfg.steps` steps."""
+    import json
+
+    from critiquelab.train import _last_checkpoint, load_model
 
     missing = [f"rl.{k} is required" for k in ("model", "solutions", "output_dir") if not getattr(cfg, k)]
     if missing:
@@ -195,36 +232,7 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
             log.info("rl: %s already holds this finished model; nothing to do", out)
             return read_json(out / "train_log.json")
         model, tokenizer = load_model(cfg.model, "rl.model")
-        args = GRPOConfig(
-            output_dir=str(out / "checkpoints"), learning_rate=cfg.lr, lr_scheduler_type="constant",
-            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-            num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-            max_steps=cfg.steps, temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, logging_steps=1,
-            save_strategy="steps" if cfg.save_steps else "no", save_steps=max(cfg.save_steps, 1), report_to="none",
-            disable_tqdm=True, bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(), use_vllm=cfg.use_vllm,
-            remove_unused_columns=False)
-        per_step = batch * args.world_size  # completions in one optimizer step, over every process
-
-        class Budget(TrainerCallback):  # stop (and checkpoint) once generated + trained tokens reach the budget
-            def on_log(self, args, state, control, logs=None, **kw):
-                if _budget_reached({"log_history": state.log_history,
-                                    "num_input_tokens_seen": state.num_input_tokens_seen}, per_step, cfg.token_budget):
-                    control.should_training_stop = True
-                    control.should_save = bool(cfg.save_steps)
-
-        def critique(**kw):  # (TRL names the reward curves after the functions)
-            return critique_reward(format_bonus=cfg.format_bonus, **kw)
-
-        def solve(**kw):
-            return solve_reward(**kw)
-
-        def verdicts(**kw):
-            return verdict_metrics(**kw)
-
-        trainer = GRPOTrainer(model=model, reward_funcs=[critique, solve, verdicts], args=args,
-                              train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                              callbacks=[Budget(), _progress_callback(cfg.steps, desc)])
-        trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; the curves go to train_log.json
+        trainer, per_step = make_trainer(cfg, model, tokenizer, rows, out / "checkpoints", desc)
         resume = _last_checkpoint(out / "checkpoints")
         done = json.loads((Path(resume) / "trainer_state.json").read_text()) if resume else None
         if done and _budget_reached(done, per_step, cfg.token_budget):
