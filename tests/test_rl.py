@@ -100,6 +100,15 @@ def test_the_rl_recipes_load_and_the_7b_one_plans_offline(tmp_path, tiny_world, 
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "crl" / "train_log.json").read_text())["steps"] == 1
 
+    r = subprocess.run([sys.executable, "-m", "critiquelab.cli", "experiment", "--config",  # the world grid's plan
+                        str(REPO / "recipes/critique-rl-world.yaml"), "--out", str(tmp_path / "grid"), "--dry-run"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    planned = {line.split("\t")[1]: line.split("\t") for line in r.stdout.splitlines() if line.startswith("  default\t")}
+    assert set(planned) == {"base", "sft_reference", "sft_noisy", "cft", "crl", "cft_crl", "solve_rl", "joint_rl"}
+    assert all(planned[m][2] == "3" and planned[m][4] == "300,000" for m in ("crl", "cft_crl", "solve_rl", "joint_rl"))
+    assert not (tmp_path / "grid").exists()
+
 
 def _pool_file(tmp_path, tiny_world):
     from critiquelab.config import SampleConfig

@@ -27,7 +27,9 @@ ASSUMPTIONS = {
     "teacher_prompt_tokens": 650,  # a critique request: template + question + candidate solution
     "teacher_completion_tokens": 800,  # a critique with its corrected solution (GPT-4o in the paper: 500-1000)
     "eval_output_share": 0.5,      # generated tokens per item, as a share of max_new_tokens
+    "rl_generated_share": 0.3,     # RL: generated share of generated + trained tokens (world, measured: 91K of 303K)
 }
+RL_METHODS = ("crl", "cft_crl", "solve_rl", "joint_rl")  # rl.RL_METHODS (rl.py imports TRL; this module must not)
 
 
 def param_count(model: str, spec=None) -> tuple[float | None, str]:
@@ -105,9 +107,12 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
             mine = [c for c in cells if c.method == method]
             per = a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
 
-            def tokens(c, per=per) -> float:  # one fine-tune of cell c
+            def tokens(c, per=per) -> float:  # one fine-tune of cell c (RL: generated + trained tokens)
                 if c.method == "base":
                     return 0.0
+                if c.method in RL_METHODS:
+                    return float(cfg.rl.token_budget or cfg.train.token_budget or cfg.rl.steps * cfg.rl.batch_size
+                                 * cfg.rl.grad_accum * gpus * 2 * cfg.rl.max_completion_length)
                 if cfg.train.token_budget > 0:
                     return float(cfg.train.token_budget)
                 n = (c.data_size or questions[c.source][0]) * _per_problem(plan.sources[c.source])
@@ -116,7 +121,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 return n * per * cfg.train.epochs
 
             runs = [tokens(c) for c in mine]  # every cell, plus the grid's other rates on each first seed
-            if cfg.lr_grid and method != "base":
+            if cfg.lr_grid and method != "base" and method not in RL_METHODS:
                 runs += [tokens(c) for c in mine if c.seed == cfg.seeds[0]] * (len(cfg.lr_grid) - 1)
             train_h = select_h = 0.0
             for t in runs:
@@ -124,6 +129,9 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                     break
                 flops = 6 * params * t * (4 / 3 if cfg.train.gradient_checkpointing else 1)
                 train_h += flops / (a["gpu_bf16_tflops"] * 1e12 * a["train_mfu"]) / 3600
+                if method in RL_METHODS:  # its completions are decoded too; no checkpoint selection
+                    train_h += t * a["rl_generated_share"] / decode / 3600 if decode else 0.0
+                    continue
                 saves = cfg.train.save_steps > 0 or cfg.train.save_epochs
                 if method != "base" and cfg.train.select_best_on and saves and decode:
                     steps = t / per / (cfg.train.batch_size * cfg.train.grad_accum * gpus)  # every checkpoint scored
