@@ -191,6 +191,8 @@ def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path
     with pytest.raises(UserError, match="joint_rl mixes critique and solve"):
         plan_experiment(tiny_run_config(**{"build.methods": "[joint_rl]", **rl, "rl.critique_share": 1.0}))
     assert "rl.critique_share" not in str(e.value)  # (crl and cft_crl alone need no share)
+    with pytest.raises(UserError, match="set one of them"):  # no budget: compute would not be matched
+        plan_experiment(tiny_run_config(**{"build.methods": "[cft, crl]", **rl, "train.token_budget": 0}))
 
     cfg = tiny_run_config(**{"build.methods": "[sft_reference, cft, crl, cft_crl, solve_rl, joint_rl]",
                              "seeds": "[0, 1]", "train.token_budget": 3000, "sample.source": "synthetic",
@@ -199,7 +201,10 @@ def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path
     assert run_experiment(cfg, run)["failed"] == []
     cells = {c["name"]: c for c in json.loads((run / "cells.json").read_text())}
     assert all(c["status"] == "ok" for c in cells.values()), {n: c.get("error") for n, c in cells.items()}
-    assert not (run / "data" / "default" / "default" / "all" / "crl.jsonl").exists()  # RL builds no dataset
+    setting = run / "data" / "default" / "default" / "all"
+    assert not (setting / "crl.jsonl").exists()  # RL builds no dataset: its pool is the setting's solutions,
+    pool_ids = {r["id"] for r in read_jsonl(setting / "rl_pool.jsonl")}  # through build's dedupe / decontamination
+    assert pool_ids and pool_ids <= {r["id"] for r in read_jsonl(run / "data" / "default" / "solutions.jsonl")}
     for seed in (0, 1):
         assert cells[f"cft_crl-s{seed}"]["start"] == str(run / cells[f"cft-s{seed}"]["model_dir"])
         for m in ("crl", "cft_crl", "solve_rl", "joint_rl"):
@@ -210,7 +215,7 @@ def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path
                      "joint_rl": ("critique", "solve")}[m]
             for t in ("critique", "solve"):  # each task's reward curve, and only theirs
                 assert any(f"{t}_reward" in p for p in log["curve"]) == (t in tasks)
-        assert cells[f"cft-s{seed}"]["compute"]["total_tokens"] >= 3000
+            assert log["budget_reached"] and not (run / "models" / f"{m}-s{seed}" / "checkpoints").exists()
     report = json.loads((run / "report.json").read_text())
     pairs = {(c["a"], c["b"]) for c in report["critic_comparisons"]}
     assert {("crl", "cft"), ("crl", "base"), ("cft_crl", "cft"), ("cft_crl", "crl"), ("cft", "base")} <= pairs

@@ -41,7 +41,7 @@ from critiquelab.io import (
 )
 from critiquelab.sources import BENCHMARKS, load_benchmark
 
-__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "run_build"]
+__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build"]
 
 METHODS = ("sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft", "cft_sft_mix")
 
@@ -89,6 +89,25 @@ def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) ->
         else:
             kept.append(r)
     return kept, removed
+
+
+def filter_questions(solutions: list[dict], cfg: BuildConfig, bench_dir=None) -> tuple[list[dict], dict]:
+    """`build.dedupe` (one problem text, with all its solutions, per normalised question) and
+    `build.decontaminate`: what every training set is made from, RL's pool included."""
+    report: dict = {}
+    if cfg.dedupe:
+        owner: dict[str, str] = {}
+        kept = []
+        for s in solutions:
+            pid = owner.setdefault(_norm(s["question"]), s.get("problem_id", s["id"]))
+            if pid == s.get("problem_id", s["id"]):
+                kept.append(s)
+        report["dedupe_removed"] = len(solutions) - len(kept)
+        solutions = kept
+    if cfg.decontaminate:
+        solutions, removed = decontaminate(solutions, cfg.ngram, cfg.overlap_threshold, bench_dir)
+        report["decontaminate_removed"] = removed
+    return solutions, report
 
 
 SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
@@ -177,18 +196,8 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     panel = every_critique(critiques_path) if cfg.critiques_per_solution == "all" else None
     report: dict = {"solutions": len(solutions)}
 
-    if cfg.dedupe:  # one problem text (with all its solutions) per normalised question
-        owner: dict[str, str] = {}
-        kept = []
-        for s in solutions:
-            pid = owner.setdefault(_norm(s["question"]), s.get("problem_id", s["id"]))
-            if pid == s.get("problem_id", s["id"]):
-                kept.append(s)
-        report["dedupe_removed"] = len(solutions) - len(kept)
-        solutions = kept
-    if cfg.decontaminate:
-        solutions, removed = decontaminate(solutions, cfg.ngram, cfg.overlap_threshold, bench_dir)
-        report["decontaminate_removed"] = removed
+    solutions, filtered = filter_questions(solutions, cfg, bench_dir)
+    report.update(filtered)
 
     disagree = no_verdict = outvoted = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}

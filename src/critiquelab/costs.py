@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from critiquelab.config import RunConfig, named_sections
+from critiquelab.rl import RL_METHODS
 from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
 
 __all__ = ["ASSUMPTIONS", "estimate", "param_count"]
@@ -29,7 +30,7 @@ ASSUMPTIONS = {
     "eval_output_share": 0.5,      # generated tokens per item, as a share of max_new_tokens
     "rl_generated_share": 0.3,     # RL: generated share of generated + trained tokens (world, measured: 91K of 303K)
 }
-RL_METHODS = ("crl", "cft_crl", "solve_rl", "joint_rl")  # rl.RL_METHODS (rl.py imports TRL; this module must not)
+
 
 
 def param_count(model: str, spec=None) -> tuple[float | None, str]:
@@ -111,8 +112,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 if c.method == "base":
                     return 0.0
                 if c.method in RL_METHODS:
-                    return float(cfg.rl.token_budget or cfg.train.token_budget or cfg.rl.steps * cfg.rl.batch_size
-                                 * cfg.rl.grad_accum * gpus * 2 * cfg.rl.max_completion_length)
+                    return float(cfg.rl.token_budget or cfg.train.token_budget)  # (the plan requires one)
                 if cfg.train.token_budget > 0:
                     return float(cfg.train.token_budget)
                 n = (c.data_size or questions[c.source][0]) * _per_problem(plan.sources[c.source])

@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from critiquelab.build import METHODS, every_critique, run_build
+from critiquelab.build import METHODS, every_critique, filter_questions, read_solutions, run_build
 from critiquelab.config import (
     NAME,
     CritiqueConfig,
@@ -83,7 +83,7 @@ from critiquelab.io import (
 from critiquelab.llm import check_model, visible_gpus
 from critiquelab.pretrain import cached_base_model
 from critiquelab.report import write_report
-from critiquelab.rl import RL_METHODS, run_rl
+from critiquelab.rl import RL_METHODS, check_groups, run_rl
 from critiquelab.sample import read_import, run_sample, run_seeds
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
 from critiquelab.train import run_train
@@ -213,9 +213,20 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     if "joint_rl" in methods and not 0 < cfg.rl.critique_share < 1:
         errors.append(f"rl.critique_share={cfg.rl.critique_share}: joint_rl mixes critique and solve prompts; "
                       "give a share between 0 and 1 (Critique-Coder: 0.2)")
-    if set(methods) & set(RL_METHODS) and (cfg.rl.batch_size * cfg.rl.grad_accum) % cfg.rl.num_generations:
-        errors.append(f"rl.num_generations={cfg.rl.num_generations} must divide rl.batch_size x rl.grad_accum="
-                      f"{cfg.rl.batch_size * cfg.rl.grad_accum}")
+    if set(methods) & set(RL_METHODS):
+        try:
+            check_groups(cfg.rl)
+        except UserError as e:
+            errors.append(str(e))
+        if not (cfg.rl.token_budget or cfg.train.token_budget):
+            errors.append("rl.token_budget and train.token_budget are 0: RL cells compare with the others at a token "
+                          "budget (generated + trained tokens); set one of them")
+        x = cfg.experiment
+        one_gpu = {"local": len(visible_gpus()) <= 1, "subprocess": x.gpus_per_cell == 1 or len(visible_gpus()) <= 1,
+                   "slurm": x.slurm.gpus_per_node <= 1}.get(x.executor, True)
+        if not one_gpu:  # (GRPOTrainer refuses nn.DataParallel; a cell's RL runs in one process)
+            errors.append("RL cells train on one GPU each: use experiment.executor=subprocess with "
+                          "experiment.gpus_per_cell=1 (or slurm with gpus_per_node=1)")
     bad_critic = [m for m in cfg.critic.methods if m != "base" and m not in methods]
     if cfg.critic.n_problems > 0 and bad_critic:
         errors.append(f"critic.methods: {bad_critic} are not trained in this experiment")
@@ -610,8 +621,7 @@ def regime_stats(data_dir: Path, scfg: SampleConfig, tcfg: CritiqueConfig, cfg: 
     solutions, the teacher's verdicts against the reference grade (its error rate), how many of its
     'wrong' critiques carry a correction, and the CFT set's verdict balance and size."""
     teacher_dir = data_dir.parent
-    solutions = read_jsonl(teacher_dir / f"{data_dir.name}.solutions.jsonl") if data_dir.name != "all" else \
-        read_jsonl(teacher_dir.parent / "solutions.jsonl")
+    solutions = read_jsonl(_pool(data_dir))
     graded = [s["correct"] for s in solutions if isinstance(s.get("correct"), bool)]
     critiques = every_critique(teacher_dir / "critique" / "critiques.jsonl")  # every teacher's, of each text
     judged = [(s["correct"], c) for s in solutions if isinstance(s.get("correct"), bool)
@@ -665,7 +675,9 @@ def _fit_rl(r: _Run, cell: Cell, data: tuple[Path, dict], start: dict | None) ->
     data_dir, _ = data
     share = RL_METHODS[cell.method]
     model_dir = r.dir / "models" / cell.name
-    cfg = replace(r.cfg.rl, model=start["start"] if start else r.bases[cell.model], solutions=str(_pool(data_dir)),
+    pool = data_dir / "rl_pool.jsonl"  # the setting's noisy solutions through build's dedupe and decontamination
+    write_jsonl(pool, filter_questions(read_solutions(_pool(data_dir)), r.cfg.build, r.bench_dir)[0])
+    cfg = replace(r.cfg.rl, model=start["start"] if start else r.bases[cell.model], solutions=str(pool),
                   output_dir=str(model_dir), seed=cell.seed, instruction=r.cfg.build.critique_instruction,
                   system_prompt=r.cfg.build.system_prompt,
                   critique_share=r.cfg.rl.critique_share if share is None else share,
@@ -882,8 +894,7 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
             key, model, summary = _fit(r, cell, data, lr)
             weights[cell.name] = key
             selection = summary.get("selection") or {}
-            extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)), "compute": {"trained_tokens": summary.get(
-                "tokens"), "generated_tokens": 0, "total_tokens": summary.get("tokens")},
+            extra = {"lr": lr, "model_dir": str(model.relative_to(r.dir)),
                      "validation_accuracy": selection.get("accuracy")
                      if selection and not selection.get("overlaps_reported_benchmark") else None,
                      **({"lr_scores": scores} if scores else {})}

@@ -39,6 +39,7 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
+from critiquelab.rl import RL_METHODS
 
 __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
            "seed_means", "write_report"]
@@ -48,7 +49,7 @@ METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_corre
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
           "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52",
           "crl": "#da8bc3", "cft_crl": "#8c564b", "solve_rl": "#ccb974", "joint_rl": "#17becf"}
-RL = ("crl", "cft_crl", "solve_rl", "joint_rl")  # rl.RL_METHODS (not imported: the report reads files only)
+RL = tuple(RL_METHODS)
 COMPARED = ("cft", "cft_sft_mix", *RL)  # the methods compared with the others of their setting
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 
@@ -185,30 +186,30 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
 
 def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed: int = 0) -> list[dict]:
     """Balanced verdict accuracy, paired: CFT and each RL method minus each method before it in
-    METHOD_ORDER with a critic of the same model, on the same judged solutions. A method's balanced
-    accuracy is the mean over its seeds; 95% bootstrap CI over the solutions (resampled together for
-    both methods and every seed). A missing verdict counts as a miss, as in the critic table."""
+    METHOD_ORDER with a finished critic of the same model, on the same judged solutions. A method's
+    balanced accuracy is the mean over its seeds (a missing verdict counts as a miss, as in the critic
+    table); the 95% CI is a bootstrap over problems (a problem's solutions resampled together, the
+    same for both methods) and over each method's seeds, as the accuracy table's CIs are."""
     import numpy as np
 
     many = len({c.get("model") for c in cells}) > 1
     hits: dict[tuple, list[dict]] = defaultdict(list)  # (model, method) -> per seed {id: verdict right}
-    labels: dict = {}
+    labels: dict = {}  # model -> {solution id: (correct, problem id)}
     for c in cells:
         f = run_dir / "critic" / c["name"] / "judgements.jsonl"
-        if c.get("status", "ok") != "ok" or not f.is_file():
+        if c.get("status", "ok") != "ok" or not (f.parent / "critic.json").is_file():  # only finished critics
             continue
         model = c.get("model")
         if model not in labels:
             sols = run_dir / "critic" / (f"solutions-{model}.jsonl" if many else "solutions.jsonl")
-            labels[model] = {r["id"]: r["correct"] for r in read_jsonl(sols, tolerate_torn_tail=True)
-                             if isinstance(r.get("correct"), bool)} if sols.is_file() else {}
-        judged = read_jsonl(f, tolerate_torn_tail=True)
+            labels[model] = {r.get("id"): (r["correct"], r.get("problem_id", r.get("id")))
+                             for r in (read_jsonl(sols) if sols.is_file() else []) if isinstance(r.get("correct"), bool)}
+        judged = read_jsonl(f)
         check_rows(judged, f, {"id": (str, int)}, optional={"verdict": str}, fix="expected the judgements of "
                    "`critiquelab eval-critic`")
         truth = labels[model]
-        hits[(model, c["method"])].append({j["id"]: j.get("verdict") == ("right" if truth[j["id"]] else "wrong")
+        hits[(model, c["method"])].append({j["id"]: j.get("verdict") == ("right" if truth[j["id"]][0] else "wrong")
                                            for j in judged if j["id"] in truth})
-    rng = np.random.default_rng(seed)
     out = []
     for (model, a), runs_a in sorted(hits.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
         if a not in COMPARED:
@@ -217,22 +218,30 @@ def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed:
             if model_b != model or _order(b) >= _order(a):
                 continue
             ids = sorted(set.intersection(*(set(r) for r in runs_a + runs_b)), key=str)
-            y = np.array([labels[model][i] for i in ids], dtype=float)
+            y = np.array([labels[model][i][0] for i in ids], dtype=float)
             if not ids or y.min() == y.max():
                 continue
-            weights = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=reps).astype(float)
+            problems = sorted({labels[model][i][1] for i in ids}, key=str)
+            where = {p: k for k, p in enumerate(problems)}
+            member = np.array([where[labels[model][i][1]] for i in ids])
+            rng = np.random.default_rng(seed)  # the same resamples for every pair
+            drawn = rng.multinomial(len(problems), np.full(len(problems), 1 / len(problems)), size=reps)
+            weights = drawn[:, member].astype(float)  # reps x items: each item weighted by its problem's draws
 
-            def ba(runs, w, ids=ids, y=y):  # mean over seeds of the mean recall of both classes, items weighted by w
+            def ba(runs, w, resample=False, ids=ids, y=y, rng=rng):
+                """Mean over seeds (resampled when `resample`) of the mean recall of both classes, items weighted by w."""
                 h = np.array([[r[i] for i in ids] for r in runs], dtype=float)  # seeds x items
-                right = (h * y) @ w.T / (y @ w.T)
-                wrong = (h * (1 - y)) @ w.T / ((1 - y) @ w.T)
-                return ((right + wrong) / 2).mean(axis=0)
+                per_seed = ((h * y) @ w.T / (y @ w.T) + (h * (1 - y)) @ w.T / ((1 - y) @ w.T)) / 2  # seeds x reps
+                if not resample:
+                    return per_seed.mean(axis=0)
+                picks = rng.integers(0, len(runs), size=(w.shape[0], len(runs)))  # reps x seeds
+                return np.take_along_axis(per_seed.T, picks, axis=1).mean(axis=1)
 
             one = np.ones((1, len(ids)))
             with np.errstate(invalid="ignore"):  # a resample without one class: NaN, left out of the quantiles
-                boots = ba(runs_a, weights) - ba(runs_b, weights)
+                boots = ba(runs_a, weights, True) - ba(runs_b, weights, True)
             out.append({"model": model, "a": a, "b": b, "seeds_a": len(runs_a), "seeds_b": len(runs_b),
-                        "n": len(ids), "balanced_accuracy_a": float(ba(runs_a, one)[0]),
+                        "n": len(ids), "problems": len(problems), "balanced_accuracy_a": float(ba(runs_a, one)[0]),
                         "balanced_accuracy_b": float(ba(runs_b, one)[0]),
                         "delta": float(ba(runs_a, one)[0] - ba(runs_b, one)[0]),
                         "ci95": [float(np.nanquantile(boots, 0.025)), float(np.nanquantile(boots, 0.975))]})
@@ -781,8 +790,9 @@ def write_report(run_dir: str | Path) -> Path:
     if critic_comps:
         blocks += [("h", 3, "Critics compared (balanced accuracy, paired)"),
                    ("p", "a - b in points of balanced verdict accuracy on the same judged solutions: each method's is "
-                         "the mean over its seeds; 95% bootstrap CI over solutions. Only a CI that excludes 0 "
-                         "supports a claim of better or worse.")]
+                         "the mean over its seeds; 95% CI from a bootstrap over problems (a problem's solutions "
+                         "resampled together) and over each method's seeds. Only a CI that excludes 0 supports a "
+                         "claim of better or worse.")]
         rows = []
         for c in critic_comps:
             verdict = "a better" if c["ci95"][0] > 0 else "a worse" if c["ci95"][1] < 0 else "no clear difference"

@@ -20,7 +20,9 @@ This is the only module that imports GRPOTrainer (train.py is for SFTTrainer).
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,7 +41,8 @@ from critiquelab.io import (
 )
 from critiquelab.llm import check_model
 
-__all__ = ["RL_METHODS", "critique_reward", "make_trainer", "plan_rl", "pool", "run_rl", "solve_reward"]
+__all__ = ["RL_METHODS", "check_groups", "compute", "critique_reward", "curve", "make_trainer", "plan_rl", "pool",
+           "run_rl", "solve_reward", "verdict_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,13 @@ def pool(solutions: list[dict], cfg: RLConfig) -> tuple[list[dict], dict]:
                   "balanced": cfg.balance}
 
 
+def check_groups(cfg: RLConfig) -> None:
+    """GRPO groups: `num_generations` completions of one prompt must fill the batch evenly."""
+    batch = cfg.batch_size * cfg.grad_accum
+    if batch % cfg.num_generations:
+        raise UserError(f"rl.num_generations={cfg.num_generations} must divide rl.batch_size x rl.grad_accum={batch}")
+
+
 def verdict_metrics(completions, task, log_metric=None, **_) -> list[None]:
     """Scores nothing: logs the policy's verdicts on this batch's critique prompts (the reward-hacking
     guard) into TRL's metrics, so they land in the trainer state and survive a resume."""
@@ -143,9 +153,8 @@ def plan_rl(cfg: RLConfig) -> dict:
         info = pool(read_solutions(cfg.solutions), cfg)[1]
     elif cfg.solutions:
         missing.append(f"rl.solutions={cfg.solutions}: not here (make it with `critiquelab sample`)")
+    check_groups(cfg)
     batch = cfg.batch_size * cfg.grad_accum
-    if batch % cfg.num_generations:
-        raise UserError(f"rl.num_generations={cfg.num_generations} must divide rl.batch_size x rl.grad_accum={batch}")
     completions = cfg.steps * batch  # per process; x the number of processes under accelerate
     return {"config": asdict(cfg), "pool": info, "steps": cfg.steps, "prompts_per_step": batch // cfg.num_generations,
             "completions_per_process": completions,
@@ -180,7 +189,8 @@ def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | 
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
         max_steps=cfg.steps, temperature=cfg.temperature, beta=cfg.beta, seed=cfg.seed, logging_steps=1,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=max(cfg.save_steps, 1), report_to="none",
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=max(cfg.save_steps, 1), save_total_limit=1,
+        report_to="none",
         disable_tqdm=True, bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(), use_vllm=cfg.use_vllm,
         remove_unused_columns=False)
     per_step = cfg.batch_size * cfg.grad_accum * args.world_size
@@ -221,15 +231,19 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
         raise UserError("; ".join(missing))
     check_model(cfg.model, "rl.model")
     rows, info = pool(read_solutions(cfg.solutions), cfg)
-    batch = cfg.batch_size * cfg.grad_accum
-    if batch % cfg.num_generations:
-        raise UserError(f"rl.num_generations={cfg.num_generations} must divide rl.batch_size x rl.grad_accum={batch}")
+    check_groups(cfg)
+    import torch
+
+    if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:  # GRPOTrainer refuses nn.DataParallel
+        raise UserError(f"rl: {torch.cuda.device_count()} GPUs are visible to one process; run it on one "
+                        "(CUDA_VISIBLE_DEVICES=0) or on all of them with `accelerate launch -m critiquelab.cli rl ...`")
     fingerprint = stable_hash({"rl": {k: v for k, v in key_of(cfg).items() if k != "output_dir"},
                                "solutions": sha256_file(cfg.solutions)})
 
     with output_dir(cfg.output_dir, "rl", fingerprint=fingerprint, overwrite=overwrite) as (out, state):
         if state == "done" and (out / "train_log.json").is_file():
             log.info("rl: %s already holds this finished model; nothing to do", out)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
             return read_json(out / "train_log.json")
         model, tokenizer = load_model(cfg.model, "rl.model")
         trainer, per_step = make_trainer(cfg, model, tokenizer, rows, out / "checkpoints", desc)
@@ -244,13 +258,20 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
         else:
             trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(out))
+        if not trainer.is_world_process_zero():
+            return {}
         history = trainer.state.log_history
-        stats = {"pool": info, "steps": trainer.state.global_step, "resumed_from": resume,
-                 "compute": compute(history, per_step, trainer.state.num_input_tokens_seen),
+        spent = compute(history, per_step, trainer.state.num_input_tokens_seen)
+        stats = {"pool": info, "steps": trainer.state.global_step, "resumed_from": resume, "compute": spent,
                  "compute_note": "generated + trained tokens: each completion is generated once and trained on "
                                  "once with its prompt", "token_budget": cfg.token_budget,
+                 "budget_reached": spent["total_tokens"] >= cfg.token_budget if cfg.token_budget else None,
                  "seconds": round(sum(h.get("step_time", 0) for h in history), 1),
                  "curve": curve(history), "config": asdict(cfg)}
+        if cfg.token_budget and not stats["budget_reached"]:
+            log.warning("rl: rl.steps=%d stopped the run at %d of rl.token_budget=%d tokens", cfg.steps,
+                        spent["total_tokens"], cfg.token_budget)
         write_json(out / "train_log.json", stats)
         mark_complete(out)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # after: a kill here loses nothing
     return stats
