@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 
-results: $(STAMP)  ## the committed CPU reports in docs/results (about 85 min on 2 cores from an empty model cache; demo-gpu needs a GPU, see the README)
+results: $(STAMP)  ## the committed CPU reports in docs/results (about 110 min on 2 cores from an empty model cache; demo-gpu needs a GPU, see the README)
 	$(VENV)/bin/critiquelab demo --preset fast --out runs/demo
 	$(VENV)/bin/critiquelab report runs/demo --publish docs/results/demo-fast --overwrite
 	$(VENV)/bin/critiquelab demo --preset full --out runs/full
@@ -30,6 +30,8 @@ results: $(STAMP)  ## the committed CPU reports in docs/results (about 85 min on
 	$(VENV)/bin/critiquelab report runs/one-shot-v2 --publish docs/results/one-shot-cft/v2/main --overwrite
 	$(VENV)/bin/critiquelab report runs/one-shot-ablations-v2 --publish docs/results/one-shot-cft/v2/ablations --overwrite
 	$(PY) docs/results/one-shot-cft/compare.py runs/one-shot-v2 runs/one-shot-ablations-v2 > docs/results/one-shot-cft/v2/compare.json
+	$(VENV)/bin/critiquelab experiment --config recipes/critique-rl-world.yaml --out runs/critique-rl
+	$(VENV)/bin/critiquelab report runs/critique-rl --publish docs/results/critique-rl/world --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q
