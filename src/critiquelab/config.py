@@ -283,6 +283,7 @@ class RLConfig(_Checked):
     steps: int = 100              # with token_budget: the most steps
     token_budget: int = 0         # > 0: stop once generated + trained tokens reach it (the grid's matched compute)
     save_steps: int = 50          # checkpoints; a rerun resumes from the last one
+    save_minutes: float = 5.0     # and one when this many minutes passed since the last (0: off; Slurm preemption)
     bf16: bool = False
     use_vllm: bool = False        # GPU: generate with vLLM through TRL
     seed: int = 0
@@ -369,7 +370,8 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("SampleConfig", "seed_problem"): None,
                   ("SampleConfig", "seed_candidates"): 100, ("SampleConfig", "seed_k"): 8, ("CritiqueConfig", "panel"): {},
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
-                  ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False}
+                  ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False,
+                  ("RLConfig", "save_minutes"): 5.0}
 
 
 def key_of(section: Any) -> dict:
@@ -581,7 +583,7 @@ RANGES: dict[str, dict[str, tuple]] = {
     "RLConfig": {"critique_share": _SHARE, "format_bonus": (0.0, None), "num_generations": (2, None),
                  "max_completion_length": _POS, "temperature": ("0+", None), "beta": (0.0, None), "lr": ("0+", None),
                  "batch_size": _POS, "grad_accum": _POS, "steps": _POS, "save_steps": _NONNEG,
-                 "token_budget": _NONNEG},
+                 "token_budget": _NONNEG, "save_minutes": (0.0, None)},
     "SlurmConfig": {"nodes": _POS, "gpus_per_node": _NONNEG, "cpus_per_task": _POS, "mem_gb": _POS, "time_min": _POS,
                     "array_parallelism": _POS, "max_requeues": _NONNEG},
     "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},

@@ -182,7 +182,7 @@ def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | 
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from critiquelab.train import _progress_callback
+    from critiquelab.train import _checkpoint_callback, _progress_callback
 
     args = GRPOConfig(
         output_dir=str(work), learning_rate=cfg.lr, lr_scheduler_type="constant",
@@ -213,7 +213,8 @@ def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | 
 
     trainer = GRPOTrainer(model=model, reward_funcs=[critique, solve, verdicts], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          callbacks=[Budget(), _progress_callback(cfg.steps, desc)])
+                          callbacks=[Budget(), _progress_callback(cfg.steps, desc),
+                                     _checkpoint_callback(cfg.save_minutes)])
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress; the curves go to train_log.json
     return trainer, per_step
 
