@@ -48,13 +48,18 @@ def test_rewards_score_only_their_own_task_and_mixing_follows_the_share():
         pool(graded_pool(5, 0), RLConfig())
 
 
-def test_grpo_trains_the_tiny_model_and_logs_rewards_and_verdicts(tmp_path, tiny_world, tiny_model):
-    sols = tmp_path / "solutions.jsonl"
+def _pool_file(tmp_path, tiny_world):
     from critiquelab.config import SampleConfig
     from critiquelab.sample import run_sample
 
     write_jsonl(tmp_path / "problems.jsonl", read_jsonl(tiny_world / "train.jsonl")[:12])
-    run_sample(tmp_path / "problems.jsonl", sols, SampleConfig(source="synthetic", error_rate=0.5), None)
+    run_sample(tmp_path / "problems.jsonl", tmp_path / "solutions.jsonl", SampleConfig(source="synthetic", error_rate=0.5),
+               None)
+    return tmp_path / "solutions.jsonl"
+
+
+def test_grpo_trains_the_tiny_model_and_logs_rewards_and_verdicts(tmp_path, tiny_world, tiny_model):
+    sols = _pool_file(tmp_path, tiny_world)
     cmd = [sys.executable, "-m", "critiquelab.cli", "rl", "--model", str(tiny_model), "--solutions", str(sols),
            "--out", str(tmp_path / "crl"), "rl.steps=3", "rl.num_generations=2", "rl.batch_size=4",
            "rl.max_completion_length=24", "rl.save_steps=2", "rl.lr=1e-4"]
@@ -108,16 +113,6 @@ def test_the_rl_recipes_load_and_the_7b_one_plans_offline(tmp_path, tiny_world, 
     assert set(planned) == {"base", "sft_reference", "sft_noisy", "cft", "crl", "cft_crl", "solve_rl", "joint_rl"}
     assert all(planned[m][2] == "3" and planned[m][4] == "300,000" for m in ("crl", "cft_crl", "solve_rl", "joint_rl"))
     assert not (tmp_path / "grid").exists()
-
-
-def _pool_file(tmp_path, tiny_world):
-    from critiquelab.config import SampleConfig
-    from critiquelab.sample import run_sample
-
-    write_jsonl(tmp_path / "problems.jsonl", read_jsonl(tiny_world / "train.jsonl")[:12])
-    run_sample(tmp_path / "problems.jsonl", tmp_path / "solutions.jsonl", SampleConfig(source="synthetic", error_rate=0.5),
-               None)
-    return tmp_path / "solutions.jsonl"
 
 
 def test_rl_resumes_after_kill_9_with_nothing_lost_or_repeated(tmp_path, tiny_world, tiny_model):

@@ -32,7 +32,6 @@ ASSUMPTIONS = {
 }
 
 
-
 def param_count(model: str, spec=None) -> tuple[float | None, str]:
     """Parameters of a base, and how they were found: a local config.json, the local HF cache, the
     tiny world model's config, or the model's name (e.g. '7B'). Never the network."""

@@ -587,6 +587,10 @@ def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Criti
     r.stages.run(f"build-{t}{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
         build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
+    if set(r.cfg.build.methods) & set(RL_METHODS):  # RL's fixed pool: the setting's solutions through build's filters
+        pool = tdir / label / "rl_pool.jsonl"
+        r.stages.run(f"rl-pool-{t}{src}-{tch}-{label}", {"build": k_build}, lambda: write_jsonl(
+            pool, filter_questions(read_solutions(_pool(tdir / label)), build, r.bench_dir)[0]), outputs=(pool,))
     return tdir / label, k_build
 
 
@@ -675,9 +679,8 @@ def _fit_rl(r: _Run, cell: Cell, data: tuple[Path, dict], start: dict | None) ->
     data_dir, _ = data
     share = RL_METHODS[cell.method]
     model_dir = r.dir / "models" / cell.name
-    pool = data_dir / "rl_pool.jsonl"  # the setting's noisy solutions through build's dedupe and decontamination
-    write_jsonl(pool, filter_questions(read_solutions(_pool(data_dir)), r.cfg.build, r.bench_dir)[0])
-    cfg = replace(r.cfg.rl, model=start["start"] if start else r.bases[cell.model], solutions=str(pool),
+    cfg = replace(r.cfg.rl, model=start["start"] if start else r.bases[cell.model],
+                  solutions=str(data_dir / "rl_pool.jsonl"),  # written by _data's rl-pool stage
                   output_dir=str(model_dir), seed=cell.seed, instruction=r.cfg.build.critique_instruction,
                   system_prompt=r.cfg.build.system_prompt,
                   critique_share=r.cfg.rl.critique_share if share is None else share,

@@ -45,7 +45,7 @@ __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_c
            "seed_means", "write_report"]
 
 METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft",
-                "cft_sft_mix", "crl", "cft_crl", "solve_rl", "joint_rl"]
+                "cft_sft_mix", *RL_METHODS]
 COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
           "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52",
           "crl": "#da8bc3", "cft_crl": "#8c564b", "solve_rl": "#ccb974", "joint_rl": "#17becf"}
@@ -240,10 +240,10 @@ def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed:
             one = np.ones((1, len(ids)))
             with np.errstate(invalid="ignore"):  # a resample without one class: NaN, left out of the quantiles
                 boots = ba(runs_a, weights, True) - ba(runs_b, weights, True)
+            ba_a, ba_b = float(ba(runs_a, one)[0]), float(ba(runs_b, one)[0])
             out.append({"model": model, "a": a, "b": b, "seeds_a": len(runs_a), "seeds_b": len(runs_b),
-                        "n": len(ids), "problems": len(problems), "balanced_accuracy_a": float(ba(runs_a, one)[0]),
-                        "balanced_accuracy_b": float(ba(runs_b, one)[0]),
-                        "delta": float(ba(runs_a, one)[0] - ba(runs_b, one)[0]),
+                        "n": len(ids), "problems": len(problems), "balanced_accuracy_a": ba_a,
+                        "balanced_accuracy_b": ba_b, "delta": ba_a - ba_b,
                         "ci95": [float(np.nanquantile(boots, 0.025)), float(np.nanquantile(boots, 0.975))]})
     return out
 

@@ -167,9 +167,10 @@ def plan_rl(cfg: RLConfig) -> dict:
             "missing": missing}
 
 
-def _budget_reached(state: dict, completions_per_step: int, budget: int) -> bool:
-    return budget > 0 and compute(state["log_history"], completions_per_step,
-                                  state.get("num_input_tokens_seen", 0))["total_tokens"] >= budget
+def _budget_reached(state, completions_per_step: int, budget: int) -> bool:
+    """Whether a trainer state (live, or a checkpoint's) has spent the token budget."""
+    return budget > 0 and compute(state.log_history, completions_per_step,
+                                  state.num_input_tokens_seen)["total_tokens"] >= budget
 
 
 def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | Path, desc: str = "rl"):
@@ -197,8 +198,7 @@ def make_trainer(cfg: RLConfig, model, tokenizer, rows: list[dict], work: str | 
 
     class Budget(TrainerCallback):  # stop (and checkpoint) once generated + trained tokens reach the budget
         def on_log(self, args, state, control, logs=None, **kw):
-            if _budget_reached({"log_history": state.log_history,
-                                "num_input_tokens_seen": state.num_input_tokens_seen}, per_step, cfg.token_budget):
+            if _budget_reached(state, per_step, cfg.token_budget):
                 control.should_training_stop = True
                 control.should_save = bool(cfg.save_steps)
 
@@ -223,7 +223,8 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
     """GRPO from `cfg.model` on the pool of `cfg.solutions` into `cfg.output_dir` (resumable): until
     `cfg.token_budget` generated + trained tokens when it is set (`cfg.steps` is then a cap), else
     `cfg.steps` steps."""
-    import json
+    import torch
+    from transformers.trainer_callback import TrainerState
 
     from critiquelab.train import _last_checkpoint, load_model
 
@@ -233,8 +234,6 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
     check_model(cfg.model, "rl.model")
     rows, info = pool(read_solutions(cfg.solutions), cfg)
     check_groups(cfg)
-    import torch
-
     if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:  # GRPOTrainer refuses nn.DataParallel
         raise UserError(f"rl: {torch.cuda.device_count()} GPUs are visible to one process; run it on one "
                         "(CUDA_VISIBLE_DEVICES=0) or on all of them with `accelerate launch -m critiquelab.cli rl ...`")
@@ -249,13 +248,11 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
         model, tokenizer = load_model(cfg.model, "rl.model")
         trainer, per_step = make_trainer(cfg, model, tokenizer, rows, out / "checkpoints", desc)
         resume = _last_checkpoint(out / "checkpoints")
-        done = json.loads((Path(resume) / "trainer_state.json").read_text()) if resume else None
-        if done and _budget_reached(done, per_step, cfg.token_budget):
+        saved = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json")) if resume else None
+        if saved and _budget_reached(saved, per_step, cfg.token_budget):
             # killed after the checkpoint at the budget: that checkpoint is the model; no step more
-            from transformers.trainer_callback import TrainerState
-
             trainer.model.load_state_dict(type(trainer.model).from_pretrained(resume).state_dict())
-            trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+            trainer.state = saved
         else:
             trainer.train(resume_from_checkpoint=resume)
         trainer.save_model(str(out))
