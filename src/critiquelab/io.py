@@ -31,6 +31,11 @@ from typing import Any
 __all__ = [
     "UserError",
     "Incomplete",
+    "Interrupted",
+    "REFUSED_STATUS",
+    "refusal",
+    "refused_hint",
+    "served_models",
     "atomic_write",
     "write_jsonl",
     "write_json",
@@ -69,6 +74,53 @@ class Incomplete(Exception):
     def __init__(self, message: str, summary: dict | None = None):
         super().__init__(message)
         self.summary = summary or {}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, after the stage put its work in a safe state; the message says what a
+    rerun will do (the CLI prints it, exit 130)."""
+
+
+# HTTP replies that a rerun of the same request cannot change: bad request, key, permission, no
+# such model or route, unprocessable settings. (429, 5xx and timeouts are retried instead.)
+REFUSED_STATUS = (400, 401, 403, 404, 422)
+
+
+def refusal(e: BaseException) -> str | None:
+    """'HTTP 400: <the server's own message>' for an error reply a rerun cannot fix, else None."""
+    status = getattr(e, "status_code", None)
+    if status not in REFUSED_STATUS:
+        return None
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("detail") or body.get("error") or body
+    if not isinstance(body, str) or not body.strip():
+        response = getattr(e, "response", None)
+        body = (getattr(response, "text", "") or "").strip() or str(body or e)
+    return f"HTTP {status}: {' '.join(body.split())[:300]}"
+
+
+def served_models(base_url: str, api_key: str | None = None) -> list[str] | None:
+    """The model ids an OpenAI-compatible endpoint lists at /models (None if it cannot be read)."""
+    import urllib.request
+
+    req = urllib.request.Request(base_url.rstrip("/") + "/models",
+                                 headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return [m["id"] for m in json.loads(r.read())["data"]]
+    except Exception:  # noqa: BLE001  (only a hint)
+        return None
+
+
+def refused_hint(status: int | None, base_url: str, model_key: str, key_env: str | None = None,
+                 api_key: str | None = None) -> str:
+    """What to check after a refusal: the key (401/403), or the model id the server lists."""
+    if status in (401, 403):
+        return f"check the API key in ${key_env}" if key_env else "check the API key"
+    served = served_models(base_url, api_key)
+    listed = f" (it lists: {', '.join(served[:5])})" if served else ""
+    return f"check {model_key}: it must be a model id the server lists at {base_url.rstrip('/')}/models{listed}"
 
 
 # ---------------------------------------------------------------------------------------------

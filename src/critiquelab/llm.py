@@ -217,10 +217,13 @@ class OpenAIBackend:
         check_endpoint(self.base_url, "base_url")
         try:
             return asyncio.run(self._generate(conversations, sampling, on_batch))
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-            raise UserError(f"{self.base_url}: the endpoint refused the request ({_one_line(e)}); check the "
-                            "model name and the API key variable") from None
         except (openai.APIError, ValueError) as e:
+            from critiquelab.io import refusal, refused_hint
+
+            if why := refusal(e):  # 400/401/403/404/422, with the server's message: a rerun cannot fix it
+                hint = refused_hint(e.status_code, self.base_url, "the model name", api_key=self.api_key)
+                raise UserError(f"{self.base_url}: the endpoint refused the request ({why}); {hint}; a rerun "
+                                "would be refused the same way") from None
             raise Incomplete(f"{self.base_url}: a request failed after retries ({_one_line(e)}); finished "
                              "items are kept; rerun the same command to resume") from None
 
