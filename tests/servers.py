@@ -73,7 +73,7 @@ class FaultProxy(_Loopback):
     `plan(i)` gets the 0-based request number and returns None (forward) or a fault:
     "429" (with Retry-After), "500", "malformed" (truncated JSON body), "empty" (no choices),
     "html" (a 200 with an HTML page, as a captive proxy sends), "slow" (sleeps `slow_s`, then
-    forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "401".
+    forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "400", "401".
     Without an upstream it answers every forwarded request itself after `latency_s` with a
     canned critique (a local endpoint of known latency, for throughput benchmarks).
     """
@@ -123,8 +123,8 @@ class FaultProxy(_Loopback):
                     return self._send(429, err, {"Retry-After": "0.2"})
                 if fault == "500":
                     return self._send(500, err)
-                if fault == "401":
-                    return self._send(401, err)
+                if fault in ("400", "401"):
+                    return self._send(int(fault), err)
                 if fault == "malformed":
                     return self._send(200, b'{"id": "x", "object": "chat.completion", "choices": [{"ind')
                 if fault == "html":
@@ -176,11 +176,12 @@ class BatchAPI(_Loopback):
     request line of a batch is sent to `upstream`'s /v1/chat/completions when the batch runs.
     OpenAI's batch service cannot run here; this stands in for it, speaking its wire format.
 
-    Faults by plan: `fail_create` (the first N `POST /v1/batches` answer 400, which is not retried), `errors` (line numbers
+    Faults by plan: `fail_create` (the first N `POST /v1/batches` answer `fail_status`: 503 with
+    `x-should-retry: false`, a transient failure the client does not retry; 400 a refusal), `errors` (line numbers
     of the next batch's requests that fail inside it, reported in the error file), `expire` (line
     numbers left unanswered when it expires), `polls_in_progress` (polls that still see in_progress)."""
 
-    def __init__(self, upstream: str, *, fail_create: int = 0, errors: set[int] = frozenset(),
+    def __init__(self, upstream: str, *, fail_create: int = 0, fail_status: int = 503, errors: set[int] = frozenset(),
                  expire: set[int] = frozenset(), polls_in_progress: int = 1):
         import email.policy
         import json
@@ -229,11 +230,13 @@ class BatchAPI(_Loopback):
             def log_message(self, *a):
                 pass
 
-            def _send(self, status: int, obj) -> None:
+            def _send(self, status: int, obj, headers: dict | None = None) -> None:
                 body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -253,7 +256,8 @@ class BatchAPI(_Loopback):
                 if self.path == "/v1/batches":
                     if api.fail_create > 0:
                         api.fail_create -= 1
-                        return self._send(400, {"error": {"message": "injected", "type": "invalid_request_error"}})
+                        return self._send(fail_status, {"error": {"message": "injected", "type": "invalid_request_error"}},
+                                          {"x-should-retry": "false"})
                     req = json.loads(data)
                     bid = f"batch-{len(api.batches)}"
                     ids = [json.loads(x)["custom_id"] for x in api.files[req["input_file_id"]].decode().splitlines()]

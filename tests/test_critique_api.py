@@ -278,3 +278,44 @@ def test_the_batch_api_teacher_resumes_at_every_step_and_costs_half(server, tiny
         assert run_critique(solutions, out2, cfg)["ok"] == 6
         assert api.creates == 2 and len(api.batches["batch-1"]["_ids"]) == 2  # only the two failed items again
     assert sum(r["status"] == "ok" for r in read_store(out2 / "critiques.jsonl").values()) == 6
+
+
+def test_a_wrong_model_name_is_one_line_with_the_servers_message_not_rerun_advice(server, tiny_model, solutions,
+                                                                                  tmp_path):
+    """transformers serve answers 400 with a body naming the problem: shown, exit 2, no retry storm."""
+    with FaultProxy(server) as proxy:  # a pass-through, to count what was sent
+        r = run_cli("critique", "--input", str(solutions), "--out", str(tmp_path / "c"), "critique.teacher=openai",
+                    f"critique.base_url={proxy.url}/v1", "critique.model=no-such-model", "critique.max_tokens=8",
+                    "critique.concurrency=4")
+        assert proxy.requests <= 4
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "HTTP 400" in last and "no-such-model" in last and str(tiny_model) in last  # the body; the served id
+    assert "incomplete" not in r.stderr and "rerun the same command" not in r.stderr
+
+
+def test_openai_backend_shows_a_refusal_and_does_not_call_it_incomplete(server, tiny_model):
+    from critiquelab.llm import OpenAIBackend, Sampling
+
+    with pytest.raises(UserError, match=f"HTTP 400: .*no-such-model.*it lists: {tiny_model}"):
+        OpenAIBackend(server + "/v1", "no-such-model").generate([[{"role": "user", "content": "2+2?"}]],
+                                                                Sampling(max_new_tokens=4))
+
+
+def test_one_refused_item_among_answered_ones_is_kept_apart_and_exit_2(server, tiny_model, solutions, tmp_path):
+    """After answers came back, a 400 concerns that item alone: the others finish, then one line names it."""
+    with FaultProxy(server, lambda i: "400" if i == 5 else None) as proxy:
+        with pytest.raises(UserError, match=r"refused 1 of 24 items \(item .*HTTP 400: injected 400\)"):
+            run_critique(solutions, tmp_path / "c", api_cfg(proxy.url, tiny_model, concurrency=1, timeout=60))
+        assert proxy.requests == 24  # not retried, nothing else stopped
+    store = read_store(tmp_path / "c" / "critiques.jsonl")
+    assert sum(r["status"] == "ok" for r in store.values()) == 23
+
+
+def test_a_refused_batch_is_one_line(server, tiny_model, solutions, tmp_path):
+    from tests.servers import BatchAPI
+
+    with BatchAPI(server, fail_create=1, fail_status=400) as api:
+        cfg = api_cfg(api.url, tiny_model, api_mode="batch", batch_poll_seconds=0.05, max_tokens=12)
+        with pytest.raises(UserError, match="batch endpoint refused the request \\(HTTP 400: injected\\)"):
+            run_critique(solutions, tmp_path / "c", cfg)

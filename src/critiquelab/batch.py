@@ -23,7 +23,17 @@ import time
 from pathlib import Path
 
 from critiquelab.config import CritiqueConfig
-from critiquelab.io import Incomplete, Store, UserError, atomic_write, read_json, write_json
+from critiquelab.io import (
+    REFUSED_STATUS,
+    Incomplete,
+    Store,
+    UserError,
+    atomic_write,
+    read_json,
+    refusal,
+    refused_hint,
+    write_json,
+)
 
 __all__ = ["run_batches"]
 
@@ -47,8 +57,8 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
     from critiquelab.llm import check_endpoint
 
     check_endpoint(cfg.base_url, "critique.base_url")
-    client = openai.OpenAI(base_url=cfg.base_url, api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
-                           timeout=cfg.timeout, max_retries=5)
+    key = os.environ.get(cfg.api_key_env)
+    client = openai.OpenAI(base_url=cfg.base_url, api_key=key or "EMPTY", timeout=cfg.timeout, max_retries=5)
     path = out / "batches.json"
     state = read_json(path) if path.is_file() else {"batches": []}
     save = lambda: write_json(path, state)  # noqa: E731
@@ -78,10 +88,11 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
                 save()
                 log.info("batch %s: %d requests submitted", b["batch_id"], len(b["keys"]))
         _poll(client, state, save, store, rows, base, record, cfg)
-    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-        raise UserError(f"critique: the batch endpoint refused the request ({type(e).__name__}); check "
-                        f"{cfg.api_key_env} and critique.model. Finished items are kept.") from None
     except openai.APIError as e:
+        if why := refusal(e):  # 400/401/403/404/422: a rerun would be refused the same way
+            hint = refused_hint(e.status_code, cfg.base_url, "critique.model", cfg.api_key_env, key)
+            raise UserError(f"critique: the batch endpoint refused the request ({why}); {hint}. A rerun would be "
+                            f"refused the same way; every step done so far is recorded in {path}") from None
         raise Incomplete(f"critique: the Batch API failed ({type(e).__name__}: {str(e)[:200]}); every step done "
                          f"so far is recorded in {path}: rerun to go on from there") from None
 
@@ -142,8 +153,11 @@ def _merge(client, b: dict, info, store: Store, rows: dict, base, record) -> Non
             continue
         why = (item or {}).get("error") or body.get("error") or (
             f"not answered: the batch ended {info.status}" if not item else f"status {response.get('status_code')}")
+        refused = response.get("status_code") in REFUSED_STATUS  # the same request would be refused again
+        message = why.get("message", why) if isinstance(why, dict) else why
+        error = f"HTTP {response['status_code']}: {message}" if refused else f"batch: {json.dumps(why)}"
         records.append({**base(k, rows[k]), "status": "failed", "verdict": None, "usage": None,
-                        "batch": b["batch_id"], "error": f"batch: {json.dumps(why)[:300]}"})
+                        "batch": b["batch_id"], "error": error[:300], **({"refused": True} if refused else {})})
     store.append(records)
     log.info("batch %s (%s): %d answers, %d failed", b["batch_id"], info.status,
              sum(r["status"] == "ok" for r in records), sum(r["status"] == "failed" for r in records))

@@ -44,6 +44,7 @@ from critiquelab.io import (
     output_dir,
     read_jsonl,
     read_text,
+    refused_hint,
     stable_hash,
     write_json,
 )
@@ -244,6 +245,11 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
                 asyncio.run(_api_run(todo, prompt, t, store, base, task))
             summaries[name] = _summarize(store, [k for k, _ in keyed], t, out, name)
     summary = summaries[None] if None in summaries else _combine(summaries)
+    if summary["refused"]:  # a rerun would be refused again: bad input (exit 2), not incomplete
+        refused = next(r for r in Store(Path(out_dir) / store_name).read().values() if r.get("refused"))
+        raise UserError(f"critique: the endpoint refused {summary['refused']} of {summary['items']} items (item "
+                        f"{refused['id']}: {refused['error']}); a rerun would be refused the same way: fix those "
+                        f"items or the settings; finished items are kept in {Path(out_dir) / store_name}")
     if summary["failed"] or summary["ok"] < summary["items"]:
         top = ", ".join(f"{n} {e}" for e, n in summary["errors"].most_common(3))
         raise Incomplete(f"{summary['failed']} of {summary['items']} items failed ({top}); finished items are kept "
@@ -255,8 +261,8 @@ def _combine(summaries: dict[str, dict]) -> dict:
     """A panel's summary: the teachers' counts added up (cost unknown if any teacher's is)."""
     total: dict = {"teachers": summaries, "errors": Counter()}
     for s in summaries.values():
-        for k in ("items", "ok", "failed", "right", "wrong", "no_verdict", "prompt_tokens", "completion_tokens",
-                  "lost_requests"):
+        for k in ("items", "ok", "failed", "refused", "right", "wrong", "no_verdict", "prompt_tokens",
+                  "completion_tokens", "lost_requests"):
             total[k] = total.get(k, 0) + s[k]
         total["errors"].update(s["errors"])
     costs = [s["cost_usd"] for s in summaries.values()]
@@ -348,6 +354,7 @@ def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path
         ledger["note"] = PRICE_UNKNOWN
     write_json(out_dir / ("ledger.json" if name is None else f"ledger-{name}.json"), ledger)
     return {"items": len(keys), "ok": len(ok), "failed": sum(r["status"] == "failed" for r in mine),
+            "refused": sum(r["status"] == "failed" and bool(r.get("refused")) for r in mine),
             "right": sum(r["verdict"] == "right" for r in ok), "wrong": sum(r["verdict"] == "wrong" for r in ok),
             "no_verdict": sum(r["verdict"] is None for r in ok), "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "cost_usd": cost, "lost_requests": lost,
@@ -453,11 +460,14 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
     )
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+    from critiquelab.io import refusal
+
     check_endpoint(cfg.base_url, "critique.base_url")
     key = os.environ.get(cfg.api_key_env)
     client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=key or "EMPTY", timeout=cfg.timeout, max_retries=0)
     gate, limiter = asyncio.Semaphore(cfg.concurrency), _Limiter(cfg.requests_per_minute, cfg.tokens_per_minute)
-    fatal: list[BaseException] = []
+    fatal: list[tuple[str, str, int]] = []  # (item id, the refusal, its status): stops the run
+    answered = [0]
 
     async def request(messages):
         resp = await client.chat.completions.create(
@@ -486,18 +496,20 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
                         except Exception as e:
                             lost += _maybe_billed(e)
                             raise
+            answered[0] += 1
             text = resp.choices[0].message.content or ""  # an empty critique is kept; it has no verdict
             usage = resp.usage.model_dump() if resp.usage else None
             rec = {**base(k, row), "status": "ok", **_response(kind, text),
                    "usage": usage and {"prompt_tokens": usage.get("prompt_tokens") or 0,
                                        "completion_tokens": usage.get("completion_tokens") or 0},
                    "attempts": attempts, "lost": lost}
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-            fatal.append(e)
-            return
         except Exception as e:  # permanent for this run: recorded, retried on the next run
-            rec = {**base(k, row), "status": "failed", "verdict": None, "usage": None,
-                   "attempts": attempts, "lost": lost, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            why = refusal(e)  # a 4xx a rerun cannot fix: 'HTTP 400: <the server's message>'
+            if why and (e.status_code in (401, 403, 404) or not answered[0]):
+                fatal.append((row["id"], why, e.status_code))  # the key, the model or the settings: stop now
+                return
+            rec = {**base(k, row), "status": "failed", "verdict": None, "usage": None, "attempts": attempts,
+                   "lost": lost, "error": why or f"{type(e).__name__}: {str(e)[:300]}", **({"refused": True} if why else {})}
         write(rec)
         progress.advance(task)
 
@@ -520,7 +532,7 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
     finally:
         await client.close()
     if fatal:
-        e = fatal[0]
-        hint = f"check {cfg.api_key_env}" if not isinstance(e, openai.NotFoundError) else "check critique.model"
-        raise UserError(f"critique: the endpoint refused the request ({type(e).__name__}, "
-                        f"status {getattr(e, 'status_code', '?')}); {hint}. Finished items are kept.")
+        item, why, status = fatal[0]
+        hint = refused_hint(status, cfg.base_url, "critique.model", cfg.api_key_env, key)
+        raise UserError(f"critique: the endpoint refused the request for item {item} ({why}); {hint}. A rerun would "
+                        "be refused the same way; finished items are kept.")
