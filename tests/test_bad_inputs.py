@@ -350,7 +350,7 @@ case("train", "select-best-on-world-not-utf8", ["{t}/w/validation.jsonl:2", "not
 # found only once the model is loaded (inside the claimed output, which is removed again): a real micro model
 case("train", "every-example-too-long", "every example is longer than max_length=8",
      opts={"--model": "{TM}"}, extra=("train.too_long=drop", "train.max_length=8"), needs_model=True)
-case("train", "out-holds-a-world", ["train.output_dir {W}", "holds a critiquelab 'world' output"], opts={"--out": "{W}"})
+case("train", "out-holds-a-world", ["--out {W}", "holds a critiquelab 'world' output"], opts={"--out": "{W}"})
 
 # -- eval: world rows, benchmarks, limits, backends
 reader_cases("eval", "world-test", "--world", "w/test.jsonl", WORLD_ROW, "no items", path_arg="{t}/w")
@@ -558,9 +558,8 @@ case("demo", "num-heads-3", "model.num_heads=3", extra=("model.num_heads=3",))
 case("demo", "batch-size-0", "eval.batch_size=0", extra=("eval.batch_size=0",))
 
 # -- output paths of every directory-writing stage (inputs valid, so only --out is wrong)
-OUT_LABEL = {"train": "train.output_dir"}
 for cmd in ("world", "pretrain", "critique", "build", "train", "eval", "judge", "eval-critic", "experiment", "demo"):
-    label = OUT_LABEL.get(cmd, "--out")
+    label = "--out"  # the option the user passed (train too, not train.output_dir)
     drop = ("--dry-run",) if cmd == "experiment" else ()
     case(cmd, "out-is-a-file", [f"{label} {{t}}/out", "exists and is not a directory"], drop=drop, files={"out": "x"})
     case(cmd, "out-inside-a-file", [f"{label} {{t}}/f/out", "cannot create the directory (Not a directory)"],

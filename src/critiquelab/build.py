@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from critiquelab.config import BuildConfig, key_of
@@ -114,6 +115,16 @@ SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
 SOLUTION_OPTIONAL = {"problem_id": (str, int), "correct": bool, "reference_solution": str, "answer": (str, int, float)}
 STORE_FIELDS = {"key": str, "id": (str, int), "status": str, "input": str}
 NEEDS_CRITIQUES = ("sft_verified", "cft", "cft_sft_mix")
+# What a method needs in the solutions beyond question and solution: (field, what it is and where it comes from).
+NEEDS_FIELD = {"sft_reference": ("reference_solution", "reference solutions (`solution` in the problems file)"),
+               "cft_sft_mix": ("reference_solution", "reference solutions (`solution` in the problems file)"),
+               "sft_correct": ("correct", "reference grades (`answer` in the problems file)")}
+
+
+def unsupported_methods(methods: list[str], solutions: list[dict]) -> dict[str, str]:
+    """The methods in `methods` whose field no solution carries, each with what it needs."""
+    return {m: NEEDS_FIELD[m][1] for m in methods
+            if m in NEEDS_FIELD and not any(s.get(NEEDS_FIELD[m][0]) not in (None, "") for s in solutions)}
 
 
 def read_solutions(path: str | Path) -> list[dict]:
@@ -176,10 +187,12 @@ def _panel_examples(s: dict, critiques: list[dict], cfg: BuildConfig) -> tuple[l
 
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
               cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None,
-              allow_empty: bool = False, overwrite: bool = False) -> dict:
+              allow_empty: bool = False, overwrite: bool = False, pick_methods: bool = False) -> dict:
     """Write every variant in `cfg.methods`; an empty one is an error unless `allow_empty` (a grid,
-    where that method's cells are skipped and the others go on). Nothing is written until every
-    input is checked and every set is built."""
+    where that method's cells are skipped and the others go on). A method whose input no solution
+    carries (sft_reference without reference solutions) is an error naming it and the setting, or,
+    with `pick_methods` (methods not chosen by the user), left out and listed in `skipped_methods`.
+    Nothing is written until every input is checked and every set is built."""
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise UserError(f"build.methods: unknown {unknown} (valid: {', '.join(METHODS)})")
@@ -191,15 +204,23 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         raise UserError("build: sft_teacher needs the teacher's own solutions: run `critiquelab critique "
                         "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
     solutions = read_solutions(solutions_path)
+    skipped = {} if allow_empty else unsupported_methods(cfg.methods, solutions)
+    kept = [m for m in cfg.methods if m not in skipped]
+    if skipped and (not pick_methods or not kept):
+        m, needs = next(iter(skipped.items()))
+        fix = f"build.methods=[{','.join(kept)}]" if kept else "build.methods=[sft_noisy,cft]"
+        raise UserError(f"build: {m} needs {needs}, and no row of {solutions_path} has one; add them, or build "
+                        f"the other methods: {fix}")
+    cfg = replace(cfg, methods=kept)
     critiques = read_critiques(critiques_path, needed=any(m in NEEDS_CRITIQUES for m in cfg.methods))
     solved = read_critiques(teacher_solutions, "--teacher-solutions") if teacher_solutions else {}
     panel = every_critique(critiques_path) if cfg.critiques_per_solution == "all" else None
-    report: dict = {"solutions": len(solutions)}
+    report: dict = {"solutions": len(solutions), **({"skipped_methods": skipped} if skipped else {})}
 
     solutions, filtered = filter_questions(solutions, cfg, bench_dir)
     report.update(filtered)
 
-    disagree = no_verdict = outvoted = 0
+    disagree = no_verdict = outvoted = unlabelled = 0
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     refs, cft_rows, seen_problems, seen_solved = [], [], set(), set()  # refs: one per problem
     for s in solutions:
@@ -208,6 +229,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         no_verdict += verdict is None
         mismatch = verdict is not None and s.get("correct") is not None and (verdict == "right") != s["correct"]
         disagree += mismatch
+        unlabelled += verdict is not None and s.get("correct") is None  # nothing to check the verdict against
         if s.get("reference_solution") and s["problem_id"] not in seen_problems:
             seen_problems.add(s["problem_id"])
             refs.append(sft_example(cfg.system_prompt, s["question"], s["reference_solution"]))
@@ -241,7 +263,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         mix = cft_rows + refs[:n_sft]
         random.Random(cfg.seed).shuffle(mix)
         data["cft_sft_mix"] = mix
-    report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency}
+    report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency, "unlabelled": unlabelled}
     report["no_critique_or_verdict"] = no_verdict
     if panel is not None:
         report["critiques_per_solution"] = {"policy": "all", "critiques": sum(len(v) for v in panel.values()),
@@ -250,8 +272,10 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     counts = {m: len(rows) for m, rows in data.items()}
     empty = [m for m, n in counts.items() if n == 0]
     if empty and not allow_empty:
+        others = ",".join(m for m in cfg.methods if m not in empty)
+        fix = f", or build the others: build.methods=[{others}]" if others else ""
         raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
-                        "and filters); nothing written")
+                        f"and filters{fix}); nothing written")
     inputs = [Path(p) for p in (solutions_path, critiques_path, teacher_solutions) if p]
     fingerprint = stable_hash({"build": key_of(cfg), "inputs": [sha256_file(p) for p in inputs]})
     with output_dir(out_dir, "dataset", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):

@@ -31,10 +31,15 @@ def setup_logging(verbose: bool = False) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(show_path=False, show_time=False)])
-    _quiet_libraries()
+    _quiet_libraries(verbose)
 
 
-def _quiet_libraries() -> None:
+HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "urllib3")  # one INFO line per request: debug level only
+
+
+def _quiet_libraries(verbose: bool = False) -> None:
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
@@ -176,6 +181,20 @@ def _config(args, **shortcuts):
     return load_config(RunConfig, args.config, [*args.overrides, *flags])
 
 
+def _given(args, dotted: str) -> bool:
+    """Whether the user set `dotted` (e.g. build.methods): as an override or in the --config recipe."""
+    import yaml
+
+    if any(o.split("=", 1)[0].strip() == dotted for o in getattr(args, "overrides", [])):
+        return True
+    node = yaml.safe_load(Path(args.config).read_text()) if getattr(args, "config", None) else None
+    for key in dotted.split("."):  # (the recipe was read and checked by _config already)
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
 def _run(args) -> str | tuple[str, int]:
     if args.cmd == "world":
         from critiquelab.world import write_world
@@ -194,7 +213,11 @@ def _run(args) -> str | tuple[str, int]:
         c = _config(args).sample
         s = run_sample(args.problems, args.out, c, args.model or c.model, overwrite=args.overwrite)
         done = " (already complete)" if s["already_done"] else ""
-        return f"wrote {s['solutions']} solutions to {args.out}{done} (share correct: {s['share_correct']})"
+        ungraded = s["solutions"] - s["graded"]
+        graded = "not graded: their problems have no answer" if not s["graded"] else \
+            f"share correct: {s['share_correct']:.1%}" + (f" of the {s['graded']} graded; {ungraded} not graded: "
+                                                         "their problems have no answer" if ungraded else "")
+        return f"wrote {s['solutions']} solutions to {args.out}{done} ({graded})"
     if args.cmd == "rl":
         from critiquelab.rl import run_rl
 
@@ -241,9 +264,9 @@ def _run(args) -> str | tuple[str, int]:
         if not (args.solutions and args.critiques):
             raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
         res = run_build(args.solutions, args.critiques, args.out, _config(args).build,
-                        teacher_solutions=args.teacher_solutions, overwrite=args.overwrite)
-        return f"wrote datasets to {args.out}: {res['counts']}; filters: {res.get('decontaminate_removed')} " \
-               f"decontaminated, {res.get('dedupe_removed')} duplicates, {res['verdict_disagreements']}"
+                        teacher_solutions=args.teacher_solutions, overwrite=args.overwrite,
+                        pick_methods=not _given(args, "build.methods"))
+        return _build_line(args.out, res)
     if args.cmd == "train":
         from critiquelab.train import plan, run_train
 
@@ -254,7 +277,8 @@ def _run(args) -> str | tuple[str, int]:
             missing = f"; MISSING: {' | '.join(p['missing'])}" if p["missing"] else ""
             return (f"dry run: world size {p['world_size']}, global batch {p['global_batch']}, "
                     f"{p['planned_steps']} steps, {p['examples']} examples, {p['planned_tokens']} tokens{missing}")
-        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite)
+        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite,
+                      out_label="--out" if args.out else "train.output_dir")
         if not s:
             return "done (worker process)"
         return (f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['final_loss']:.3f}, "
@@ -278,9 +302,11 @@ def _run(args) -> str | tuple[str, int]:
 
         m = run_eval_critic(args.critic, args.solutions, args.out, _config(args).critic,
                             overwrite=args.overwrite)["metrics"]
+        left_out = f"; {m['unlabelled']} solutions without a 'correct' label left out" if m["unlabelled"] else ""
+        flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""
         return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
                 f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
-                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}); details in {args.out}")
+                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}; details in {args.out}")
     if args.cmd == "grade":
         from critiquelab.grading import grade
         from critiquelab.io import check_rows, read_jsonl
@@ -373,6 +399,24 @@ def _print_job_plan(cfg, plan, bench_dir) -> None:
     print("  assumptions: " + "; ".join(f"{k}={v}" for k, v in est["assumptions"].items()))
     for m in plan.missing:
         print(f"  MISSING: {m}")
+
+
+def _build_line(out: str, res: dict) -> str:
+    """`build`'s summary in words: the sets, the methods left out, and what each filter did."""
+    sets = ", ".join(f"{m} {n}" for m, n in res["counts"].items())
+    skipped = "".join(f"; {m} not built: it needs {why} (ask for it with build.methods)"
+                      for m, why in res.get("skipped_methods", {}).items())
+    removed = res.get("decontaminate_removed")
+    contamination = "decontamination off" if removed is None else \
+        f"{sum(removed.values())} decontaminated" + (f" ({', '.join(f'{b} {n}' for b, n in removed.items())})"
+                                                     if removed else "")
+    duplicates = "dedupe off" if res.get("dedupe_removed") is None else f"{res['dedupe_removed']} duplicates removed"
+    v = res["verdict_disagreements"]
+    action = {"keep": "kept", "drop": "dropped", "flag": "kept, flagged"}[v["policy"]]
+    unchecked = f", {v['unlabelled']} not checked (no reference grade)" if v.get("unlabelled") else ""
+    return (f"wrote datasets to {out}: {sets}{skipped}; filters: {duplicates}, {contamination}, "
+            f"{v['count']} verdicts disagree with the reference grade ({action}){unchecked}, "
+            f"{res['no_critique_or_verdict']} solutions without a critique or verdict")
 
 
 def _critique_line(out: str, s: dict) -> str:

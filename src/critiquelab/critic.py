@@ -104,6 +104,9 @@ def _named_step(critique: str) -> int | None:
     return None
 
 
+MIN_PER_CLASS = 10  # fewer right (or wrong) labelled solutions than this: balanced accuracy is flagged
+
+
 def _balanced(pairs: list[tuple[bool, str | None]]) -> float:
     """Mean recall of the two classes; an unparseable verdict counts as a miss."""
     recalls = []
@@ -120,6 +123,7 @@ def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0)
     if not pairs:
         raise UserError("eval-critic: no solution has a known correctness ('correct' field)")
     n = len(pairs)
+    right = sum(c for c, _ in pairs)
     hits = sum(v == ("right" if c else "wrong") for c, v in pairs)
     tp = sum((not c) and v == "wrong" for c, v in pairs)
     fp = sum(c and v == "wrong" for c, v in pairs)
@@ -136,6 +140,11 @@ def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0)
            "unparseable_rate": sum(v is None for _, v in pairs) / n, "share_correct": sum(c for c, _ in pairs) / n,
            "constant_baseline": {"verdict": "right" if majority else "wrong",
                                  "accuracy": sum(c is majority for c, _ in pairs) / n, "balanced_accuracy": 0.5}}
+    out["unlabelled"] = len(solutions) - n  # no 'correct' label: left out of every metric
+    if (few := min(right, n - right)) < MIN_PER_CLASS:
+        label = "right" if right == few else "wrong"
+        out["imbalance"] = (f"only {few} {label} solution{'s' if few != 1 else ''} of {n}: balanced accuracy "
+                            "is unreliable")
     steps = [(s["first_error_step"], _named_step(j["critique"])) for s, j in zip(solutions, judgements, strict=True)
              if s.get("first_error_step") and j["verdict"] == "wrong"]
     if steps:
@@ -201,7 +210,8 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
     fingerprint = stable_hash(_settings(critic, cfg)[0])
     with output_dir(out_dir, "critic-eval", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
         judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg)
-        result = {"critic": str(critic), "config": asdict(cfg), "metrics": critic_metrics(solutions, judgements)}
+        result = {"critic": str(critic), "solutions": str(Path(solutions_path).resolve()), "config": asdict(cfg),
+                  "metrics": critic_metrics(solutions, judgements)}
         if grouped:
             result["best_of_n"] = best_of_n(solutions, judgements)
             _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -71,12 +72,59 @@ def load_cells(run_dir: Path) -> list[dict]:
         check_rows(cells, run_dir / "cells.json", {"name": str, "method": str}, optional={"seed": int},
                    fix="is it an experiment's run directory?")
         return cells
-    cells = []
-    for d in sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir()):
-        method, _, seed = d.name.rpartition("-s")
-        method, seed = (method, int(seed)) if seed.isdigit() else (d.name, None)
-        cells.append({"name": d.name, "method": method, "seed": seed, "model": None, "source": None,
-                      "teacher": None, "data_size": None, "status": "ok"})
+    cells = [_plain_cell(d) for d in sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir())]
+    return _one_per_method(cells)
+
+
+def _plain_cell(eval_dir: Path) -> dict:
+    """A cell of a directory of plain `eval/<name>/` results. Its method is read from the records:
+    the evaluated model (results.json) is a fine-tune whose train_log.json names its training set
+    (`cft.jsonl`: cft), or a model critiquelab did not train: the base. Without those records the
+    name says it (`cft-s0`), if it names a known method."""
+    name = eval_dir.name
+    method, _, seed = name.rpartition("-s")
+    method, seed = (method, int(seed)) if seed.isdigit() else (name, None)
+    cell = {"name": name, "method": method, "seed": seed, "model": None, "source": None, "teacher": None,
+            "data_size": None, "status": "ok"}
+    try:
+        results = read_json(eval_dir / "results.json")
+    except UserError:
+        results = None  # (collect_runs names a broken results.json)
+    model = results.get("model") if isinstance(results, dict) else None
+    if isinstance(results, dict):
+        cell["eval_settings"] = {"prompt": results.get("prompt"), **(results.get("sampling") or {})}
+    if isinstance(model, str) and (data := _train_config(model).get("data")):
+        cell.update(method=Path(data).stem, model_dir=str(Path(model).resolve()), recorded=True)
+    elif isinstance(model, str) and (Path(model).is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", model)):
+        cell.update(method="base", recorded=True)  # a model critiquelab did not fine-tune (a dir or a hub name)
+    if not cell.get("recorded") and cell["method"] not in METHOD_ORDER:
+        cell.update(status="left_out", error=f"eval/{name}: neither its name nor its records (the model in "
+                                                "results.json) say which method it is")
+    return cell
+
+
+def _train_config(model: str) -> dict:
+    """The settings a model was fine-tuned with (its train_log.json); {} for one critiquelab did not train."""
+    log = Path(model) / "train_log.json"
+    stats = read_json(log) if log.is_file() else None
+    return (stats.get("config") or {}) if isinstance(stats, dict) else {}
+
+
+def _one_per_method(cells: list[dict]) -> list[dict]:
+    """One evaluation per method and seed: of several (the base evaluated again with more tokens, say),
+    the one evaluated with the settings most cells share is reported; the others are left out, named."""
+    common = defaultdict(int)
+    for c in cells:
+        common[str(c.get("eval_settings"))] += 1
+    by_key = defaultdict(list)
+    for c in cells:
+        if c["status"] == "ok":
+            by_key[(c["method"], c["seed"])].append(c)
+    for (method, _), same in by_key.items():
+        same.sort(key=lambda c: (-common[str(c.get("eval_settings"))], c["name"] != method, c["name"]))
+        for c in same[1:]:
+            c.update(status="left_out", error=f"eval/{c['name']}: another evaluation of {method} (settings "
+                                              f"{c.get('eval_settings')}); the tables use eval/{same[0]['name']}")
     return cells
 
 
@@ -480,8 +528,6 @@ def _markdown(blocks: list[tuple]) -> str:
 
 
 def _html(blocks: list[tuple], run_dir: Path, title: str) -> str:
-    import re
-
     def inline(text: str) -> str:
         return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
@@ -555,6 +601,59 @@ def _regime_blocks(regime: list[dict], summary: list[dict], model, bench: str) -
                                                                                                       strict=True))])]
 
 
+def _base_models(models: dict) -> str:
+    """Where each model's base is: given, or pretrained on the world and kept in the cache."""
+    parts = [f"{'' if name == 'default' else name + ': '}`{info.get('base')}`"
+             + ("" if info.get("pretrain") is None else " (pretrained on the world, kept in the cache)")
+             for name, info in models.items()]
+    cached = any(info.get("pretrain") is not None for info in models.values())
+    return ("Base model" + ("s: " if len(parts) > 1 else ": ") + "; ".join(parts)
+            + (". The cache is `CRITIQUELAB_CACHE` (default ~/.cache/critiquelab); give a cached base to the stage "
+               "commands as `--model`." if cached else "."))
+
+
+def _compute_claim(cells: list[dict], budgets: dict[str, dict]) -> str:
+    """What the fine-tunes' own train_log.json say about their start and their tokens: the same base
+    and token budget only when every one of them records it; a difference is said; nothing unverified."""
+    logs = [budgets[c["name"]] for c in cells if c["name"] in budgets]
+    if not logs or len(logs) < len(cells):
+        return ""
+    same_base = len({b["model"] for b in logs}) == 1 and logs[0]["model"] is not None
+    budget = {b["token_budget"] for b in logs}
+    if len(budget) == 1 and (b := budget.pop()) is not None and b > 0:
+        return ("every fine-tune starts from the same base with the same token budget; " if same_base else
+                "every fine-tune trains on the same token budget (from different start models); ")
+    tokens = sorted(b["tokens"] for b in logs)
+    if len(logs) > 1 and tokens[0] != tokens[-1]:
+        return (f"the fine-tunes trained on different numbers of tokens ({tokens[0]:,} to {tokens[-1]:,}; their "
+                "train_log.json), so a difference between methods is also one of compute; ")
+    return ""
+
+
+HELD_OUT = "validation problems (held out)"
+
+
+def _judged(record: dict, cells_file: bool) -> str:
+    """Which solutions a critic judged, from its critic.json: an experiment's critic stage samples
+    validation problems; otherwise the judged file, checked against the critic's training set."""
+    path = record.get("solutions")
+    if cells_file and (path is None or re.search(r"critic/solutions[^/]*\.jsonl$", path)):
+        return HELD_OUT
+    if not path:
+        return "not recorded"
+    if not Path(path).is_file():
+        return f"{path} (not at hand)"
+    questions = {r.get("question") for r in read_jsonl(path, tolerate_torn_tail=True)}
+    data = _train_config(str(record.get("critic"))).get("data")
+    if not data or not Path(data).is_file():
+        return f"{path} (not checked against the critic's training set)"
+    prompts = [m.get("content", "") for r in read_jsonl(data, tolerate_torn_tail=True)
+               for m in r.get("prompt", []) if isinstance(m, dict)]
+    seen = sum(any(q and q in p for p in prompts) for q in questions)
+    return (f"{path}: {seen} of {len(questions)} questions are in the critic's training set (not held out)"
+            if seen else f"{path} (held out: none of its {len(questions)} questions is in the critic's training set)")
+
+
 def _check_report_files(run_dir: Path) -> None:
     """In a directory critiquelab did not make (no marker: say, one the user filled with eval
     outputs), never replace a file of the report's names that it did not write itself."""
@@ -586,10 +685,11 @@ def write_report(run_dir: str | Path) -> Path:
     cells = load_cells(run_dir)
     runs = collect_runs(run_dir, cells)
     if not runs:
-        raise UserError(f"{run_dir}: no evaluation results (eval/*/results.json) to report")
+        raise UserError(f"{run_dir}: not a critiquelab run: no evaluation results to report (eval/<name>/results.json "
+                        "from `critiquelab eval`, or an experiment's run directory)")
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     items = item_table(run_dir, cells)
-    trained = [c for c in cells if c["method"] != "base"]
+    trained = [c for c in cells if c["method"] != "base" and c.get("status") != "left_out"]
     evaluated = {r["cell"] for r in runs}
     done = [c for c in trained if c["name"] in evaluated]  # (a run split over machines may lack some)
     main = _group(done[0]) if done else (runs[0]["model"], None, None, None)  # no fine-tune finished: the base
@@ -599,6 +699,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     training, curves, selection, selection_axis = {}, defaultdict(list), defaultdict(list), "step"
     rl_logs: dict[str, dict] = {}  # RL cells: reward curves and compute (rl.py's train_log.json)
+    budgets: dict[str, dict] = {}  # the main setting's fine-tunes: tokens, token budget and start model
     for c in trained:
         log = run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
         if not log.exists():
@@ -615,6 +716,9 @@ def write_report(run_dir: str | Path) -> Path:
         if not all(isinstance(p, dict) and isinstance(p.get("loss"), (int, float)) for p in stats["loss_curve"]):
             raise UserError(f"{log}: every loss_curve entry needs a 'loss' number (the train_log.json of "
                             "`critiquelab train`)")
+        if _group(c) == main:
+            budgets[c["name"]] = {"tokens": stats["tokens"], **{k: (stats.get("config") or {}).get(k)
+                                                                for k in ("token_budget", "model")}}
         training[c["name"]] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
         training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
         if _group(c) == main and stats["loss_curve"]:
@@ -637,6 +741,7 @@ def write_report(run_dir: str | Path) -> Path:
                                            "balanced_accuracy_ci95": list, "wrong_f1": float,
                                            "unparseable_rate": float}, fix=fix)
             critics.append({"method": c["method"], "seed": c["seed"], "model": c.get("model"), **r["metrics"],
+                            "judged": _judged(r, cells_file=(run_dir / "cells.json").is_file()),
                             "best_of_n": r.get("best_of_n"),
                             "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
     sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
@@ -659,9 +764,14 @@ def write_report(run_dir: str | Path) -> Path:
     title = f"critiquelab report: {m.get('name') or run_dir.name}"
     blocks: list[tuple] = [("h", 1, title)]
     n_seeds = max((r["seeds"] for r in summary), default=1)
-    blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; every "
-                        "fine-tune starts from the same base with the same token budget; accuracy is final-answer "
-                        "accuracy on the same items for every method."))
+    blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; "
+                        f"{_compute_claim([c for c in done if _group(c) == main and c['method'] not in RL], budgets)}"
+                        "accuracy is final-answer accuracy on the same items for every method."))
+    if m.get("models"):
+        blocks.append(("p", _base_models(m["models"])))
+    left_out = [c for c in cells if c.get("status") == "left_out"]
+    if left_out:
+        blocks.append(("p", "Not in the tables: " + "; ".join(c["error"] for c in left_out) + "."))
     in_main = lambda r: _group(r) == main or (r["method"] == "base" and r["model"] == main[0])  # noqa: E731
     main_rows = [r for r in summary if in_main(r)]
     fails = defaultdict(list)  # (method, benchmark) -> format-failure shares of the main setting's seeds
@@ -763,10 +873,14 @@ def write_report(run_dir: str | Path) -> Path:
                               for meth in methods]] for s, t in settings])]
 
     if critics:
+        held_out = all(c["judged"] == HELD_OUT for c in critics)
         blocks += [("h", 2, "Critics"),
-                   ("p", "Each model critiques sampled solutions of validation problems in the CFT prompt layout "
-                         "(SFT models and the base are prompted the same way); labels come from the reference "
-                         "answers. A constant verdict has balanced accuracy 50%.")]
+                   ("p", ("Each model critiques sampled solutions of validation problems in the CFT prompt layout "
+                          if held_out else "Each model critiques the solutions named in the 'judged' column in the "
+                          "CFT prompt layout ")
+                         + "(SFT models and the base are prompted the same way); labels come from the reference "
+                           "answers. A constant verdict has balanced accuracy 50%."
+                         + "".join(f" {c['method']}: {c['imbalance']}." for c in critics if c.get("imbalance")))]
         rows = []
         many_models = len({c["model"] for c in critics}) > 1
         for c in critics:
@@ -777,10 +891,11 @@ def write_report(run_dir: str | Path) -> Path:
                     if "names_first_wrong_step_ci95" in c else
                     _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-")
             rows.append([*([c["model"]] if many_models else []), c["method"], "" if c["seed"] is None else c["seed"],
-                         c["n"], _pct(c["accuracy"]),
+                         *([] if held_out else [c["judged"]]), c["n"], _pct(c["accuracy"]),
                          f"{_pct(c['balanced_accuracy'])} {_ci(c['balanced_accuracy_ci95'])}",
                          f"{c['wrong_f1']:.2f}", _pct(c["unparseable_rate"]), step, bon])
-        blocks.append(("table", [*(["model"] if many_models else []), "critic", "seed", "n", "verdict acc. (%)",
+        blocks.append(("table", [*(["model"] if many_models else []), "critic", "seed",
+                                 *([] if held_out else ["judged"]), "n", "verdict acc. (%)",
                                  "balanced acc. (%) [95% CI]", "F1 wrong", "no verdict (%)",
                                  "names 1st wrong step (%) [95% CI]",
                                  "best-of-N: first / majority / critic-majority / oracle (%)"], rows))

@@ -266,7 +266,7 @@ def _generators(cfg: SampleConfig, model_dir) -> list[tuple[str | None, SampleCo
 
 def _summary(rows: list[dict], problems: list[dict], resumed: bool = False) -> dict:
     graded = [r["correct"] for r in rows if r["correct"] is not None]
-    return {"solutions": len(rows), "problems": len(problems), "already_done": resumed,
+    return {"solutions": len(rows), "problems": len(problems), "already_done": resumed, "graded": len(graded),
             "share_correct": sum(graded) / len(graded) if graded else None}
 
 

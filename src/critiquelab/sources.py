@@ -10,10 +10,13 @@ string (None when a file has none). Benchmarks are read by path from `../shared/
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from critiquelab.io import UserError, check_rows, read_jsonl
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BENCHMARKS", "benchmarks_dir", "benchmark_file_name", "load_benchmark", "last_boxed", "load_problems"]
 
@@ -131,10 +134,7 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
     elif name.endswith(".jsonl"):  # your own problems file, e.g. a validation set for checkpoint selection
         if not Path(name).is_file():
             raise UserError(f"{name}: benchmark file not found (a problems JSONL with id, question and answer)")
-        rows = load_problems(name)
-        if unanswered := [r["id"] for r in rows if not r.get("answer")]:
-            raise UserError(f"{name}: {len(unanswered)} problems have no answer (e.g. id {unanswered[0]!r}); "
-                            "a benchmark needs reference answers to grade")
+        rows = load_problems(name, need_answers="a benchmark needs reference answers to grade")
     else:
         valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
         raise UserError(f"unknown benchmark {name!r} (valid: {valid}, or a problems .jsonl file)")
@@ -148,15 +148,37 @@ def benchmark_file_name(name: str) -> str:
 
 PROBLEM_FIELDS = {"id": (str, int), "question": str}
 PROBLEM_OPTIONAL = {"answer": (str, int, float), "solution": str}
+# Keys other datasets keep the reference answer under: named in the hint when `answer` is missing.
+ANSWER_LIKE = ("final_answer", "gold", "gold_answer", "target", "label", "ground_truth", "reference",
+               "reference_answer", "expected_answer", "expected", "answers", "result")
 
 
-def load_problems(path: str | Path) -> list[dict]:
+def missing_answers(rows: list[dict], path: str | Path) -> str | None:
+    """A note on the problems without an `answer` (None when every one has it): the counts, an
+    example id and, when those rows carry an answer-like key, the hint to rename it."""
+    missing = [r for r in rows if r.get("answer") in (None, "")]
+    if not missing:
+        return None
+    keys = sorted({k for r in missing for k in r if k.lower() in ANSWER_LIKE})
+    hint = f" (they have {keys[0]!r}: if that is the reference answer, rename it to 'answer')" if keys else ""
+    count = f"none of the {len(rows)} problems has an answer" if len(missing) == len(rows) else \
+        f"{len(missing)} of {len(rows)} problems have no answer"
+    return f"{path}: {count} (e.g. id {missing[0]['id']!r}){hint}"
+
+
+def load_problems(path: str | Path, need_answers: str | None = None) -> list[dict]:
     """User JSONL of problems: a unique `id` and a `question`; `answer` (the reference, for
-    grading) and `solution` (a reference solution) optional. Numbers as answers become text."""
+    grading) and `solution` (a reference solution) optional. Numbers as answers become text.
+    Problems without an answer are a warning (their solutions are not graded), or an error saying
+    `need_answers` (why grading is required) when that is given."""
     rows = read_jsonl(path, what="problems")
     check_rows(rows, path, PROBLEM_FIELDS, optional=PROBLEM_OPTIONAL, unique="id",
                fix="a problem row is {\"id\": ..., \"question\": \"...\", \"answer\": \"...\"}")
     for r in rows:
         if isinstance(r.get("answer"), (int, float)):
             r["answer"] = str(r["answer"])
+    if note := missing_answers(rows, path):
+        if need_answers:
+            raise UserError(f"{note}; {need_answers}")
+        log.warning("%s: their solutions are not graded", note)
     return rows

@@ -394,8 +394,9 @@ def _fingerprint(cfg: TrainConfig) -> str:
 
 
 def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_dir=None,
-              overwrite: bool = False) -> dict:
-    """Fine-tune `cfg.model` on `cfg.data` into `cfg.output_dir` (resumable; see the module doc)."""
+              overwrite: bool = False, out_label: str = "train.output_dir") -> dict:
+    """Fine-tune `cfg.model` on `cfg.data` into `cfg.output_dir` (resumable; see the module doc);
+    errors about the output directory name it as `out_label` (`--out` from the command line)."""
     from contextlib import nullcontext
 
     rows = _check_inputs(cfg)
@@ -406,7 +407,7 @@ def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_di
     out_dir = Path(cfg.output_dir)
     fingerprint = _fingerprint(cfg)
     main = int(os.environ.get("RANK", "0")) == 0
-    claim = output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite, label="train.output_dir") \
+    claim = output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite, label=out_label) \
         if main else nullcontext((out_dir, "done" if (read_marker(out_dir) or {}).get("complete") else "resume"))
     with claim as (out_dir, state):
         if state == "done" and (out_dir / "train_log.json").is_file():
