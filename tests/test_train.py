@@ -116,6 +116,25 @@ def test_max_steps_reports_true_trained_tokens(tiny_model, cft_data, tmp_path):
     assert two["planned_tokens"] == full["planned_tokens"]  # the plan counts the set; tokens count what trained
 
 
+@pytest.mark.parametrize("n, steps", [(2, 3), (5, 6)])
+def test_many_epochs_plan_the_steps_the_trainer_runs(tiny_model, cft_data, tmp_path, n, steps):
+    """The one-shot test's flaky case made deterministic: 3 epochs at batch 4 over 2 rows (fewer than
+    a batch) or 5 (not a multiple of it). Every epoch ends with a partial step of its own, so the
+    plan is 3 x ceil(n / 4) steps; ceil(3n / 4) planned 2 of the 3 steps that ran for 2 rows."""
+    from critiquelab.train import fit, load_model, prepare_rows
+
+    rows = read_jsonl(cft_data)[:n]
+    model, tokenizer = load_model(tiny_model)
+    cfg = tiny_train(tiny_model, cft_data, tmp_path / "m", max_steps=-1, epochs=3, save_epochs=True)
+    stats = fit(model, tokenizer, rows, tmp_path / "m", cfg)
+    per_epoch = steps // 3
+    assert stats["planned_steps"] == stats["steps"] == steps
+    assert sorted(int(p.name.split("-")[1]) for p in (tmp_path / "m" / "checkpoints").glob("checkpoint-*")) == \
+        [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    for epochs, want in [(1, per_epoch), (2.5, -(-5 * per_epoch // 2))]:  # fractional epochs: rounded up
+        assert prepare_rows(rows, tokenizer, replace(cfg, epochs=epochs), "t", True)[1]["planned_steps"] == want
+
+
 def test_lora_merged_model_loads_and_differs(tiny_model, cft_data, tmp_path):
     cfg = tiny_train(tiny_model, cft_data, tmp_path / "lora", lora=True, lora_r=4, lora_alpha=8,
                      lora_targets=["q_proj", "v_proj"], lr=1e-2)

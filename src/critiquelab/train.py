@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -102,7 +103,10 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
         chosen, tokens = rows, sum(lengths)
     per_step = cfg.batch_size * cfg.grad_accum * _world_size()
     epochs = 1 if cfg.token_budget > 0 else cfg.epochs
-    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, int(-(-len(chosen) * epochs // per_step)))
+    # As the Trainer counts: every epoch ends with a step of its own, full or not (2 rows, batch 4,
+    # 3 epochs: 3 steps, not ceil(2 x 3 / 4) = 2).
+    per_epoch = -(-len(chosen) // per_step)
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(epochs * per_epoch))
     return chosen, {"examples": len(chosen), "unique_examples": len({id(r) for r in chosen}),
                     "planned_tokens": int(tokens * epochs), "too_long": too_long, "too_long_policy": cfg.too_long,
                     "global_batch": per_step, "world_size": _world_size(), "planned_steps": steps}
