@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -55,4 +57,23 @@ def tiny_model(tmp_path_factory, tiny_world, tiny_cfg) -> Path:
     return d
 
 
-__all__ = ["tiny_run_config", "REPO", "WorldConfig", "ModelConfig", "PretrainConfig"]
+def wait_until(done, what: str, seconds: float = 300, proc=None, poll: float = 0.02) -> bool:
+    """Poll `done()` until it holds (True), or until `proc` (a Popen being watched) exits first
+    (False); after `seconds` fail the test saying what did not happen (and kill `proc`)."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        if proc is not None and proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            if proc is not None and proc.poll() is None:  # its process group when it leads one
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
+                proc.wait()
+            pytest.fail(f"waited {seconds:g} s for {what}; it did not happen", pytrace=False)
+        time.sleep(poll)
+    return True
+
+
+__all__ = ["tiny_run_config", "wait_until", "REPO", "WorldConfig", "ModelConfig", "PretrainConfig"]

@@ -220,7 +220,13 @@ class BatchAPI(_Loopback):
                     api.files[fid] = "".join(json.dumps(r) + "\n" for r in rows).encode()
                     batch[name] = fid
             batch["request_counts"] = {"total": len(batch["_ids"]), "completed": len(out), "failed": len(err)}
+            deadline = time.monotonic() + 600
             while polls[0] > 0:  # the client sees in_progress a few times first
+                if time.monotonic() > deadline:  # a client that stopped polling: say so in the batch
+                    batch["errors"] = {"object": "list", "data": [
+                        {"code": "test_deadline", "message": "test BatchAPI: no poll within 600 s"}]}
+                    batch["status"] = "failed"
+                    return
                 time.sleep(0.05)
             batch["status"] = "expired" if expire else "completed"
 

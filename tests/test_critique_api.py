@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
 
+from conftest import wait_until
 from critiquelab.config import CritiqueConfig
 from critiquelab.critique import latest_ok, read_store, run_critique, shard_filter
 from critiquelab.io import Incomplete, UserError, read_jsonl, write_jsonl
@@ -67,11 +67,15 @@ def test_permanent_failures_are_recorded_then_retried_next_run(server, tiny_mode
         assert f"{first['failed']} of 24 items failed" in str(e.value)
         failed = [r for r in read_jsonl(tmp_path / "c" / "critiques.jsonl") if r["status"] == "failed"]
         assert all("InternalServerError" in r["error"] for r in failed)
-        while proxy.requests < 100:  # use up the failing part of the plan
+        for _ in range(10):  # use up the failing part of the plan: a run sends at most 24 x 2 requests
+            if proxy.requests >= 100:
+                break
             try:
                 run_critique(solutions, tmp_path / "c", cfg)
             except Incomplete:
                 pass
+        else:
+            pytest.fail(f"10 reruns sent only {proxy.requests} of the 100 requests the plan fails")
         second = run_critique(solutions, tmp_path / "c", cfg)
     assert second["ok"] == 24 and second["failed"] == 0
 
@@ -118,9 +122,8 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tiny_model, sol
         env = {**os.environ, "OPENAI_API_KEY": "local"}
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         store = out / "critiques.jsonl"
-        deadline = time.time() + 120
-        while (not store.exists() or len(store.read_text().splitlines()) < 6) and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: store.exists() and len(store.read_text().splitlines()) >= 6,
+                   "6 critiques in the store before the kill", seconds=120, proc=proc, poll=0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         done_before = len(latest_ok(store))

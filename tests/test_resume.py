@@ -8,11 +8,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from critiquelab.io import Store, UserError, read_jsonl, write_jsonl
 
 CLI = [sys.executable, "-m", "critiquelab.cli"]
@@ -42,9 +42,9 @@ def kill_at_random_moments(args: list[str], store: Path, total: int, kills: int,
             break
         target = before + rng.randint(1, max(1, (total - before) // 2))
         proc = subprocess.Popen([*CLI, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 300
-        while complete_lines(store) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
+        # the command may finish before the target (then no kill lands); it must not stall
+        wait_until(lambda t=target: complete_lines(store) >= t, f"{target} complete lines in {store.name}",
+                   proc=proc, poll=0.01)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

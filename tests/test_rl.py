@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import wait_until
 from critiquelab.config import RLConfig
 from critiquelab.io import UserError, read_jsonl, write_jsonl
 from critiquelab.rl import critique_reward, pool, solve_reward
@@ -118,7 +119,6 @@ def test_the_rl_recipes_load_and_the_7b_one_plans_offline(tmp_path, tiny_world, 
 def test_rl_resumes_after_kill_9_with_nothing_lost_or_repeated(tmp_path, tiny_world, tiny_model):
     import os
     import signal
-    import time
 
     sols = _pool_file(tmp_path, tiny_world)
     cmd = [sys.executable, "-m", "critiquelab.cli", "rl", "--model", str(tiny_model), "--solutions", str(sols),
@@ -130,9 +130,7 @@ def test_rl_resumes_after_kill_9_with_nothing_lost_or_repeated(tmp_path, tiny_wo
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     state = tmp_path / "cut" / "checkpoints" / "checkpoint-4" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_until(state.exists, "the RL run's checkpoint-4", proc=proc)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (tmp_path / "cut" / "train_log.json").exists()

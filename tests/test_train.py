@@ -7,13 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import wait_until
 from critiquelab.build import cft_example
 from critiquelab.config import RunConfig, TrainConfig, load_config
 from critiquelab.experiment import recipes_dir
@@ -90,9 +90,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tiny_model, cft_data, tmp_
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, *args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(list((out / "checkpoints").glob("checkpoint-*"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    wait_until(lambda: len(list((out / "checkpoints").glob("checkpoint-*"))) >= 2, "two checkpoints", proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_marker(out)["complete"] is False, "the run finished before it could be killed"
