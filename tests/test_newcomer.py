@@ -148,7 +148,7 @@ def test_consistency_drop_reports_the_unlabelled_rows(own, tmp_path, capsys):
     assert rc == 0, text
     filters = json.loads((tmp_path / "ds" / "manifest.json").read_text())["filters"]
     assert filters["verdict_disagreements"]["unlabelled"] == 5
-    assert "5 not checked (no reference grade)" in text
+    assert "5 kept unchecked (no reference grade)" in text
     assert "{" not in text  # 9: plain words, not dicts
     assert "verdicts disagree with the reference grade (dropped)" in text
 

@@ -413,7 +413,7 @@ def _build_line(out: str, res: dict) -> str:
     duplicates = "dedupe off" if res.get("dedupe_removed") is None else f"{res['dedupe_removed']} duplicates removed"
     v = res["verdict_disagreements"]
     action = {"keep": "kept", "drop": "dropped", "flag": "kept, flagged"}[v["policy"]]
-    unchecked = f", {v['unlabelled']} not checked (no reference grade)" if v.get("unlabelled") else ""
+    unchecked = f", {v['unlabelled']} kept unchecked (no reference grade)" if v.get("unlabelled") else ""
     return (f"wrote datasets to {out}: {sets}{skipped}; filters: {duplicates}, {contamination}, "
             f"{v['count']} verdicts disagree with the reference grade ({action}){unchecked}, "
             f"{res['no_critique_or_verdict']} solutions without a critique or verdict")
