@@ -75,7 +75,8 @@ class FaultProxy(_Loopback):
     "html" (a 200 with an HTML page, as a captive proxy sends), "slow" (sleeps `slow_s`, then
     forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "400", "401".
     Without an upstream it answers every forwarded request itself after `latency_s` with a
-    canned critique (a local endpoint of known latency, for throughput benchmarks).
+    canned critique (a local endpoint of known latency, for throughput benchmarks). `bodies` keeps
+    every request body it received.
     """
 
     def __init__(self, upstream: str | None, plan=lambda i: None, slow_s: float = 5.0, latency_s: float = 0.0):
@@ -83,7 +84,7 @@ class FaultProxy(_Loopback):
         from http.server import BaseHTTPRequestHandler
 
         self.upstream, self.plan, self.slow_s, self.latency_s = upstream, plan, slow_s, latency_s
-        self.requests, self.lock, self.faults = 0, threading.Lock(), []
+        self.requests, self.lock, self.faults, self.bodies = 0, threading.Lock(), [], []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -114,6 +115,7 @@ class FaultProxy(_Loopback):
                 with proxy.lock:
                     i = proxy.requests
                     proxy.requests += 1
+                    proxy.bodies.append(body)
                 fault = proxy.plan(i)
                 if fault:
                     with proxy.lock:

@@ -6,7 +6,7 @@ from critiquelab.config import EvalConfig
 from critiquelab.evaluate import conversation, run_eval
 from critiquelab.io import UserError, read_jsonl
 from critiquelab.llm import HFBackend, OpenAIBackend, Sampling
-from tests.servers import transformers_serve
+from tests.servers import FaultProxy, transformers_serve
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,73 @@ def test_every_benchmark_evaluates_with_limit(tiny_model, tmp_path):
     for name in names:
         rows = read_jsonl(tmp_path / "eval" / f"{name}.jsonl")
         assert all(r["reference"] is not None and "reason" in r for r in rows)
+
+
+# -- fitting prompts into the context, and seeds per sample (issues 22 and 23) -----------------------
+
+def test_fit_context_shortens_the_generation_before_it_cuts_a_prompt():
+    from critiquelab.llm import fit_context
+
+    prompts = [[1] * 100, [2] * 300, [3] * 500]
+    fit = fit_context(prompts, max_new_tokens=100, context=512)   # room beside each: 412, 212, 12
+    assert fit.new_tokens == [100, 100, 100] and fit.prompts[:2] == prompts[:2]
+    assert fit.prompts[2] == [3] * 412 and (fit.cut, fit.shortened) == (1, 0)  # only the last is cut
+    fit = fit_context(prompts[:2], max_new_tokens=1024, context=512)  # the README's sample.max_new_tokens
+    assert fit.prompts == prompts[:2] and fit.new_tokens == [412, 212] and (fit.cut, fit.shortened) == (0, 2)
+    assert fit_context(prompts, 50, None).new_tokens == [50, 50, 50]  # no known context: as asked
+
+
+def test_a_max_new_tokens_beyond_the_context_keeps_the_prompt_whole(tiny_model, tiny_world):
+    """Before: the prompt was cut to its last max(1, 512 - max_new_tokens) tokens, i.e. one token,
+    and the model answered nothing it had been asked."""
+    problems = read_jsonl(tiny_world / "test.jsonl")[:6]
+    convs = [conversation(p["question"]) for p in problems]
+    short = HFBackend(tiny_model, batch_size=8).generate(convs, Sampling(max_new_tokens=40))
+    backend = HFBackend(tiny_model, batch_size=8)
+    long = backend.generate(convs, Sampling(max_new_tokens=1024))
+    assert backend.context == 512 and backend.truncated == 0 and backend.shortened == len(convs)
+    assert all(b.startswith(a) for a, b in zip(short, long, strict=True)), "greedy: the same start"
+
+
+def _sampled_texts(path, backend, seed: int) -> list[str]:
+    from critiquelab.llm import generate_resumable
+
+    rows = [{"id": f"p-{j}", "question": "Tom has 3 apples and buys 4 more. How many apples does he have?"}
+            for j in range(4)]  # four samples of one problem
+    recs = generate_resumable(path, rows, backend, lambda r: conversation(r["question"]),
+                              lambda r, text: {"id": r["id"], "text": text},
+                              Sampling(max_new_tokens=24, temperature=1.0, seed=seed, stop=[]), chunk=8,
+                              settings={"test": "seeds"})
+    return [r["text"] for r in recs]
+
+
+def test_samples_of_one_prompt_differ_and_repeat_with_the_seed_on_a_real_server(tiny_model, tmp_path):
+    """Before: every request of a chunk carried the chunk's seed, so a server that honours `seed`
+    (vLLM's, transformers serve) returned the same text n times."""
+    import json
+    import shutil
+
+    model = tmp_path / "sampling-model"
+    shutil.copytree(tiny_model, model)
+    gen_config = json.loads((model / "generation_config.json").read_text()) \
+        if (model / "generation_config.json").exists() else {}
+    (model / "generation_config.json").write_text(json.dumps({**gen_config, "do_sample": True}))
+    with transformers_serve(model, tmp_path / "serve.log") as url, FaultProxy(url) as proxy:
+        def backend():
+            return OpenAIBackend(proxy.url + "/v1", str(model), concurrency=1)  # (the server seeds one global RNG)
+
+        first = _sampled_texts(tmp_path / "a.jsonl", backend, seed=3)
+        again = _sampled_texts(tmp_path / "b.jsonl", backend, seed=3)
+    seeds = [json.loads(b)["seed"] for b in proxy.bodies]
+    assert len(set(seeds[:4])) == 4 and sorted(seeds[4:]) == sorted(seeds[:4]), seeds  # one seed per sample
+    assert len(set(first)) == 4, first
+    assert again == first
+
+
+def test_samples_of_one_prompt_differ_and_repeat_with_the_seed_on_hf(tiny_model, tmp_path):
+    def backend():
+        return HFBackend(tiny_model)
+
+    first = _sampled_texts(tmp_path / "a.jsonl", backend, seed=3)
+    assert len(set(first)) == 4 and _sampled_texts(tmp_path / "b.jsonl", backend, seed=3) == first
+    assert _sampled_texts(tmp_path / "c.jsonl", backend, seed=4) != first

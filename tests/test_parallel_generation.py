@@ -26,9 +26,9 @@ class Counting(HFBackend):
 
     calls = 0
 
-    def generate(self, conversations, sampling, on_batch=None):
+    def generate(self, conversations, sampling, on_batch=None, seeds=None):
         Counting.calls += len(conversations)
-        return super().generate(conversations, sampling, on_batch)
+        return super().generate(conversations, sampling, on_batch, seeds)
 
 
 class FailsOn(HFBackend):
@@ -38,10 +38,10 @@ class FailsOn(HFBackend):
         super().__init__(model_dir, **kwargs)
         self.poison = poison
 
-    def generate(self, conversations, sampling, on_batch=None):
+    def generate(self, conversations, sampling, on_batch=None, seeds=None):
         if any(self.poison in m["content"] for c in conversations for m in c):
             raise RuntimeError("the GPU fell off the bus")
-        return super().generate(conversations, sampling, on_batch)
+        return super().generate(conversations, sampling, on_batch, seeds)
 
 
 def lines(path):

@@ -90,9 +90,9 @@ def test_eval_resumes_without_regenerating(tmp_path, tiny_world, tiny_model, tin
     class Counting(HFBackend):
         calls = 0
 
-        def generate(self, conversations, sampling, on_batch=None):
+        def generate(self, conversations, sampling, on_batch=None, seeds=None):
             Counting.calls += len(conversations)
-            return super().generate(conversations, sampling, on_batch)
+            return super().generate(conversations, sampling, on_batch, seeds)
 
     out = tmp_path / "eval"
     first = run_eval(tiny_model, out, tiny_cfg.eval, world_dir=tiny_world)

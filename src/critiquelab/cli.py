@@ -210,8 +210,9 @@ def _run(args) -> str | tuple[str, int]:
     if args.cmd == "sample":
         from critiquelab.sample import run_sample
 
-        c = _config(args).sample
-        s = run_sample(args.problems, args.out, c, args.model or c.model, overwrite=args.overwrite)
+        cfg = _config(args)
+        c = cfg.sample
+        s = run_sample(args.problems, args.out, c, args.model or c.model, vllm=cfg.vllm, overwrite=args.overwrite)
         done = " (already complete)" if s["already_done"] else ""
         ungraded = s["solutions"] - s["graded"]
         graded = "not graded: their problems have no answer" if not s["graded"] else \
@@ -238,15 +239,17 @@ def _run(args) -> str | tuple[str, int]:
 
         from critiquelab.sample import run_seeds
 
-        c = replace(_config(args).sample, source="model", n_per_problem=args.k)
-        res = run_seeds(args.problems, args.out, c, args.model, overwrite=args.overwrite)
+        cfg = _config(args)
+        c = replace(cfg.sample, source="model", n_per_problem=args.k)
+        res = run_seeds(args.problems, args.out, c, args.model, vllm=cfg.vllm, overwrite=args.overwrite)
         rate = {r["problem_id"]: r["pass_rate"] for r in res["ranked"]}
         picks = ", ".join(f"{n} {p} ({rate[p]:.0%})" for n, p in res["picks"].items())
         return f"{res['problems']} problems ranked by pass rate over {args.k} samples in {args.out}/seeds.json; {picks}"
     if args.cmd == "critique":
         from critiquelab.critique import run_critique
 
-        s = run_critique(args.input, args.out, _config(args).critique, shard=args.shard, dry_run=args.dry_run,
+        cfg = _config(args)
+        s = run_critique(args.input, args.out, cfg.critique, shard=args.shard, dry_run=args.dry_run, vllm=cfg.vllm,
                          overwrite=args.overwrite)
         if s.get("dry_run"):
             return "dry run: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "dry_run")
@@ -286,21 +289,23 @@ def _run(args) -> str | tuple[str, int]:
     if args.cmd == "eval":
         from critiquelab.evaluate import run_eval
 
-        cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit}).eval
-        s = run_eval(args.model, args.out, cfg, world_dir=args.world, bench_dir=args.benchmarks_dir,
-                     overwrite=args.overwrite)
+        run_cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit})
+        s = run_eval(args.model, args.out, run_cfg.eval, world_dir=args.world, bench_dir=args.benchmarks_dir,
+                     vllm=run_cfg.vllm, overwrite=args.overwrite)
         accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
         return f"{accs}; details in {args.out}"
     if args.cmd == "judge":
         from critiquelab.critic import judge
 
-        js = judge(args.critic, args.solutions, args.out, _config(args).critic, overwrite=args.overwrite)
+        cfg = _config(args)
+        js = judge(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
         counts = {v: sum(j["verdict"] == v for j in js) for v in ("right", "wrong", None)}
         return f"judged {len(js)} solutions: {counts['right']} right, {counts['wrong']} wrong, {counts[None]} no verdict"
     if args.cmd == "eval-critic":
         from critiquelab.critic import run_eval_critic
 
-        m = run_eval_critic(args.critic, args.solutions, args.out, _config(args).critic,
+        cfg = _config(args)
+        m = run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm,
                             overwrite=args.overwrite)["metrics"]
         left_out = f"; {m['unlabelled']} solutions without a 'correct' label left out" if m["unlabelled"] else ""
         flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""

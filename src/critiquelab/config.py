@@ -21,7 +21,8 @@ from critiquelab.io import UserError, read_text
 
 __all__ = [
     "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
-    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "SlurmConfig", "ExperimentConfig", "RunConfig",
+    "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "VLLMConfig", "SlurmConfig",
+    "ExperimentConfig", "RunConfig",
     "load_config", "to_dict", "key_of",
     "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "CHOICES", "RANGES",
     "DEFAULT_SYSTEM_PROMPT",
@@ -290,6 +291,21 @@ class RLConfig(_Checked):
 
 
 @dataclass
+class VLLMConfig(_Checked):
+    """The vLLM engine of every stage run with backend=vllm (sample, seeds, critique's local teacher,
+    eval, judge, eval-critic, and an experiment's cells). These say how the engine runs, so, like
+    `tensor_parallel`, they enter no result's key (a cached item stays cached when they change)."""
+
+    gpu_memory_utilization: float = 0.9   # share of GPU memory vLLM takes for weights + KV cache (shared
+                                          # with training: lower it)
+    max_model_len: int | None = None      # context length (None: the model's); lower it to need less KV cache
+    dtype: str = "auto"                   # auto (the model's) | float32 | bfloat16 | float16
+    enforce_eager: bool = False           # no CUDA graphs: less memory and a faster start, slower decoding
+    enable_prefix_caching: bool = True    # reuse the KV cache of shared prompt prefixes (few-shot, panels)
+    engine_args: dict[str, Any] = field(default_factory=dict)  # any other argument of vllm.LLM
+
+
+@dataclass
 class SlurmConfig(_Checked):
     """`experiment.executor: slurm`: one Slurm job per cell, submitted through submitit."""
 
@@ -353,6 +369,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
 
@@ -553,6 +570,7 @@ CHOICES: dict[tuple[str, str], tuple] = {
     ("EvalConfig", "prompt"): ("cot", "plain", "fewshot"),
     ("EvalConfig", "backend"): ("hf", "openai", "vllm"),
     ("CriticConfig", "backend"): ("hf", "openai", "vllm"),
+    ("VLLMConfig", "dtype"): ("auto", "float32", "bfloat16", "float16"),
 }
 
 # (lowest, highest): None is unbounded; a lowest of 0.0 written as `0+` means "more than 0".
@@ -589,6 +607,7 @@ RANGES: dict[str, dict[str, tuple]] = {
     "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},
     "EvalConfig": {"limit": _POS, "batch_size": _POS, "max_new_tokens": _POS, "concurrency": _POS,
                    "data_parallel": _POS, "tensor_parallel": _NONNEG},
+    "VLLMConfig": {"gpu_memory_utilization": _OPEN_SHARE, "max_model_len": (16, None)},
     "CriticConfig": {"n_problems": _NONNEG, "n_samples": _POS, "temperature": (0.0, None), "max_new_tokens": _POS,
                      "batch_size": _POS, "concurrency": _POS, "data_parallel": _POS, "tensor_parallel": _NONNEG},
 }

@@ -68,13 +68,13 @@ def _settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
 
 
 def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: CriticConfig | None = None, *,
-              backend=None) -> list[dict]:
+              backend=None, vllm=None) -> list[dict]:
     """The critic's critique and parsed verdict of every solution, resumable in `out_path` (a
     `backend` object generates in this process; the config's runs `critic.data_parallel` processes)."""
     cfg = cfg or CriticConfig()
     settings, sampling = _settings(critic, cfg)
     return generate_resumable(
-        out_path, solutions, (lambda: backend) if backend is not None else partial(make_backend, critic, cfg),
+        out_path, solutions, (lambda: backend) if backend is not None else partial(make_backend, critic, cfg, vllm),
         lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
         lambda s, t: {"id": s["id"], "critique": t, "verdict": parse_verdict(t)},
         sampling, chunk=cfg.batch_size * 4, settings=settings,
@@ -82,13 +82,13 @@ def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: Cr
 
 
 def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, cfg: CriticConfig, *,
-          overwrite: bool = False) -> list[dict]:
+          vllm=None, overwrite: bool = False) -> list[dict]:
     """`critiquelab judge`: inputs and the critic checked first, then `out_dir/judgements.jsonl`."""
     solutions = read_judged(solutions_path)
     check_backend(critic, cfg, "critic")
     fingerprint = stable_hash(_settings(critic, cfg)[0])
     with output_dir(out_dir, "judge", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
-        return run_judge(critic, solutions, out / "judgements.jsonl", cfg)
+        return run_judge(critic, solutions, out / "judgements.jsonl", cfg, vllm=vllm)
 
 
 _STEP = re.compile(r"Step\s+(\d+)")
@@ -201,7 +201,7 @@ def _plot(curves: dict, path: Path, title: str) -> None:
 
 
 def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path,
-                    cfg: CriticConfig | None = None, *, overwrite: bool = False) -> dict:
+                    cfg: CriticConfig | None = None, *, vllm=None, overwrite: bool = False) -> dict:
     cfg = cfg or CriticConfig()
     solutions = read_judged(solutions_path, labels=True)  # labels checked before anything is judged
     check_backend(critic, cfg, "critic")
@@ -209,7 +209,7 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
         len({s["problem_id"] for s in solutions}) < len(solutions)
     fingerprint = stable_hash(_settings(critic, cfg)[0])
     with output_dir(out_dir, "critic-eval", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
-        judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg)
+        judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg, vllm=vllm)
         result = {"critic": str(critic), "solutions": str(Path(solutions_path).resolve()), "config": asdict(cfg),
                   "metrics": critic_metrics(solutions, judgements)}
         if grouped:

@@ -185,7 +185,7 @@ def _panel(cfg: CritiqueConfig) -> list[tuple[str | None, CritiqueConfig]]:
 
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
-                 shard: str | None = None, dry_run: bool = False, overwrite: bool = False) -> dict:
+                 shard: str | None = None, dry_run: bool = False, vllm=None, overwrite: bool = False) -> dict:
     """Critique (or, with a `task: solve` prompt, solve) every item not yet done, by every teacher
     of `critique.panel` (or the one teacher), into one store: the teacher is part of each item's
     key, and each record names it. Raises `Incomplete` (with the summary) when items failed: a
@@ -230,7 +230,7 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
                 "key": k, "id": r["id"], "input": input_hash(r), "problem_id": r.get("problem_id"),
                 "teacher": f["teacher"], **({"teacher_name": n} if n else {})}
             if t.teacher in ("hf", "vllm"):  # resumable itself (it also merges an interrupted parallel run)
-                _local_teacher(keyed, prompt, t, store.path, base, task)
+                _local_teacher(keyed, prompt, t, store.path, base, task, vllm)
             elif not todo:
                 pass
             elif t.teacher == "checker":
@@ -270,13 +270,13 @@ def _combine(summaries: dict[str, dict]) -> dict:
     return total
 
 
-def _local_teacher(keyed, prompt: dict, cfg: CritiqueConfig, path: Path, base, task: str) -> None:
+def _local_teacher(keyed, prompt: dict, cfg: CritiqueConfig, path: Path, base, task: str, vllm=None) -> None:
     """A local model (hf / vllm) as the teacher, through `generate_resumable` in chunks of 256, in
     `critique.data_parallel` processes. Its records are always `ok`, so a key in the store is done."""
     from critiquelab.llm import HFBackend, Sampling, VLLMBackend, generate_resumable
 
     backend = partial(HFBackend, cfg.model) if cfg.teacher == "hf" else \
-        partial(VLLMBackend, cfg.model, tensor_parallel_size=cfg.tensor_parallel)
+        partial(VLLMBackend, cfg.model, tensor_parallel_size=cfg.tensor_parallel, engine=vllm)
     sampling = Sampling(max_new_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
     generate_resumable(path, keyed, backend, lambda kr: render(prompt, kr[1]),
                        lambda kr, text: {**base(*kr), "status": "ok", **_response(task, text), "usage": None},

@@ -78,16 +78,17 @@ def conversation(question: str, prompt: str = "cot", bench_dir=None) -> list[dic
     return PROMPTS[prompt](question, bench_dir)
 
 
-def make_backend(model: str | Path | None, cfg):
-    """The generation backend named by `cfg.backend` (an EvalConfig, CriticConfig or SampleConfig);
-    `partial(make_backend, model, cfg)` is the picklable factory a data-parallel process calls."""
+def make_backend(model: str | Path | None, cfg, engine=None):
+    """The generation backend named by `cfg.backend` (an EvalConfig, CriticConfig or SampleConfig;
+    `engine`: the run's VLLMConfig); `partial(make_backend, model, cfg, engine)` is the picklable
+    factory a data-parallel process calls."""
     if cfg.backend == "hf":
         return HFBackend(model, batch_size=cfg.batch_size)
     if cfg.backend == "openai":
         return OpenAIBackend(cfg.base_url, cfg.api_model or str(model), api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency)
     if cfg.backend == "vllm":
-        return VLLMBackend(model, tensor_parallel_size=cfg.tensor_parallel)
+        return VLLMBackend(model, tensor_parallel_size=cfg.tensor_parallel, engine=engine)
     raise UserError(f"unknown backend {cfg.backend!r} (valid: hf, openai, vllm)")
 
 
@@ -129,7 +130,9 @@ def _graded(row: dict, response: str) -> dict:
 
 
 def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,
-             bench_dir=None, backend=None, overwrite: bool = False) -> dict:
+             bench_dir=None, backend=None, vllm=None, overwrite: bool = False) -> dict:
+    """Every benchmark of `cfg.benchmarks` generated (resumably) and graded; `vllm`: the engine
+    settings (VLLMConfig) when `cfg.backend` is vllm."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
@@ -148,11 +151,11 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
 
         def get_backend():
             if not made:
-                made.append(backend or make_backend(model_dir, cfg))
+                made.append(backend or make_backend(model_dir, cfg, vllm))
             return made[0]
 
         parallel = 1 if backend is not None else cfg.data_parallel  # a backend given as an object stays here
-        factory = get_backend if parallel == 1 else partial(make_backend, model_dir, cfg)
+        factory = get_backend if parallel == 1 else partial(make_backend, model_dir, cfg, vllm)
         stats: dict = {}
 
         with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -167,7 +170,8 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                 results[name] = summarize(items)
         summary = {"model": str(model_dir), "backend": stats.get("backend", f"{cfg.backend} (all items cached)"),
                    "benchmarks": results, "prompt": cfg.prompt, "sampling": sampling.to_dict(), "config": asdict(cfg),
-                   "seconds": round(time.time() - t0, 1), "truncated_prompts": stats.get("truncated", 0)}
+                   "seconds": round(time.time() - t0, 1), "truncated_prompts": stats.get("truncated", 0),
+                   "shortened_generations": stats.get("shortened", 0)}
         write_json(out_dir / "results.json", summary)
         lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
         for name, r in results.items():

@@ -566,21 +566,22 @@ def _data(r: _Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Criti
                         n_per_problem=scfg.seed_k, n_problems=scfg.seed_candidates)
         seeds = ddir / src / "seeds"
         picks = r.stages.run(f"seeds-{t}{src}", {"world": key_of(r.cfg.world), "base": base, "probe": key_of(probe)},
-                             lambda: run_seeds(scfg.problems or r.world_dir / "train.jsonl", seeds, probe, base)["picks"],
+                             lambda: run_seeds(scfg.problems or r.world_dir / "train.jsonl", seeds, probe, base,
+                                                     vllm=r.cfg.vllm)["picks"],
                              outputs=(seeds,))
         scfg = replace(scfg, problem_ids=[picks[scfg.seed_problem]], seed_problem=None)
     k_sample = {"world": key_of(r.cfg.world), "base": "every model" if shared else base, "sample": key_of(scfg)}
     r.stages.run(f"sample-{t}{src}", k_sample, lambda: run_sample(scfg.problems or r.world_dir / "train.jsonl", sols, scfg,
-                                                                  scfg.model or base),
+                                                                  scfg.model or base, vllm=r.cfg.vllm),
                  outputs=(sols, sols.with_name(sols.name + ".partial")))
     k_crit = {"sample": k_sample, "critique": key_of(tcfg)}
-    r.stages.run(f"critique-{t}{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg),
+    r.stages.run(f"critique-{t}{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg, vllm=r.cfg.vllm),
                  outputs=(tdir / "critique",))
     solved = None
     if "sft_teacher" in r.cfg.build.methods:  # the same teacher also writes its own solutions
         solver = replace(tcfg, prompt="solve_paper")
         r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": key_of(solver)},
-                     lambda: run_critique(sols, tdir / "solve", solver), outputs=(tdir / "solve",))
+                     lambda: run_critique(sols, tdir / "solve", solver, vllm=r.cfg.vllm), outputs=(tdir / "solve",))
         solved = tdir / "solve" / "solutions.jsonl"
     build = replace(r.cfg.build, methods=[m for m in r.cfg.build.methods if m in METHODS])  # (RL: no dataset)
     k_build = {"critique": k_crit, "build": key_of(build), "size": size}
@@ -903,7 +904,8 @@ def _cell(r: _Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: di
                      **({"lr_scores": scores} if scores else {})}
         out = r.dir / "eval" / cell.name
         r.stages.run(f"eval-{cell.name}", {"eval": key_of(r.cfg.eval), "weights": weights[cell.name]},
-                     lambda: run_eval(model, out, r.cfg.eval, world_dir=r.world_dir, bench_dir=r.bench_dir)["benchmarks"],
+                     lambda: run_eval(model, out, r.cfg.eval, world_dir=r.world_dir, bench_dir=r.bench_dir,
+                                      vllm=r.cfg.vllm)["benchmarks"],
                      outputs=(out,))
         return {"status": "ok", **extra}
     except Exception as e:  # noqa: BLE001  (a failed cell is recorded; the others go on)
@@ -932,7 +934,8 @@ def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active
                                   max_new_tokens=r.cfg.eval.max_new_tokens, **common))
         r.stages.run(f"critic-solutions{r.suffix(mdl)}",
                      {"critic": key_of(crit), "base": r.bases[mdl], "world": key_of(r.cfg.world), "sample": key_of(scfg)},
-                     lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b),
+                     lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b,
+                                                                                  vllm=r.cfg.vllm),
                      outputs=(sols, sols.with_name(sols.name + ".partial")))
         for cell in plan.cells:
             same_group = (cell.model, cell.source, cell.teacher, cell.data_size) == (
@@ -944,5 +947,5 @@ def _critics(r: _Run, plan: Plan, status: dict[str, dict], weights: dict, active
             out = r.dir / "critic" / cell.name
             r.stages.run(f"critic-{cell.name}", {"critic": key_of(crit), "weights": weights[cell.name],
                                                  "solutions": key_of(scfg)},
-                         lambda m=model, o=out, s=sols: run_eval_critic(m, s, o, crit)["metrics"],
+                         lambda m=model, o=out, s=sols: run_eval_critic(m, s, o, crit, vllm=r.cfg.vllm)["metrics"],
                          outputs=(out,))

