@@ -464,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
         kept = f"; finished work so far is kept in {out} (rerun the same command to resume)" if out else ""
         print(f"critiquelab {args.cmd}: error: {e.strerror or e}: {e.filename or ''}{kept}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"critiquelab {args.cmd}: interrupted; rerun the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as e:  # (Interrupted: the stage says what a rerun will do)
+        what = str(e) or ("rerun the same command (it resumes from the last checkpoint, if one was saved)"
+                          if args.cmd in ("train", "pretrain") else "rerun the same command to resume")
+        print(f"critiquelab {args.cmd}: interrupted: {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary, rc = summary if isinstance(summary, tuple) else (summary, 0)
     print(f"{summary} [{time.time() - t0:.0f}s]", file=sys.stderr if rc else sys.stdout)

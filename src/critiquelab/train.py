@@ -30,11 +30,13 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from critiquelab.config import TrainConfig, key_of
 from critiquelab.io import (
+    Interrupted,
     UserError,
     check_rows,
     mark_complete,
@@ -236,6 +238,69 @@ def _last_checkpoint(work: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
+def _rerun_note(work: Path, desc: str) -> str:
+    """What rerunning the same command will do, from the complete checkpoints on disk."""
+    ckpts = [p for p in work.glob("checkpoint-*") if _complete(p)]
+    if not ckpts:
+        return f"no checkpoint was saved yet, so rerunning the same command starts {desc} over from step 0"
+    last = max(ckpts, key=lambda p: int(p.name.split("-")[1]))
+    return f"rerun the same command to resume from {last.name} ({last})"
+
+
+@contextmanager
+def _stop_on_signal(trainer, work: Path, desc: str):
+    """SIGINT (Ctrl-C) or SIGTERM (Slurm preemption) during training: finish the current step, save
+    a checkpoint, stop, and raise `Interrupted` saying what a rerun will do. Every rank agrees (one
+    signalled rank stops them all); a second signal stops at once."""
+    import signal
+    import threading
+
+    import torch
+    from transformers import TrainerCallback
+
+    class SaveAndStopOnSignal(TrainerCallback):
+        received: str | None = None  # this process's signal
+        stopped = False  # the run stopped for a signal (of any rank)
+
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                log.info("%s: from step %d of %d (Ctrl-C or SIGTERM saves a checkpoint, then stops)", desc,
+                         state.global_step, state.max_steps)
+
+        def on_step_end(self, args, state, control, **kw):
+            stop = self.received is not None
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                flag = torch.tensor([int(stop)], device=args.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                stop = bool(flag.item())
+            if stop and not self.stopped:
+                self.stopped = control.should_save = control.should_training_stop = True
+
+    stopper = SaveAndStopOnSignal()
+    trainer.add_callback(stopper)
+
+    def handler(signum, frame):
+        if stopper.received is not None:  # a second signal: stop now (the checkpoint may be cut short)
+            raise KeyboardInterrupt
+        stopper.received = signal.Signals(signum).name
+        log.warning("%s: %s received: saving a checkpoint after this step, then stopping (again to stop at "
+                    "once)", desc, stopper.received)
+
+    main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"{desc} stopped at once (a second signal); {_rerun_note(work, desc)}") from None
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    state = trainer.state
+    if (stopper.stopped or stopper.received) and not (state.max_steps and state.global_step >= state.max_steps):
+        raise Interrupted(f"{desc} stopped by {stopper.received or 'a signal to another rank'} at step "
+                          f"{state.global_step} of {state.max_steps}; {_rerun_note(work, desc)}")
+
+
 def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfig, *, desc: str = "train",
         repeat: bool = True) -> dict:
     """Train, resuming from the last complete checkpoint in `out_dir/checkpoints` if there is one;
@@ -254,7 +319,8 @@ def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfi
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     clock.start = clock.last = time.monotonic()
-    trainer.train(resume_from_checkpoint=resume)
+    with _stop_on_signal(trainer, work, desc):  # Ctrl-C / SIGTERM: a checkpoint, then `Interrupted`
+        trainer.train(resume_from_checkpoint=resume)
     seconds = clock.elapsed()
     if not trainer.is_world_process_zero():
         return {}
