@@ -1,5 +1,7 @@
 """Generation backends: HF batching is exact; the OpenAI-compatible client against a real server."""
 
+import json
+
 import pytest
 
 from critiquelab.config import EvalConfig
@@ -121,3 +123,17 @@ def test_samples_of_one_prompt_differ_and_repeat_with_the_seed_on_hf(tiny_model,
     first = _sampled_texts(tmp_path / "a.jsonl", backend, seed=3)
     assert len(set(first)) == 4 and _sampled_texts(tmp_path / "b.jsonl", backend, seed=3) == first
     assert _sampled_texts(tmp_path / "c.jsonl", backend, seed=4) != first
+
+
+def test_eval_with_max_new_tokens_beyond_the_context_says_so_and_keeps_its_prompts(tiny_model, tiny_world, tmp_path,
+                                                                                   capsys):
+    """The README's eval.max_new_tokens=2048 on the demo's 512-token model: before, accuracy fell to
+    0 with exit 0 and no word; now every prompt is whole and the summary line says what was shortened."""
+    from critiquelab.cli import main
+
+    rc = main(["eval", "--model", str(tiny_model), "--world", str(tiny_world), "--out", str(tmp_path / "e"),
+               "eval.max_new_tokens=2048", "eval.limit=8"])
+    line = capsys.readouterr().out
+    assert rc == 0 and "8 generations shortened to fit the model's context" in line, line
+    res = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert res["truncated_prompts"] == 0 and res["shortened_generations"] == 8

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from critiquelab.io import Incomplete, UserError
+from critiquelab.llm import fit_note
 
 __all__ = ["main", "setup_logging", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
 
@@ -218,7 +219,7 @@ def _run(args) -> str | tuple[str, int]:
         graded = "not graded: their problems have no answer" if not s["graded"] else \
             f"share correct: {s['share_correct']:.1%}" + (f" of the {s['graded']} graded; {ungraded} not graded: "
                                                          "their problems have no answer" if ungraded else "")
-        return f"wrote {s['solutions']} solutions to {args.out}{done} ({graded})"
+        return f"wrote {s['solutions']} solutions to {args.out}{done} ({graded}){fit_note(s)}"
     if args.cmd == "rl":
         from critiquelab.rl import run_rl
 
@@ -293,7 +294,7 @@ def _run(args) -> str | tuple[str, int]:
         s = run_eval(args.model, args.out, run_cfg.eval, world_dir=args.world, bench_dir=args.benchmarks_dir,
                      vllm=run_cfg.vllm, overwrite=args.overwrite)
         accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
-        return f"{accs}; details in {args.out}"
+        return f"{accs}{fit_note(s)}; details in {args.out}"
     if args.cmd == "judge":
         from critiquelab.critic import judge
 
@@ -305,13 +306,14 @@ def _run(args) -> str | tuple[str, int]:
         from critiquelab.critic import run_eval_critic
 
         cfg = _config(args)
-        m = run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm,
-                            overwrite=args.overwrite)["metrics"]
+        res = run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
+        m = res["metrics"]
         left_out = f"; {m['unlabelled']} solutions without a 'correct' label left out" if m["unlabelled"] else ""
         flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""
         return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
                 f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
-                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}; details in {args.out}")
+                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}{fit_note(res['generation'])}; "
+                f"details in {args.out}")
     if args.cmd == "grade":
         from critiquelab.grading import grade
         from critiquelab.io import check_rows, read_jsonl

@@ -68,9 +68,10 @@ def _settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
 
 
 def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: CriticConfig | None = None, *,
-              backend=None, vllm=None) -> list[dict]:
+              backend=None, vllm=None, stats: dict | None = None) -> list[dict]:
     """The critic's critique and parsed verdict of every solution, resumable in `out_path` (a
-    `backend` object generates in this process; the config's runs `critic.data_parallel` processes)."""
+    `backend` object generates in this process; the config's runs `critic.data_parallel` processes;
+    `stats` gets the prompts cut and generations shortened to fit the context)."""
     cfg = cfg or CriticConfig()
     settings, sampling = _settings(critic, cfg)
     return generate_resumable(
@@ -78,7 +79,8 @@ def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: Cr
         lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
         lambda s, t: {"id": s["id"], "critique": t, "verdict": parse_verdict(t)},
         sampling, chunk=cfg.batch_size * 4, settings=settings,
-        data_parallel=1 if backend is not None else cfg.data_parallel, tensor_parallel=cfg.tensor_parallel)
+        data_parallel=1 if backend is not None else cfg.data_parallel, tensor_parallel=cfg.tensor_parallel,
+        stats=stats)
 
 
 def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, cfg: CriticConfig, *,
@@ -209,9 +211,12 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
         len({s["problem_id"] for s in solutions}) < len(solutions)
     fingerprint = stable_hash(_settings(critic, cfg)[0])
     with output_dir(out_dir, "critic-eval", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
-        judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg, vllm=vllm)
+        stats: dict = {}
+        judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg, vllm=vllm, stats=stats)
         result = {"critic": str(critic), "solutions": str(Path(solutions_path).resolve()), "config": asdict(cfg),
-                  "metrics": critic_metrics(solutions, judgements)}
+                  "metrics": critic_metrics(solutions, judgements),
+                  "generation": {"truncated_prompts": stats.get("truncated", 0),
+                                 "shortened_generations": stats.get("shortened", 0)}}
         if grouped:
             result["best_of_n"] = best_of_n(solutions, judgements)
             _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
            "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling", "item_seed",
-           "fit_context", "Fitted",
+           "fit_context", "Fitted", "fit_note",
            "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards"]
 
 
@@ -411,6 +411,14 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
     if todo:
         _warn_fit(path, stats, sampling, context)
     return [done[k] for k in keys]
+
+
+def fit_note(stats: dict) -> str:
+    """What a stage's summary line adds when generations did not fit the context ("" when all did)."""
+    parts = [f"{n} {what}" for n, what in ((stats.get("truncated_prompts", 0), "prompts cut"),
+                                           (stats.get("shortened_generations", 0), "generations shortened"))
+             if n]
+    return f"; {' and '.join(parts)} to fit the model's context (see the warning)" if parts else ""
 
 
 def _fit_counts(model) -> list[int]:

@@ -146,9 +146,11 @@ def _synthetic(plan, cfg: SampleConfig, write, gen: str | None = None) -> None:
             write(key, _row(p, j, p["solution"], "synthetic", {"injected": None}, gen))
 
 
-def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None = None, vllm=None) -> list[dict]:
+def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None = None, vllm=None,
+             stats: dict | None = None) -> list[dict]:
     """Generate in chunks of `4 x batch_size`, each with its own seed (`chunk_sampling`), appending
-    each chunk to the store as it finishes; every row of the plan, in order."""
+    each chunk to the store as it finishes; every row of the plan, in order. `stats` adds up the
+    prompts cut and generations shortened to fit the context."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -161,7 +163,7 @@ def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None =
             lambda item, text: _row(item[1], item[2], text, f"model:{model}", gen=gen), sampling,
             chunk=cfg.batch_size * 4,
             keys=[k for k, _, _ in plan], on_batch=lambda n: progress.advance(task, n),
-            data_parallel=cfg.data_parallel, tensor_parallel=cfg.tensor_parallel)
+            data_parallel=cfg.data_parallel, tensor_parallel=cfg.tensor_parallel, stats=stats)
 
 
 def _existing(out: Path) -> list[dict] | None:
@@ -216,10 +218,11 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
         rows = [{"key": k, **r} for k, r, _ in plan]
     else:
         made: dict[str, dict] = {}
+        fit: dict = {}
         for name, g, model in writers:  # one store for every writer (their keys differ)
             mine = _plan(problems, g, model, name)
             if g.source == "model":
-                made.update((r["key"], r) for r in _sampled(mine, g, model, store.path, name, vllm))
+                made.update((r["key"], r) for r in _sampled(mine, g, model, store.path, name, vllm, fit))
                 continue
             wanted = {k for k, _, _ in mine}
             made.update((k, r) for k, r in store.read().items() if k in wanted)
@@ -233,6 +236,8 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
     write_jsonl(out, rows)
     if not imported:
         store.path.unlink(missing_ok=True)
+        return {**_summary(rows, problems), "truncated_prompts": fit.get("truncated", 0),
+                "shortened_generations": fit.get("shortened", 0)}
     return _summary(rows, problems)
 
 
