@@ -322,3 +322,29 @@ def test_a_refused_batch_is_one_line(server, tiny_model, solutions, tmp_path):
         cfg = api_cfg(api.url, tiny_model, api_mode="batch", batch_poll_seconds=0.05, max_tokens=12)
         with pytest.raises(UserError, match="batch endpoint refused the request \\(HTTP 400: injected\\)"):
             run_critique(solutions, tmp_path / "c", cfg)
+
+
+def test_dry_run_counts_prompt_tokens_with_the_teachers_tokenizer_and_bounds_completions(server, tiny_model,
+                                                                                         solutions, tmp_path):
+    """The estimate is checked against what the served teacher then reports."""
+    write_jsonl(solutions, read_jsonl(solutions)[:6])
+    cfg = api_cfg(server, tiny_model, max_tokens=16)
+    est = run_critique(solutions, tmp_path / "c", cfg, dry_run=True)
+    assert "tokenizer" in est["prompt_tokens_from"] and "upper bound" in est["completion_tokens_max_from"]
+    assert all(not k.endswith("_typical") for k in est)  # no made-up typical figure
+    run_critique(solutions, tmp_path / "c", cfg)
+    ledger = json.loads((tmp_path / "c" / "ledger.json").read_text())
+    assert est["prompt_tokens_est"] == ledger["prompt_tokens"]
+    assert ledger["completion_tokens"] <= est["completion_tokens_max"] == 6 * 16
+    assert ledger["cost_usd"] <= est["cost_usd_max"]
+
+
+def test_dry_run_says_when_it_guesses_and_the_checker_costs_nothing(solutions, tiny_world, tmp_path):
+    guess = run_critique(solutions, tmp_path / "c", api_cfg("http://127.0.0.1:9", "gpt-4o-2024-11-20"), dry_run=True)
+    assert guess["prompt_tokens_from"].startswith("estimate: characters / 4")
+    write_jsonl(solutions, [{**p, "id": f"{p['id']}-s0"} for p in read_jsonl(tiny_world / "train.jsonl")[:24]])
+    r = run_cli("critique", "--input", str(solutions), "--out", str(tmp_path / "k"), "--dry-run")  # the checker
+    assert r.returncode == 0, r.stderr
+    assert "24 items, the exact checker writes its critiques without an LLM: no tokens, no cost" in r.stdout
+    checker = run_critique(solutions, tmp_path / "k", CritiqueConfig(), dry_run=True)
+    assert checker["completion_tokens_max"] == checker["prompt_tokens_est"] == 0 and checker["cost_usd_max"] == 0

@@ -253,7 +253,9 @@ def _run(args) -> str | tuple[str, int]:
         s = run_critique(args.input, args.out, cfg.critique, shard=args.shard, dry_run=args.dry_run, vllm=cfg.vllm,
                          overwrite=args.overwrite)
         if s.get("dry_run"):
-            return "dry run: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "dry_run")
+            from critiquelab.critique import describe_estimate
+
+            return f"dry run (nothing sent): {describe_estimate(s)}"
         return _critique_line(args.out, s)
     if args.cmd == "build":
         from critiquelab.build import run_build

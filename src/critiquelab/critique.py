@@ -52,7 +52,7 @@ from critiquelab.llm import check_endpoint, check_model, check_parallel, is_loca
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
-           "latest_ok", "run_critique"]
+           "latest_ok", "run_critique", "describe_estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,8 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
     store_name = "critiques.jsonl" if task == "critique" else "solutions.jsonl"
     if dry_run:
         done = read_store(Path(out_dir) / store_name) if (Path(out_dir) / store_name).is_file() else {}
-        ests = {name: _estimate([(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"], prompt, t)
-                for name, t, prompt, _, keyed in plans}
+        ests = {name: _estimate([(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"], prompt, t,
+                                done.values()) for name, t, prompt, _, keyed in plans}
         return ests[None] if None in ests else {"dry_run": True, **{
             k: sum(e[k] or 0 for e in ests.values()) for k in ("items_to_do", "prompt_tokens_est",
                                                                "completion_tokens_max", "cost_usd_max")},
@@ -361,19 +361,79 @@ def _summarize(store: Store, keys: list[str], cfg: CritiqueConfig, out_dir: Path
             "errors": Counter(r.get("error", "").split(":")[0] for r in mine if r["status"] == "failed")}
 
 
-def _estimate(todo, prompt: dict, cfg: CritiqueConfig) -> dict:
-    """Dry run: ~4 characters per token for prompts; completions bounded by max_tokens."""
-    prompt_tokens = sum(sum(len(m["content"]) for m in render(prompt, r)) // 4 + 8 for _, r in todo)
-    completion_max = len(todo) * cfg.max_tokens
+def _tokenizer(model: str | None):
+    """The teacher's tokenizer when it loads without the network (a local model directory, or one in
+    the Hugging Face cache); None otherwise (a hosted API's model)."""
+    if not model:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model, local_files_only=True)
+    except Exception:  # noqa: BLE001  (not a local model: the estimate says it guessed)
+        return None
+
+
+def _prompt_tokens(todo, prompt: dict, cfg: CritiqueConfig) -> tuple[int, str]:
+    """Prompt tokens of the requests to send, and how they were found: counted with the teacher's
+    tokenizer (its chat template included) when it is at hand, else ~4 characters a token."""
+    tok = _tokenizer(cfg.model)
+    if tok is None:
+        chars = sum(sum(len(m["content"]) for m in render(prompt, r)) // 4 + 8 for _, r in todo)
+        return chars, f"estimate: characters / 4 (no tokenizer of {cfg.model} at hand)"
+    n = 0
+    for _, r in todo:
+        messages = render(prompt, r)
+        if tok.chat_template:
+            n += len(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+        else:
+            n += sum(len(tok(m["content"])["input_ids"]) + 4 for m in messages)
+    return n, f"counted with the tokenizer of {cfg.model}"
+
+
+def _estimate(todo, prompt: dict, cfg: CritiqueConfig, done=()) -> dict:
+    """Dry run: prompt tokens counted with the teacher's tokenizer when it is at hand (else ~4
+    characters a token, and said so); completions bounded by items x max_tokens, and estimated from
+    the answers already in the store when there are some. The exact checker uses no LLM: no tokens."""
+    n = len(todo)
+    if cfg.teacher == "checker":
+        return {"dry_run": True, "teacher": _teacher_id(cfg), "items_to_do": n, "prompt_tokens_est": 0,
+                "completion_tokens_max": 0, "cost_usd_max": 0.0,
+                "note": "the exact checker writes its critiques without an LLM: no tokens, no cost"}
+    prompt_tokens, counted = _prompt_tokens(todo, prompt, cfg)
     factor = cfg.batch_price_factor if cfg.api_mode == "batch" else 1.0
     cost = lambda out: None if _cost(cfg, prompt_tokens, out) is None else round(  # noqa: E731
         factor * _cost(cfg, prompt_tokens, out), 4)
-    est = {"dry_run": True, "items_to_do": len(todo), "prompt_tokens_est": prompt_tokens,
-           "completion_tokens_max": completion_max, "completion_tokens_typical": len(todo) * 400,
-           "cost_usd_max": cost(completion_max), "cost_usd_typical": cost(len(todo) * 400)}
+    est = {"dry_run": True, "teacher": _teacher_id(cfg), "items_to_do": n, "prompt_tokens_est": prompt_tokens,
+           "prompt_tokens_from": counted, "completion_tokens_max": n * cfg.max_tokens,
+           "completion_tokens_max_from": f"upper bound: {n} items x critique.max_tokens={cfg.max_tokens}",
+           "cost_usd_max": cost(n * cfg.max_tokens)}
+    answered = [r["usage"]["completion_tokens"] for r in done
+                if r.get("teacher") == _teacher_id(cfg) and r["status"] == "ok" and r.get("usage")]
+    if answered:  # what this teacher actually wrote so far
+        est["completion_tokens_est"] = round(n * sum(answered) / len(answered))
+        est["completion_tokens_est_from"] = f"the mean of the {len(answered)} answers already in the store"
+        est["cost_usd_est"] = cost(est["completion_tokens_est"])
     if est["cost_usd_max"] is None:
         est["cost"] = PRICE_UNKNOWN
     return est
+
+
+def describe_estimate(est: dict) -> str:
+    """The dry run in words: one clause per teacher (a panel's teachers one by one)."""
+    if "teachers" in est:
+        return "; ".join(f"{name}: {describe_estimate(e)}" for name, e in est["teachers"].items())
+    if "note" in est:
+        return f"{est['items_to_do']:,} items, {est['note']}"
+    usd = lambda x: "cost unknown (set critique.price_in_per_mtok and critique.price_out_per_mtok)" \
+        if x is None else f"${x:,.4f}"  # noqa: E731
+    text = (f"{est['items_to_do']:,} items; prompt tokens {est['prompt_tokens_est']:,} ({est['prompt_tokens_from']}); "
+            f"completion tokens at most {est['completion_tokens_max']:,} ({est['completion_tokens_max_from']}); "
+            f"cost at most {usd(est['cost_usd_max'])}")
+    if "completion_tokens_est" in est:
+        text += (f"; expected completion tokens {est['completion_tokens_est']:,} "
+                 f"({est['completion_tokens_est_from']}), cost {usd(est['cost_usd_est'])}")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
