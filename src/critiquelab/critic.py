@@ -7,7 +7,7 @@ Judgements are appended as they come, so an interrupted run resumes.
 
 `critic_metrics`: on solutions whose correctness is known (`correct`, graded against the
 reference), verdict accuracy, precision / recall / F1 for "wrong", balanced accuracy with a
-bootstrap interval, the unparseable rate, a constant-verdict baseline and, in the synthetic
+bootstrap interval over problems (stats.py), the unparseable rate, a constant-verdict baseline and, in the synthetic
 world, whether the critique names the first wrong step.
 
 `best_of_n`: with N sampled solutions per problem, accuracy against N of the first sample,
@@ -19,7 +19,6 @@ them when it accepts none) and the oracle pass@N.
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from pathlib import Path
 from critiquelab.build import cft_prompt
 from critiquelab.config import CriticConfig
 from critiquelab.critique import parse_verdict
-from critiquelab.evaluate import check_backend, make_backend, wilson_ci
+from critiquelab.evaluate import check_backend, make_backend
 from critiquelab.grading import equivalent, extract_answer
 from critiquelab.io import (
     UserError,
@@ -42,6 +41,7 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.llm import Sampling, generate_resumable
+from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 
 __all__ = ["read_judged", "run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
 
@@ -109,34 +109,26 @@ def _named_step(critique: str) -> int | None:
 MIN_PER_CLASS = 10  # fewer right (or wrong) labelled solutions than this: balanced accuracy is flagged
 
 
-def _balanced(pairs: list[tuple[bool, str | None]]) -> float:
-    """Mean recall of the two classes; an unparseable verdict counts as a miss."""
-    recalls = []
-    for label in (True, False):
-        cls = [v for c, v in pairs if c is label]
-        if cls:
-            recalls.append(sum(v == ("right" if label else "wrong") for v in cls) / len(cls))
-    return sum(recalls) / len(recalls) if recalls else 0.0
-
-
 def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0) -> dict:
-    pairs = [(s["correct"], j["verdict"]) for s, j in zip(solutions, judgements, strict=True)
-             if s.get("correct") is not None]
+    labelled = [(s, j) for s, j in zip(solutions, judgements, strict=True) if s.get("correct") is not None]
+    pairs = [(s["correct"], j["verdict"]) for s, j in labelled]
     if not pairs:
         raise UserError("eval-critic: no solution has a known correctness ('correct' field)")
     n = len(pairs)
     right = sum(c for c, _ in pairs)
-    hits = sum(v == ("right" if c else "wrong") for c, v in pairs)
+    hit = [v == ("right" if c else "wrong") for c, v in pairs]  # a missing verdict is a miss
+    hits = sum(hit)
     tp = sum((not c) and v == "wrong" for c, v in pairs)
     fp = sum(c and v == "wrong" for c, v in pairs)
     fn = sum((not c) and v != "wrong" for c, v in pairs)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    rng = random.Random(seed)
-    boots = sorted(_balanced([pairs[rng.randrange(n)] for _ in range(n)]) for _ in range(1000))
+    y = [c for c, _ in pairs]
+    problems = [s.get("problem_id", s["id"]) for s, _ in labelled]  # a problem's solutions resampled together
     majority = Counter(c for c, _ in pairs).most_common(1)[0][0]
     out = {"n": n, "accuracy": hits / n, "accuracy_ci95": list(wilson_ci(hits, n)),
-           "balanced_accuracy": _balanced(pairs), "balanced_accuracy_ci95": [boots[24], boots[974]],
+           "balanced_accuracy": float(balanced_accuracy(hit, y)),
+           "balanced_accuracy_ci95": bootstrap(lambda w: balanced_accuracy(hit, y, w), n, clusters=problems, seed=seed),
            "wrong_precision": precision, "wrong_recall": recall,
            "wrong_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
            "unparseable_rate": sum(v is None for _, v in pairs) / n, "share_correct": sum(c for c, _ in pairs) / n,

@@ -13,7 +13,6 @@ over GPUs (docs/generation-at-scale.md).
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import asdict
@@ -41,8 +40,9 @@ from critiquelab.llm import (
     generate_resumable,
 )
 from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
+from critiquelab.stats import wilson_ci
 
-__all__ = ["PROMPTS", "conversation", "wilson_ci", "run_eval", "summarize"]
+__all__ = ["PROMPTS", "conversation", "run_eval", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,6 @@ def check_backend(model: str | Path | None, cfg, section: str) -> None:
             raise UserError(f"{section}.backend=openai needs {section}.api_model (the served model's name)")
     else:
         check_model(model, "--model" if section == "eval" else "--critic")
-
-
-def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def summarize(items: list[dict]) -> dict:

@@ -25,6 +25,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from critiquelab.io import (
     UserError,
     atomic_write,
@@ -41,6 +43,7 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.rl import RL_METHODS
+from critiquelab.stats import REPS, balanced_accuracy, bootstrap, sign_flip_p, weighted_mean
 
 __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
            "seed_means", "write_report"]
@@ -173,40 +176,33 @@ def item_table(run_dir: Path, cells: list[dict]) -> dict[tuple, list[dict[str, b
 # Statistics
 
 
-def paired_comparison(a: list[float], b: list[float], *, reps: int = 5000, seed: int = 0) -> dict:
+def paired_comparison(a: list[float], b: list[float], *, reps: int = REPS, seed: int = 0) -> dict:
     """Per-item paired difference a - b: mean, bootstrap 95% CI over items, and a two-sided
     sign-flip permutation p-value (items are the unit; a and b are per-item mean correctness)."""
-    import numpy as np
-
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    n = len(d)
-    boots = d[rng.integers(0, n, size=(reps, n))].mean(axis=1)
-    flips = (rng.integers(0, 2, size=(reps, n)) * 2 - 1) * d
-    observed = abs(d.mean())
-    p = (np.sum(np.abs(flips.mean(axis=1)) >= observed - 1e-12) + 1) / (reps + 1)
-    return {"delta": float(d.mean()), "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
-            "p_value": float(p), "n": n}
+    return {"delta": float(d.mean()), "ci95": bootstrap(lambda w: weighted_mean(d, w), len(d), reps=reps, seed=seed),
+            "p_value": sign_flip_p(d, reps=reps, seed=seed), "n": len(d)}
 
 
-def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = 2000, seed: int = 0) -> list[dict]:
+def _seed_mean(per_seed: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Mean over resampled seeds: per_seed is seeds x reps, picks reps x seeds."""
+    return np.take_along_axis(per_seed.T, picks, axis=1).mean(axis=1)
+
+
+def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = REPS, seed: int = 0) -> list[dict]:
     """Mean accuracy over seeds per method, data setting and benchmark, with a 95% bootstrap CI
     that resamples both seeds and items."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
     out = []
     for (method, model, source, teacher, size, bench), runs in items.items():
         common = sorted(set.intersection(*(set(r) for r in runs)))
         if not common:
             continue
         m = np.array([[r[i] for i in common] for r in runs], dtype=float)  # seeds x items
-        boots = [m[rng.integers(0, m.shape[0], m.shape[0])][:, rng.integers(0, m.shape[1], m.shape[1])].mean()
-                 for _ in range(reps)]
+        ci = bootstrap(lambda w, picks, m=m: _seed_mean(weighted_mean(m, w), picks), m.shape[1], seeds=[m.shape[0]],
+                       reps=reps, seed=seed)
         out.append({"method": method, "model": model, "source": source, "teacher": teacher, "data_size": size,
                     "benchmark": bench,
-                    "seeds": m.shape[0], "n": m.shape[1], "mean_accuracy": float(m.mean()),
-                    "ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]})
+                    "seeds": m.shape[0], "n": m.shape[1], "mean_accuracy": float(m.mean()), "ci95": ci})
     return sorted(out, key=lambda r: (_order(r["method"]), str(r["model"]), str(r["source"]), str(r["teacher"]),
                                       -(r["data_size"] or 0), r["benchmark"]))
 
@@ -232,14 +228,12 @@ def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
     return out
 
 
-def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed: int = 0) -> list[dict]:
+def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = REPS, seed: int = 0) -> list[dict]:
     """Balanced verdict accuracy, paired: CFT and each RL method minus each method before it in
     METHOD_ORDER with a finished critic of the same model, on the same judged solutions. A method's
     balanced accuracy is the mean over its seeds (a missing verdict counts as a miss, as in the critic
     table); the 95% CI is a bootstrap over problems (a problem's solutions resampled together, the
     same for both methods) and over each method's seeds, as the accuracy table's CIs are."""
-    import numpy as np
-
     many = len({c.get("model") for c in cells}) > 1
     hits: dict[tuple, list[dict]] = defaultdict(list)  # (model, method) -> per seed {id: verdict right}
     labels: dict = {}  # model -> {solution id: (correct, problem id)}
@@ -269,30 +263,16 @@ def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = 2000, seed:
             y = np.array([labels[model][i][0] for i in ids], dtype=float)
             if not ids or y.min() == y.max():
                 continue
-            problems = sorted({labels[model][i][1] for i in ids}, key=str)
-            where = {p: k for k, p in enumerate(problems)}
-            member = np.array([where[labels[model][i][1]] for i in ids])
-            rng = np.random.default_rng(seed)  # the same resamples for every pair
-            drawn = rng.multinomial(len(problems), np.full(len(problems), 1 / len(problems)), size=reps)
-            weights = drawn[:, member].astype(float)  # reps x items: each item weighted by its problem's draws
-
-            def ba(runs, w, resample=False, ids=ids, y=y, rng=rng):
-                """Mean over seeds (resampled when `resample`) of the mean recall of both classes, items weighted by w."""
-                h = np.array([[r[i] for i in ids] for r in runs], dtype=float)  # seeds x items
-                per_seed = ((h * y) @ w.T / (y @ w.T) + (h * (1 - y)) @ w.T / ((1 - y) @ w.T)) / 2  # seeds x reps
-                if not resample:
-                    return per_seed.mean(axis=0)
-                picks = rng.integers(0, len(runs), size=(w.shape[0], len(runs)))  # reps x seeds
-                return np.take_along_axis(per_seed.T, picks, axis=1).mean(axis=1)
-
-            one = np.ones((1, len(ids)))
-            with np.errstate(invalid="ignore"):  # a resample without one class: NaN, left out of the quantiles
-                boots = ba(runs_a, weights, True) - ba(runs_b, weights, True)
-            ba_a, ba_b = float(ba(runs_a, one)[0]), float(ba(runs_b, one)[0])
+            problems = [labels[model][i][1] for i in ids]
+            h_a, h_b = (np.array([[r[i] for i in ids] for r in runs], dtype=float) for runs in (runs_a, runs_b))
+            ci = bootstrap(lambda w, pa, pb, h_a=h_a, h_b=h_b, y=y: _seed_mean(balanced_accuracy(h_a, y, w), pa)
+                           - _seed_mean(balanced_accuracy(h_b, y, w), pb), len(ids), clusters=problems,
+                           seeds=[len(runs_a), len(runs_b)], reps=reps, seed=seed)  # the same draws for every pair
+            ba_a, ba_b = float(np.mean(balanced_accuracy(h_a, y))), float(np.mean(balanced_accuracy(h_b, y)))
             out.append({"model": model, "a": a, "b": b, "seeds_a": len(runs_a), "seeds_b": len(runs_b),
-                        "n": len(ids), "problems": len(problems), "balanced_accuracy_a": ba_a,
+                        "n": len(ids), "problems": len(set(problems)), "balanced_accuracy_a": ba_a,
                         "balanced_accuracy_b": ba_b, "delta": ba_a - ba_b,
-                        "ci95": [float(np.nanquantile(boots, 0.025)), float(np.nanquantile(boots, 0.975))]})
+                        "ci95": ci})
     return out
 
 
