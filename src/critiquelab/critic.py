@@ -25,6 +25,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+from critiquelab import plots
 from critiquelab.build import cft_prompt
 from critiquelab.config import CriticConfig
 from critiquelab.critique import parse_verdict
@@ -34,9 +35,7 @@ from critiquelab.io import (
     UserError,
     check_rows,
     output_dir,
-    pyplot,
     read_jsonl,
-    save_figure,
     stable_hash,
     write_json,
 )
@@ -183,17 +182,6 @@ def best_of_n(solutions: list[dict], judgements: list[dict]) -> dict:
     return {"problems": len(groups), "n": list(range(1, n_max + 1)), **curves}
 
 
-def _plot(curves: dict, path: Path, title: str) -> None:
-    fig, ax = pyplot().subplots(figsize=(4.5, 3.2))
-    for k in ("first", "majority", "critic_majority", "oracle"):
-        ax.plot(curves["n"], [100 * v for v in curves[k]], marker="o", label=k)
-    ax.set_xlabel("N samples")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
-
-
 def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str | Path,
                     cfg: CriticConfig | None = None, *, vllm=None, overwrite: bool = False) -> dict:
     cfg = cfg or CriticConfig()
@@ -211,6 +199,6 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
                                  "shortened_generations": stats.get("shortened", 0)}}
         if grouped:
             result["best_of_n"] = best_of_n(solutions, judgements)
-            _plot(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")
+            plots.best_of_n(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")
         write_json(out_dir / "critic.json", result)
     return result

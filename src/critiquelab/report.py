@@ -23,10 +23,12 @@ import base64
 import html
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from critiquelab import plots
 from critiquelab.io import (
     UserError,
     atomic_write,
@@ -34,11 +36,9 @@ from critiquelab.io import (
     check_rows,
     mark_complete,
     output_dir,
-    pyplot,
     read_json,
     read_jsonl,
     read_marker,
-    save_figure,
     stable_hash,
     write_json,
 )
@@ -56,6 +56,9 @@ COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452",
 RL = tuple(RL_METHODS)
 COMPARED = ("cft", "cft_sft_mix", *RL)  # the methods compared with the others of their setting
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
+STYLE = {"order": METHOD_ORDER, "colors": COLORS}  # the plots' method order and colours
+LOSS_TASKS = {"cft": "CFT: critiques", "cft_sft_mix": "CFT+SFT mix"}  # what a method's loss is on; others:
+SOLUTIONS = "SFT: solutions"                                         # solutions (a panel each in loss.png)
 
 
 def _order(method: str) -> int:
@@ -307,146 +310,6 @@ def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], m
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
-def _plot_size_axis(rows: list[dict], path: Path) -> None:
-    """CFT minus the best SFT (95% CI) against parameters and against base accuracy."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    series = sorted({r["critique_share"] for r in rows}, key=lambda x: (x is None, x or 0))
-    for k, share in enumerate(series):
-        pts = sorted((r for r in rows if r["critique_share"] == share), key=lambda r: r["params"] or 0)
-        label = "pretraining without critiques" if share == 0 else (
-            f"pretraining with {share:.0%} critiques" if share is not None else "given base")
-        ys = [100 * r["delta"] for r in pts]
-        err = [[100 * (r["delta"] - r["ci95"][0]) for r in pts], [100 * (r["ci95"][1] - r["delta"]) for r in pts]]
-        for ax, key, scale, dodge in ((axes[0], "params", 1e6, 1 + 0.03 * k), (axes[1], "base_accuracy", 0.01, 1)):
-            xs = [(r[key] or 0) / scale * dodge for r in pts]  # side by side on the log axis only
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=f"C{k}",
-                        linestyle="-" if key == "params" else "none")  # a line joins sizes, not accuracies
-            for x, y, r in zip(xs, ys, pts, strict=True):
-                ax.annotate(r["model"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axes[0].set_xscale("log")
-    params = sorted({r["params"] / 1e6 for r in rows if r["params"]})
-    axes[0].set_xticks(params, [f"{p:.2g}" for p in params])
-    axes[0].minorticks_off()
-    axes[0].set_xlabel("parameters (M)")
-    axes[1].set_xlabel("base accuracy (%)")
-    axes[0].set_ylabel("CFT - best SFT (points), 95% CI")
-    for ax in axes:
-        ax.axhline(0, color="#888888", linewidth=1, linestyle="--")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("CFT minus the best SFT, by model", fontsize=10)
-    save_figure(fig, path)
-
-
-def _plot_bars(rows: list[dict], benches: list[str], path: Path) -> None:
-    plt = pyplot()
-    methods = sorted({r["method"] for r in rows}, key=_order)
-    width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(benches) * len(methods) ** 0.5 + 2), 3.6))
-    for j, m in enumerate(methods):
-        xs, ys, lo, hi = [], [], [], []
-        for i, b in enumerate(benches):
-            r = next((r for r in rows if r["method"] == m and r["benchmark"] == b), None)
-            if r:
-                xs.append(i + (j - (len(methods) - 1) / 2) * width)
-                ys.append(100 * r["mean_accuracy"])
-                lo.append(100 * (r["mean_accuracy"] - r["ci95"][0]))
-                hi.append(100 * (r["ci95"][1] - r["mean_accuracy"]))
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m, color=COLORS.get(m))
-    ax.set_xticks(range(len(benches)), benches)
-    ax.set_ylabel("accuracy (%), 95% CI")
-    ax.set_ylim(0, min(100, max(100 * r["ci95"][1] for r in rows) * 1.25 + 5))
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Mean accuracy over seeds")
-    save_figure(fig, path)
-
-
-def _plot_sizes(rows: list[dict], base: dict | None, bench: str, path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    methods = sorted({r["method"] for r in rows}, key=_order)
-    for j, m in enumerate(methods):
-        pts = sorted((r["data_size"], r) for r in rows if r["method"] == m)
-        dodge = 1 + 0.04 * (j - (len(methods) - 1) / 2)  # side by side, so the intervals stay readable
-        ax.errorbar([x * dodge for x, _ in pts], [100 * r["mean_accuracy"] for _, r in pts], capsize=3, marker="o",
-                    label=m, color=COLORS.get(m), yerr=[[100 * (r["mean_accuracy"] - r["ci95"][0]) for _, r in pts],
-                                                        [100 * (r["ci95"][1] - r["mean_accuracy"]) for _, r in pts]])
-    if base:
-        ax.axhline(100 * base["mean_accuracy"], color=COLORS["base"], linestyle="--", linewidth=1, label="base")
-    sizes = sorted({r["data_size"] for r in rows})
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, [str(x) for x in sizes])
-    ax.minorticks_off()
-    ax.set_xlabel("training questions (same token budget)")
-    ax.set_ylabel(f"{bench} accuracy (%), 95% CI")
-    ax.legend(fontsize=7)
-    ax.set_title("Accuracy vs training data size")
-    save_figure(fig, path)
-
-
-def _plot_selection(curves: dict[str, list[list[tuple[float, float]]]], axis: str, path: Path) -> None:
-    """The selection curve: validation accuracy of every saved checkpoint (each seed a line)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for m in sorted(curves, key=_order):
-        for k, points in enumerate(curves[m]):
-            points = sorted(points)
-            ax.plot([x for x, _ in points], [100 * y for _, y in points], marker="o", markersize=3,
-                    color=COLORS.get(m), alpha=0.8, linewidth=1, label=m if k == 0 else None)
-    ax.set_xlabel(axis)
-    ax.set_ylabel("validation accuracy (%)")
-    ax.legend(fontsize=7)
-    ax.set_title("Checkpoint selection on validation, every seed")
-    save_figure(fig, path)
-
-
-def _plot_loss(curves: dict[str, list[tuple[str, list]]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for m in sorted(curves, key=_order):
-        for k, (_, curve) in enumerate(curves[m]):
-            ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color=COLORS.get(m), alpha=0.8,
-                    linewidth=1, label=m if k == 0 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (completion tokens)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.set_title("Training loss, every seed")
-    save_figure(fig, path)
-
-
-def _plot_rewards(logs: dict[str, dict], path: Path) -> None:
-    """Mean reward and the share of critiques saying "right", per step (moving mean of 10), every seed."""
-    import numpy as np
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    seen: set[str] = set()
-    for _, log in sorted(logs.items(), key=lambda kv: (_order(kv[1]["method"]), kv[0])):
-        m = log["method"]
-        for ax, key in zip(axes, ("reward", "verdict_right_share"), strict=True):
-            pts = [(p["step"], p[key]) for p in log["curve"] if p.get(key) is not None]
-            if len(pts) < 2:
-                continue
-            k = min(10, len(pts))
-            smooth = np.convolve([v for _, v in pts], np.ones(k) / k, mode="valid")
-            ax.plot([s for s, _ in pts][k - 1:], smooth, color=COLORS.get(m), alpha=0.8, linewidth=1,
-                    label=m if (m, key) not in seen else None)
-            seen.add((m, key))
-    axes[0].set_ylabel("mean reward (moving mean of 10 steps)")
-    axes[1].set_ylabel('share of critiques saying "right"')
-    axes[1].axhline(0.5, color="#888888", linewidth=0.8, linestyle="--")
-    for ax in axes:
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    fig.suptitle("Critique RL: rewards and the verdicts' balance, every seed", fontsize=9)
-    save_figure(fig, path)
-
-
 def _rl_blocks(logs: dict[str, dict], training: dict[str, dict], run_dir: Path) -> list[tuple]:
     """The RL cells: compute (generated + trained tokens, beside the SFT cells' trained tokens), the
     reward and the verdicts' balance early and late, and the reward curves of the main setting."""
@@ -473,7 +336,7 @@ def _rl_blocks(logs: dict[str, dict], training: dict[str, dict], run_dir: Path) 
                    "reward (last 10)", 'says "right" (last 10)', "no verdict (last 10)"], rows)]
     main = {n: log for n, log in logs.items() if log["main"]}
     if main:
-        _plot_rewards(main, run_dir / "rl_rewards.png")
+        plots.rewards(main, run_dir / "rl_rewards.png", **STYLE)
         blocks.append(("img", "rl_rewards.png", "critique RL rewards"))
     return blocks
 
@@ -654,7 +517,44 @@ def _our_report(run_dir: Path) -> bool:
         return False
 
 
-def write_report(run_dir: str | Path) -> Path:
+@dataclass
+class Run:
+    """A run's results, loaded and computed once; every section reads from it (`report` is report.json)."""
+    run_dir: Path
+    cells: list[dict]
+    runs: list[dict]
+    manifest: dict
+    trained: list[dict]
+    main: tuple
+    benches: list[str]
+    summary: list[dict]
+    comps: list[dict]
+    report: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)  # task -> method -> loss curves of the main setting
+    length_grouped: bool = False
+    selection: dict = field(default_factory=dict)
+    selection_axis: str = "step"
+    rl_logs: dict = field(default_factory=dict)
+    critics: list[dict] = field(default_factory=list)
+    critic_comps: list[dict] = field(default_factory=list)
+    sizes: list = field(default_factory=list)
+    by_size: list[dict] = field(default_factory=list)
+    vs_best: list[dict] = field(default_factory=list)
+    regime: list[dict] = field(default_factory=list)
+
+    def in_main(self, r: dict) -> bool:
+        return _group(r) == self.main or (r["method"] == "base" and r["model"] == self.main[0])
+
+    @property
+    def done(self) -> list[dict]:
+        """The fine-tunes with results (a run split over machines may lack some)."""
+        evaluated = {r["cell"] for r in self.runs}
+        return [c for c in self.trained if c["name"] in evaluated]
+
+
+def _checked_run_dir(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"{run_dir}: run directory not found")
@@ -662,6 +562,11 @@ def write_report(run_dir: str | Path) -> Path:
         raise UserError(f"{run_dir}: not a directory (give the run directory of an experiment or one holding "
                         "eval/<name>/results.json)")
     _check_report_files(run_dir)
+    return run_dir
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run's records (cells, results, items, training logs, critics) and compute every table's numbers."""
     cells = load_cells(run_dir)
     runs = collect_runs(run_dir, cells)
     if not runs:
@@ -671,24 +576,41 @@ def write_report(run_dir: str | Path) -> Path:
     items = item_table(run_dir, cells)
     trained = [c for c in cells if c["method"] != "base" and c.get("status") != "left_out"]
     evaluated = {r["cell"] for r in runs}
-    done = [c for c in trained if c["name"] in evaluated]  # (a run split over machines may lack some)
+    done = [c for c in trained if c["name"] in evaluated]
     main = _group(done[0]) if done else (runs[0]["model"], None, None, None)  # no fine-tune finished: the base
     summary = seed_means(items)
-    comps = sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main)  # main setting first
-    benches = sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b))
+    d = Run(run_dir, cells, runs, manifest.get("manifest", {}), trained, main,
+            sorted({r["benchmark"] for r in runs}, key=lambda b: (b != "world", b)), summary,
+            sorted(comparisons(items), key=lambda c: tuple(c[k] for k in GROUP) != main))  # main setting first
+    _load_training(d)
+    d.critics = _load_critics(run_dir, cells)
+    d.sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
+    d.by_size = [r for r in summary if r["method"] != "base" and (r["model"], r["source"], r["teacher"]) == main[:3]
+                 and r["data_size"] is not None] if len(d.sizes) > 1 else []
+    d.vs_best = cft_vs_best_sft(cells, d.comps, summary, d.manifest.get("models") or {})
+    d.regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
+    d.critic_comps = critic_comparisons(run_dir, cells)
+    d.report = {"runs": runs, "summary": summary, "comparisons": d.comps, "by_data_size": d.by_size,
+                "critics": d.critics, "critic_comparisons": d.critic_comps,
+                "rl": {name: {k: v for k, v in r.items() if k != "config"} for name, r in d.rl_logs.items()},
+                "cft_vs_best_sft": d.vs_best, "regime": d.regime, "training": d.training, "cells": cells,
+                "main_group": dict(zip(GROUP, main, strict=True)), "manifest": d.manifest,
+                "timings": manifest.get("timings", {})}
+    return d
 
-    training, curves, selection, selection_axis = {}, defaultdict(list), defaultdict(list), "step"
-    rl_logs: dict[str, dict] = {}  # RL cells: reward curves and compute (rl.py's train_log.json)
-    budgets: dict[str, dict] = {}  # the main setting's fine-tunes: tokens, token budget and start model
-    for c in trained:
-        log = run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
+
+def _load_training(d: Run) -> None:
+    """The fine-tunes' train_log.json: the training table, loss and selection curves, budgets, RL logs."""
+    curves, selection = defaultdict(lambda: defaultdict(list)), defaultdict(list)
+    for c in d.trained:
+        log = d.run_dir / c.get("model_dir", f"models/{c['name']}") / "train_log.json"
         if not log.exists():
             continue
         stats = read_json(log)
         if c["method"] in RL:
             check_rows([stats] if isinstance(stats, dict) else [{}], log, {"curve": list, "compute": dict, "steps": int},
                        fix="expected the train_log.json of `critiquelab rl`")
-            rl_logs[c["name"]] = {**stats, "method": c["method"], "main": _group(c) == main}
+            d.rl_logs[c["name"]] = {**stats, "method": c["method"], "main": _group(c) == d.main}
             continue
         check_rows([stats] if isinstance(stats, dict) else [{}], log,
                    {"loss_curve": list, "examples": int, "tokens": int, "steps": int, "tokens_per_s": (int, float)},
@@ -696,20 +618,26 @@ def write_report(run_dir: str | Path) -> Path:
         if not all(isinstance(p, dict) and isinstance(p.get("loss"), (int, float)) for p in stats["loss_curve"]):
             raise UserError(f"{log}: every loss_curve entry needs a 'loss' number (the train_log.json of "
                             "`critiquelab train`)")
-        if _group(c) == main:
-            budgets[c["name"]] = {"tokens": stats["tokens"], **{k: (stats.get("config") or {}).get(k)
-                                                                for k in ("token_budget", "model")}}
-        training[c["name"]] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
-        training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
-        if _group(c) == main and stats["loss_curve"]:
-            curves[c["method"]].append((c["name"], stats["loss_curve"]))
-        if _group(c) == main and (stats.get("selection") or {}).get("all"):
-            per_epoch = (stats.get("config") or {}).get("save_epochs") and stats.get("planned_steps")
-            steps_per_epoch = stats["planned_steps"] / max((stats.get("config") or {}).get("epochs") or 1, 1e-9) \
-                if per_epoch else None
+        config = stats.get("config") or {}
+        main = _group(c) == d.main
+        if main:
+            d.budgets[c["name"]] = {"tokens": stats["tokens"], **{k: config.get(k) for k in ("token_budget", "model")}}
+        d.training[c["name"]] = {k: v for k, v in stats.items() if k not in ("loss_curve", "config")}
+        d.training[c["name"]]["last_loss"] = stats["loss_curve"][-1]["loss"] if stats["loss_curve"] else None
+        if main and stats["loss_curve"]:
+            curves[LOSS_TASKS.get(c["method"], SOLUTIONS)][c["method"]].append(stats["loss_curve"])
+            d.length_grouped |= bool(config.get("group_by_length") and not config.get("packing"))
+        if main and (stats.get("selection") or {}).get("all"):
+            per_epoch = config.get("save_epochs") and stats.get("planned_steps")
+            steps_per_epoch = stats["planned_steps"] / max(config.get("epochs") or 1, 1e-9) if per_epoch else None
             selection[c["method"]].append([(int(k.split("-")[1]) / steps_per_epoch if steps_per_epoch
                                             else int(k.split("-")[1]), v) for k, v in stats["selection"]["all"].items()])
-            selection_axis = "epoch" if steps_per_epoch else "step"
+            d.selection_axis = "epoch" if steps_per_epoch else "step"
+    d.curves = dict(sorted(curves.items(), key=lambda kv: kv[0] != SOLUTIONS))
+    d.selection = dict(selection)
+
+
+def _load_critics(run_dir: Path, cells: list[dict]) -> list[dict]:
     critics = []
     for c in cells:
         f = run_dir / "critic" / c["name"] / "critic.json"
@@ -724,39 +652,39 @@ def write_report(run_dir: str | Path) -> Path:
                             "judged": _judged(r, cells_file=(run_dir / "cells.json").is_file()),
                             "best_of_n": r.get("best_of_n"),
                             "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
-    sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
-    by_size = [r for r in summary if r["method"] != "base" and (r["model"], r["source"], r["teacher"]) == main[:3]
-               and r["data_size"] is not None] if len(sizes) > 1 else []
-    models_info = manifest.get("manifest", {}).get("models") or {}
-    vs_best = cft_vs_best_sft(cells, comps, summary, models_info)
-    regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
-    critic_comps = critic_comparisons(run_dir, cells)
-    report = {"runs": runs, "summary": summary, "comparisons": comps, "by_data_size": by_size, "critics": critics,
-              "critic_comparisons": critic_comps,
-              "rl": {name: {k: v for k, v in r.items() if k != "config"} for name, r in rl_logs.items()},
-              "cft_vs_best_sft": vs_best, "regime": regime,
-              "training": training, "cells": cells, "main_group": dict(zip(GROUP, main, strict=True)),
-              "manifest": manifest.get("manifest", {}), "timings": manifest.get("timings", {})}
-    write_json(run_dir / "report.json", report)
+    return critics
 
-    # -- the document
-    m = report["manifest"]
-    title = f"critiquelab report: {m.get('name') or run_dir.name}"
-    blocks: list[tuple] = [("h", 1, title)]
-    n_seeds = max((r["seeds"] for r in summary), default=1)
-    blocks.append(("p", f"Data setting of the main table: {_label(main)}. {n_seeds} seed(s) per method; "
-                        f"{_compute_claim([c for c in done if _group(c) == main and c['method'] not in RL], budgets)}"
-                        "accuracy is final-answer accuracy on the same items for every method."))
+
+# ---------------------------------------------------------------------------------------------
+# Sections: each takes the loaded run and returns its blocks (rendered to Markdown and HTML), writing
+# its PNGs into the run directory
+
+
+def _verdict(ci: list[float]) -> str:
+    return "a better" if ci[0] > 0 else "a worse" if ci[1] < 0 else "no clear difference"
+
+
+def section_title(d: Run) -> list[tuple]:
+    m = d.manifest
+    n_seeds = max((r["seeds"] for r in d.summary), default=1)
+    blocks: list[tuple] = [("h", 1, f"critiquelab report: {m.get('name') or d.run_dir.name}"),
+                           ("p", f"Data setting of the main table: {_label(d.main)}. {n_seeds} seed(s) per method; "
+                                 f"{_compute_claim([c for c in d.done if _group(c) == d.main and c['method'] not in RL], d.budgets)}"
+                                 "accuracy is final-answer accuracy on the same items for every method.")]
     if m.get("models"):
         blocks.append(("p", _base_models(m["models"])))
-    left_out = [c for c in cells if c.get("status") == "left_out"]
+    left_out = [c for c in d.cells if c.get("status") == "left_out"]
     if left_out:
         blocks.append(("p", "Not in the tables: " + "; ".join(c["error"] for c in left_out) + "."))
-    in_main = lambda r: _group(r) == main or (r["method"] == "base" and r["model"] == main[0])  # noqa: E731
-    main_rows = [r for r in summary if in_main(r)]
+    return blocks
+
+
+def section_accuracy(d: Run) -> list[tuple]:
+    main_rows = [r for r in d.summary if d.in_main(r)]
+    benches = d.benches
     fails = defaultdict(list)  # (method, benchmark) -> format-failure shares of the main setting's seeds
-    for r in runs:
-        if in_main(r):
+    for r in d.runs:
+        if d.in_main(r):
             fails[(r["method"], r["benchmark"])].append(r["format_failures"] / max(1, r["n"]))
     table = []
     for method in sorted({r["method"] for r in main_rows}, key=_order):
@@ -767,153 +695,186 @@ def write_report(run_dir: str | Path) -> Path:
             row.append(_pct(sum(r["mean_accuracy"] for r in cells_.values()) / len(cells_)))
         row += [_pct(sum(fails[(method, b)]) / len(fails[(method, b)])) if fails[(method, b)] else "-" for b in benches]
         table.append(row)
-    blocks += [("h", 2, "Accuracy (%), mean over seeds [95% bootstrap CI over seeds and items]"),
-               ("p", "Format failures: answers with no boxed final answer (% of items, mean over seeds); they "
-                     "count as wrong in the accuracy."),
-               ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else []),
-                          *[f"format failures {b} (%)" for b in benches]], table)]
-    _plot_bars(main_rows, benches, run_dir / "accuracy.png")
-    blocks.append(("img", "accuracy.png", "accuracy"))
+    plots.accuracy_bars(main_rows, benches, d.run_dir / "accuracy.png", **STYLE)
+    return [("h", 2, "Accuracy (%), mean over seeds [95% bootstrap CI over seeds and items]"),
+            ("p", "Format failures: answers with no boxed final answer (% of items, mean over seeds); they "
+                  "count as wrong in the accuracy."),
+            ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else []),
+                       *[f"format failures {b} (%)" for b in benches]], table),
+            ("img", "accuracy.png", "accuracy")]
 
-    if comps:
-        blocks += [("h", 2, "Paired comparisons"),
-                   ("p", "Delta = a - b in points on the same items (an item's score is its mean correctness over "
-                         "seeds); 95% bootstrap CI over items; two-sided sign-flip permutation p-value. Only a CI "
-                         "that excludes 0 supports a claim of better or worse.")]
-        multi = len({_group(c) for c in trained}) > 1
-        header = ["a", "b", *(["data setting"] if multi else []), "benchmark", "delta", "95% CI", "p", "n", "verdict"]
-        rows = []
-        for c in comps:
-            verdict = "a better" if c["ci95"][0] > 0 else "a worse" if c["ci95"][1] < 0 else "no clear difference"
-            rows.append([c["a"], c["b"], *([_label(tuple(c[k] for k in GROUP))] if multi else []), c["benchmark"],
-                         f"{100 * c['delta']:+.1f}", _ci(c["ci95"], True), f"{c['p_value']:.4f}", c["n"], verdict])
-        blocks.append(("table", header, rows))
 
-    regime_main = [g for g in regime if g.get("model") == main[0]]
-    if regime_main:
-        blocks += _regime_blocks(regime_main, summary, main[0], benches[0])
-    if vs_best:
-        many_models = len({r["model"] for r in vs_best}) > 1
-        blocks += [("h", 2, "CFT minus the best SFT"),
-                   ("p", "The best SFT variant of each setting is chosen on the validation split (mean over seeds of "
-                         "each run's selected checkpoint), never on test; delta in points on the same test items "
-                         "with a 95% bootstrap CI over items."),
-                   ("table", ["model", "params (M)", "base acc. (%)", "setting", "benchmark", "best SFT",
-                              "chosen on", "CFT - best SFT", "95% CI", "p", "seeds"],
-                    [[r["model"] or "-", "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}",
-                      "-" if r["base_accuracy"] is None else _pct(r["base_accuracy"]),
-                      _label((None, r["source"], r["teacher"], r["data_size"])), r["benchmark"], r["best_sft"],
-                      r["chosen_on"], f"{100 * r['delta']:+.1f}", _ci(r["ci95"], True), f"{r['p_value']:.4f}",
-                      r["seeds"]] for r in vs_best])]
-        axis = [r for r in vs_best if r["benchmark"] == benches[0]
-                and (r["source"], r["teacher"], r["data_size"]) == main[1:]]
-        if many_models and all(r["params"] for r in axis):
-            _plot_size_axis(axis, run_dir / "size_axis.png")
-            blocks.append(("img", "size_axis.png", "CFT minus best SFT by model"))
-    grid = [c for c in cells if c.get("lr_scores")]
-    if grid:
-        lrs = sorted({lr for c in grid for lr in c["lr_scores"]}, key=float)
-        seen, rows = set(), []
-        for c in grid:
-            key = (c["method"], _group(c))
-            if key not in seen:
-                seen.add(key)
-                rows.append([c["method"], _label(_group(c)), *[_pct(c["lr_scores"][lr]) if lr in c["lr_scores"]
-                                                               else "-" for lr in lrs], f"{c['lr']:g}"])
-        blocks += [("h", 2, "Learning rates (chosen on validation)"),
-                   ("p", "Validation accuracy (%) of the first seed's selected checkpoint at each rate; the chosen "
-                         "rate trains every seed."),
-                   ("table", ["method", "setting", *lrs, "chosen"], rows)]
+def section_comparisons(d: Run) -> list[tuple]:
+    if not d.comps:
+        return []
+    multi = len({_group(c) for c in d.trained}) > 1
+    rows = [[c["a"], c["b"], *([_label(tuple(c[k] for k in GROUP))] if multi else []), c["benchmark"],
+             f"{100 * c['delta']:+.1f}", _ci(c["ci95"], True), f"{c['p_value']:.4f}", c["n"], _verdict(c["ci95"])]
+            for c in d.comps]
+    return [("h", 2, "Paired comparisons"),
+            ("p", "Delta = a - b in points on the same items (an item's score is its mean correctness over "
+                  "seeds); 95% bootstrap CI over items; two-sided sign-flip permutation p-value. Only a CI "
+                  "that excludes 0 supports a claim of better or worse."),
+            ("table", ["a", "b", *(["data setting"] if multi else []), "benchmark", "delta", "95% CI", "p", "n",
+                       "verdict"], rows)]
 
-    if by_size:
-        bench = benches[0]
-        rows_b = [r for r in by_size if r["benchmark"] == bench]
-        blocks += [("h", 2, f"Accuracy vs training data size ({bench})"),
-                   ("p", "Training questions per cell (the first N in a fixed order, so smaller sets nest in larger "
-                         "ones); the token budget is the same at every size, so this measures the value of more "
-                         "distinct questions at equal compute."),
-                   ("table", ["method", *[str(s) for s in sizes]],
-                    [[meth, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_b
-                                    if r["method"] == meth and r["data_size"] == s), "-") for s in sizes]]
-                     for meth in sorted({r["method"] for r in rows_b}, key=_order)])]
-        base_row = next((r for r in summary if r["method"] == "base" and r["benchmark"] == bench), None)
-        _plot_sizes(rows_b, base_row, bench, run_dir / "data_size.png")
-        blocks.append(("img", "data_size.png", "accuracy vs data size"))
 
-    settings = sorted({(c["source"], c["teacher"]) for c in trained}, key=str)
-    if len(settings) > 1:
-        bench = benches[0]
-        largest = max(sizes) if sizes else None
-        rows_s = [r for r in summary if r["benchmark"] == bench and r["method"] != "base" and r["data_size"] == largest]
-        methods = sorted({r["method"] for r in rows_s}, key=_order)
-        blocks += [("h", 2, f"Ablation: noisy-solution source x teacher ({bench}, {largest or 'all'} questions)"),
-                   ("table", ["source", "teacher", *methods],
-                    [[s, t, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_s
-                                    if (r["method"], r["source"], r["teacher"]) == (meth, s, t)), "-")
-                              for meth in methods]] for s, t in settings])]
+def section_regime(d: Run) -> list[tuple]:
+    regime_main = [g for g in d.regime if g.get("model") == d.main[0]]
+    return _regime_blocks(regime_main, d.summary, d.main[0], d.benches[0]) if regime_main else []
 
-    if critics:
-        held_out = all(c["judged"] == HELD_OUT for c in critics)
-        blocks += [("h", 2, "Critics"),
-                   ("p", ("Each model critiques sampled solutions of validation problems in the CFT prompt layout "
-                          if held_out else "Each model critiques the solutions named in the 'judged' column in the "
-                          "CFT prompt layout ")
-                         + "(SFT models and the base are prompted the same way); labels come from the reference "
-                           "answers. A constant verdict has balanced accuracy 50%."
-                         + "".join(f" {c['method']}: {c['imbalance']}." for c in critics if c.get("imbalance")))]
-        rows = []
-        many_models = len({c["model"] for c in critics}) > 1
-        for c in critics:
-            b = c["best_of_n"]
-            bon = (" / ".join(_pct(b[k][-1]) for k in ("first", "majority", "critic_majority", "oracle"))
-                   + f" (N={b['n'][-1]})") if b else "-"
-            step = (f"{_pct(c['names_first_wrong_step'])} {_ci(c['names_first_wrong_step_ci95'])}"
-                    if "names_first_wrong_step_ci95" in c else
-                    _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-")
-            rows.append([*([c["model"]] if many_models else []), c["method"], "" if c["seed"] is None else c["seed"],
-                         *([] if held_out else [c["judged"]]), c["n"], _pct(c["accuracy"]),
-                         f"{_pct(c['balanced_accuracy'])} {_ci(c['balanced_accuracy_ci95'])}",
-                         f"{c['wrong_f1']:.2f}", _pct(c["unparseable_rate"]), step, bon])
-        blocks.append(("table", [*(["model"] if many_models else []), "critic", "seed",
-                                 *([] if held_out else ["judged"]), "n", "verdict acc. (%)",
-                                 "balanced acc. (%) [95% CI]", "F1 wrong", "no verdict (%)",
-                                 "names 1st wrong step (%) [95% CI]",
-                                 "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
-        blocks += [("img", c["plot"], f"best-of-N {c['method']}") for c in critics if c["plot"] and c["model"] == main[0]
-                   and c["seed"] in (None, min((x["seed"] for x in critics if x["seed"] is not None), default=None))]
 
-    if critic_comps:
-        blocks += [("h", 3, "Critics compared (balanced accuracy, paired)"),
-                   ("p", "a - b in points of balanced verdict accuracy on the same judged solutions: each method's is "
-                         "the mean over its seeds; 95% CI from a bootstrap over problems (a problem's solutions "
-                         "resampled together) and over each method's seeds. Only a CI that excludes 0 supports a "
-                         "claim of better or worse.")]
-        rows = []
-        for c in critic_comps:
-            verdict = "a better" if c["ci95"][0] > 0 else "a worse" if c["ci95"][1] < 0 else "no clear difference"
-            rows.append([*([c["model"]] if len({x["model"] for x in critic_comps}) > 1 else []), c["a"], c["b"],
-                         _pct(c["balanced_accuracy_a"]), _pct(c["balanced_accuracy_b"]), f"{100 * c['delta']:+.1f}",
-                         _ci(c["ci95"], True), f"{c['seeds_a']} / {c['seeds_b']}", c["n"], verdict])
-        blocks.append(("table", [*(["model"] if len({x["model"] for x in critic_comps}) > 1 else []), "a", "b",
-                                 "a (%)", "b (%)", "delta", "95% CI", "seeds", "n", "verdict"], rows))
+def section_vs_best_sft(d: Run) -> list[tuple]:
+    if not d.vs_best:
+        return []
+    blocks: list[tuple] = [
+        ("h", 2, "CFT minus the best SFT"),
+        ("p", "The best SFT variant of each setting is chosen on the validation split (mean over seeds of "
+              "each run's selected checkpoint), never on test; delta in points on the same test items "
+              "with a 95% bootstrap CI over items."),
+        ("table", ["model", "params (M)", "base acc. (%)", "setting", "benchmark", "best SFT",
+                   "chosen on", "CFT - best SFT", "95% CI", "p", "seeds"],
+         [[r["model"] or "-", "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}",
+           "-" if r["base_accuracy"] is None else _pct(r["base_accuracy"]),
+           _label((None, r["source"], r["teacher"], r["data_size"])), r["benchmark"], r["best_sft"],
+           r["chosen_on"], f"{100 * r['delta']:+.1f}", _ci(r["ci95"], True), f"{r['p_value']:.4f}",
+           r["seeds"]] for r in d.vs_best])]
+    axis = [r for r in d.vs_best if r["benchmark"] == d.benches[0]
+            and (r["source"], r["teacher"], r["data_size"]) == d.main[1:]]
+    if len({r["model"] for r in d.vs_best}) > 1 and all(r["params"] for r in axis):
+        plots.size_axis(axis, d.run_dir / "size_axis.png")
+        blocks.append(("img", "size_axis.png", "CFT minus best SFT by model"))
+    return blocks
 
-    if rl_logs:
-        blocks += _rl_blocks(rl_logs, training, run_dir)
 
-    if training:
-        if curves:
-            _plot_loss(curves, run_dir / "loss.png")
-        if selection:
-            _plot_selection(selection, selection_axis, run_dir / "selection.png")
-        blocks += [("h", 2, "Training"), *([("img", "loss.png", "training loss")] if curves else []),
-                   *([("img", "selection.png", "validation accuracy of every checkpoint")] if selection else []),
-                   ("table", ["cell", "examples (distinct)", "tokens", "steps", "mean loss", "last logged loss",
-                              "tokens/s"],
-                    [[name, f"{t['examples']} ({t.get('unique_examples', '-')})", t["tokens"], t["steps"],
-                      "-" if t.get("train_loss") is None else f"{t['train_loss']:.3f}",
-                      "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
-                     for name, t in training.items()])]
-    pending = [c for c in cells if c.get("status") == "pending"]
+def section_learning_rates(d: Run) -> list[tuple]:
+    grid = [c for c in d.cells if c.get("lr_scores")]
+    if not grid:
+        return []
+    lrs = sorted({lr for c in grid for lr in c["lr_scores"]}, key=float)
+    seen, rows = set(), []
+    for c in grid:
+        key = (c["method"], _group(c))
+        if key not in seen:
+            seen.add(key)
+            rows.append([c["method"], _label(_group(c)), *[_pct(c["lr_scores"][lr]) if lr in c["lr_scores"]
+                                                           else "-" for lr in lrs], f"{c['lr']:g}"])
+    return [("h", 2, "Learning rates (chosen on validation)"),
+            ("p", "Validation accuracy (%) of the first seed's selected checkpoint at each rate; the chosen "
+                  "rate trains every seed."),
+            ("table", ["method", "setting", *lrs, "chosen"], rows)]
+
+
+def section_data_size(d: Run) -> list[tuple]:
+    if not d.by_size:
+        return []
+    bench = d.benches[0]
+    rows_b = [r for r in d.by_size if r["benchmark"] == bench]
+    base_row = next((r for r in d.summary if r["method"] == "base" and r["benchmark"] == bench), None)
+    plots.data_sizes(rows_b, base_row, bench, d.run_dir / "data_size.png", **STYLE)
+    return [("h", 2, f"Accuracy vs training data size ({bench})"),
+            ("p", "Training questions per cell (the first N in a fixed order, so smaller sets nest in larger "
+                  "ones); the token budget is the same at every size, so this measures the value of more "
+                  "distinct questions at equal compute."),
+            ("table", ["method", *[str(s) for s in d.sizes]],
+             [[meth, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_b
+                             if r["method"] == meth and r["data_size"] == s), "-") for s in d.sizes]]
+              for meth in sorted({r["method"] for r in rows_b}, key=_order)]),
+            ("img", "data_size.png", "accuracy vs data size")]
+
+
+def section_ablation(d: Run) -> list[tuple]:
+    settings = sorted({(c["source"], c["teacher"]) for c in d.trained}, key=str)
+    if len(settings) <= 1:
+        return []
+    bench = d.benches[0]
+    largest = max(d.sizes) if d.sizes else None
+    rows_s = [r for r in d.summary if r["benchmark"] == bench and r["method"] != "base" and r["data_size"] == largest]
+    methods = sorted({r["method"] for r in rows_s}, key=_order)
+    return [("h", 2, f"Ablation: noisy-solution source x teacher ({bench}, {largest or 'all'} questions)"),
+            ("table", ["source", "teacher", *methods],
+             [[s, t, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_s
+                             if (r["method"], r["source"], r["teacher"]) == (meth, s, t)), "-")
+                       for meth in methods]] for s, t in settings])]
+
+
+def section_critics(d: Run) -> list[tuple]:
+    critics = d.critics
+    if not critics:
+        return []
+    held_out = all(c["judged"] == HELD_OUT for c in critics)
+    blocks: list[tuple] = [
+        ("h", 2, "Critics"),
+        ("p", ("Each model critiques sampled solutions of validation problems in the CFT prompt layout "
+               if held_out else "Each model critiques the solutions named in the 'judged' column in the "
+               "CFT prompt layout ")
+              + "(SFT models and the base are prompted the same way); labels come from the reference "
+                "answers. A constant verdict has balanced accuracy 50%."
+              + "".join(f" {c['method']}: {c['imbalance']}." for c in critics if c.get("imbalance")))]
+    rows = []
+    many_models = len({c["model"] for c in critics}) > 1
+    for c in critics:
+        b = c["best_of_n"]
+        bon = (" / ".join(_pct(b[k][-1]) for k in ("first", "majority", "critic_majority", "oracle"))
+               + f" (N={b['n'][-1]})") if b else "-"
+        step = (f"{_pct(c['names_first_wrong_step'])} {_ci(c['names_first_wrong_step_ci95'])}"
+                if "names_first_wrong_step_ci95" in c else
+                _pct(c["names_first_wrong_step"]) if "names_first_wrong_step" in c else "-")
+        rows.append([*([c["model"]] if many_models else []), c["method"], "" if c["seed"] is None else c["seed"],
+                     *([] if held_out else [c["judged"]]), c["n"], _pct(c["accuracy"]),
+                     f"{_pct(c['balanced_accuracy'])} {_ci(c['balanced_accuracy_ci95'])}",
+                     f"{c['wrong_f1']:.2f}", _pct(c["unparseable_rate"]), step, bon])
+    blocks.append(("table", [*(["model"] if many_models else []), "critic", "seed",
+                             *([] if held_out else ["judged"]), "n", "verdict acc. (%)",
+                             "balanced acc. (%) [95% CI]", "F1 wrong", "no verdict (%)",
+                             "names 1st wrong step (%) [95% CI]",
+                             "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
+    first_seed = min((x["seed"] for x in critics if x["seed"] is not None), default=None)
+    return blocks + [("img", c["plot"], f"best-of-N {c['method']}") for c in critics
+                     if c["plot"] and c["model"] == d.main[0] and c["seed"] in (None, first_seed)]
+
+
+def section_critic_comparisons(d: Run) -> list[tuple]:
+    comps = d.critic_comps
+    if not comps:
+        return []
+    many = len({x["model"] for x in comps}) > 1
+    rows = [[*([c["model"]] if many else []), c["a"], c["b"], _pct(c["balanced_accuracy_a"]),
+             _pct(c["balanced_accuracy_b"]), f"{100 * c['delta']:+.1f}", _ci(c["ci95"], True),
+             f"{c['seeds_a']} / {c['seeds_b']}", c["n"], _verdict(c["ci95"])] for c in comps]
+    return [("h", 3, "Critics compared (balanced accuracy, paired)"),
+            ("p", "a - b in points of balanced verdict accuracy on the same judged solutions: each method's is "
+                  "the mean over its seeds; 95% CI from a bootstrap over problems (a problem's solutions "
+                  "resampled together) and over each method's seeds. Only a CI that excludes 0 supports a "
+                  "claim of better or worse."),
+            ("table", [*(["model"] if many else []), "a", "b", "a (%)", "b (%)", "delta", "95% CI", "seeds", "n",
+                       "verdict"], rows)]
+
+
+def section_rl(d: Run) -> list[tuple]:
+    return _rl_blocks(d.rl_logs, d.training, d.run_dir) if d.rl_logs else []
+
+
+def section_training(d: Run) -> list[tuple]:
+    if not d.training:
+        return []
+    if d.curves:
+        plots.loss(d.curves, d.run_dir / "loss.png", length_grouped=d.length_grouped, **STYLE)
+    if d.selection:
+        plots.selection(d.selection, d.selection_axis, d.run_dir / "selection.png", **STYLE)
+    return [("h", 2, "Training"), *([("img", "loss.png", "training loss")] if d.curves else []),
+            *([("img", "selection.png", "validation accuracy of every checkpoint")] if d.selection else []),
+            ("table", ["cell", "examples (distinct)", "tokens", "steps", "mean loss", "last logged loss", "tokens/s"],
+             [[name, f"{t['examples']} ({t.get('unique_examples', '-')})", t["tokens"], t["steps"],
+               "-" if t.get("train_loss") is None else f"{t['train_loss']:.3f}",
+               "-" if t["last_loss"] is None else f"{t['last_loss']:.3f}", t["tokens_per_s"]]
+              for name, t in d.training.items()])]
+
+
+def section_unfinished(d: Run) -> list[tuple]:
+    """Cells not run yet, and failed or skipped cells."""
+    blocks: list[tuple] = []
+    pending = [c for c in d.cells if c.get("status") == "pending"]
     if pending:
         by_model = defaultdict(int)
         for c in pending:
@@ -923,16 +884,23 @@ def write_report(run_dir: str | Path) -> Path:
                          + ", ".join(f"model {m}: {n}" for m, n in by_model.items())
                          + ". Rerunning the experiment (or `--models` with those entries) runs them; the tables "
                            "above cover the finished cells only.")]
-    failed = [c for c in cells if c.get("status") in ("failed", "skipped")]
+    failed = [c for c in d.cells if c.get("status") in ("failed", "skipped")]
     if failed:
         blocks += [("h", 2, "Failed and skipped cells"),
                    ("p", "Rerunning the experiment retries failed cells; finished cells are kept. Skipped cells "
                          "had no training examples."),
                    ("table", ["cell", "status", "reason"], [[c["name"], c["status"], c.get("error", "")[:300]]
                                                              for c in failed])]
-    if report["timings"]:
+    return blocks
+
+
+def section_provenance(d: Run) -> list[tuple]:
+    """Stage timings and provenance (commit, platform, versions, seeds, input hashes)."""
+    blocks: list[tuple] = []
+    if d.report["timings"]:
         blocks += [("h", 2, "Stage timings (s)"),
-                   ("table", ["stage", "seconds"], [[k, v] for k, v in report["timings"].items()])]
+                   ("table", ["stage", "seconds"], [[k, v] for k, v in d.report["timings"].items()])]
+    m = d.manifest
     if m:
         prov = m.get("provenance", {})
         blocks += [("h", 2, "Provenance"),
@@ -941,7 +909,21 @@ def write_report(run_dir: str | Path) -> Path:
                          f"versions {prov.get('versions')}; seeds {m.get('seeds')}; base model {m.get('base_model')} "
                          f"(sha256 {str(m.get('sha256', {}).get('base_model', '-'))[:16]}); SHA-256 of "
                          f"{len(m.get('sha256', {}))} input files and the full config in manifest.json.")]
-    for name, text in (("report.html", _html(blocks, run_dir, title)), ("report.md", _markdown(blocks))):
+    return blocks
+
+
+SECTIONS = (section_title, section_accuracy, section_comparisons, section_regime, section_vs_best_sft,
+            section_learning_rates, section_data_size, section_ablation, section_critics, section_critic_comparisons,
+            section_rl, section_training, section_unfinished, section_provenance)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """report.json, then report.md and report.html: the sections in order, each from the loaded run."""
+    run_dir = _checked_run_dir(run_dir)
+    run = load_run(run_dir)
+    write_json(run_dir / "report.json", run.report)
+    blocks = [block for section in SECTIONS for block in section(run)]
+    for name, text in (("report.html", _html(blocks, run_dir, blocks[0][2])), ("report.md", _markdown(blocks))):
         with atomic_write(run_dir / name) as f:
             f.write(text)
     return run_dir / "report.md"
