@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from conftest import tiny_run_config
-from critiquelab import experiment
-from critiquelab.experiment import _Stages, plan_experiment, run_experiment
+from critiquelab import cell
+from critiquelab.cell import Stages
+from critiquelab.experiment import plan_experiment, run_experiment
 from critiquelab.io import UserError, read_jsonl
 from critiquelab.world import check, generate_world, mistaken_critique, noisy_solution
 
@@ -96,8 +97,8 @@ def test_grid_runs_reports_and_resumes(tmp_path, monkeypatch):
 
     # a rerun trains and evaluates nothing
     calls = []
-    monkeypatch.setattr(experiment, "run_train", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(experiment, "run_eval", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cell, "run_train", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cell, "run_eval", lambda *a, **k: calls.append(a))
     assert run_experiment(cfg, run)["failed"] == [] and calls == []
 
 
@@ -105,14 +106,14 @@ def test_a_failed_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
     cfg = tiny_run_config(**{"build.methods": "[sft_reference, cft]", "seeds": "[0, 1]",
                              "train.token_budget": 2000, "critic.n_problems": 0})
-    real = experiment.run_train
+    real = cell.run_train
 
     def flaky(c, **kw):
         if c.output_dir.endswith("cft-s0"):
             raise RuntimeError("CUDA out of memory (injected)")
         return real(c, **kw)
 
-    monkeypatch.setattr(experiment, "run_train", flaky)
+    monkeypatch.setattr(cell, "run_train", flaky)
     res = run_experiment(cfg, tmp_path / "run")
     assert res["failed"] == ["cft-s0"]
     cells = {c["name"]: c for c in json.loads((tmp_path / "run" / "cells.json").read_text())}
@@ -121,7 +122,7 @@ def test_a_failed_cell_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
     assert "## Failed and skipped cells" in (tmp_path / "run" / "report.md").read_text()
 
     trained = []
-    monkeypatch.setattr(experiment, "run_train", lambda c, **kw: trained.append(c.output_dir) or real(c, **kw))
+    monkeypatch.setattr(cell, "run_train", lambda c, **kw: trained.append(c.output_dir) or real(c, **kw))
     assert run_experiment(cfg, tmp_path / "run")["failed"] == []
     assert [p.rsplit("/", 1)[1] for p in trained] == ["cft-s0"]  # only the failed cell ran again
 
@@ -159,7 +160,7 @@ def test_cli_dry_run_and_bad_config(tmp_path):
 
 
 def test_changed_inputs_clear_a_stages_outputs(tmp_path):
-    stages = _Stages(tmp_path)
+    stages = Stages(tmp_path)
     out = tmp_path / "store"
 
     def work(tag):
@@ -242,8 +243,8 @@ def test_model_axis_lr_grid_and_regime(tmp_path, monkeypatch):
     assert {r["model"] for r in json.loads((run / "report.json").read_text())["runs"]} == {"small"}
     assert run_experiment(cfg, run, only_models=["wide"])["failed"] == []
     calls = []
-    monkeypatch.setattr(experiment, "run_train", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(experiment, "run_eval", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cell, "run_train", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(cell, "run_eval", lambda *a, **k: calls.append(a))
     assert run_experiment(cfg, run)["failed"] == [] and calls == []
     with pytest.raises(UserError, match=r"--models: \['huge'\] are not in the experiment's models \(small, wide\)"):
         run_experiment(cfg, run, only_models=["huge"])

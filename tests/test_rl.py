@@ -173,7 +173,7 @@ def test_rl_stops_at_its_token_budget_and_a_rerun_adds_no_step(tmp_path, tiny_wo
 
 def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path, monkeypatch):
     from conftest import tiny_run_config
-    from critiquelab import experiment
+    from critiquelab import cell, experiment
     from critiquelab.experiment import plan_experiment, run_experiment
 
     monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
@@ -221,8 +221,8 @@ def test_rl_methods_in_the_grid_match_compute_and_report_critics_paired(tmp_path
     assert (run / "rl_rewards.png").stat().st_size > 1000
 
     calls = []  # a rerun trains, evaluates and judges nothing
-    for fn in ("run_train", "run_rl", "run_eval", "run_eval_critic"):
-        monkeypatch.setattr(experiment, fn, lambda *a, **k: calls.append(a))
+    for module, fn in ((cell, "run_train"), (cell, "run_rl"), (cell, "run_eval"), (experiment, "run_eval_critic")):
+        monkeypatch.setattr(module, fn, lambda *a, **k: calls.append(a))
     assert run_experiment(cfg, run)["failed"] == [] and calls == []
 
 

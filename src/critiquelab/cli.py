@@ -11,45 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from critiquelab.io import Incomplete, UserError
 from critiquelab.llm import fit_note
+from critiquelab.logs import setup_logging
 
 __all__ = ["main", "setup_logging", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
 
 EXIT_FAILED, EXIT_USER, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 log = logging.getLogger("critiquelab")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, show_time=False)])
-    _quiet_libraries(verbose)
-
-
-HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "urllib3")  # one INFO line per request: debug level only
-
-
-def _quiet_libraries(verbose: bool = False) -> None:
-    for name in HTTP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -336,7 +310,7 @@ def _run(args) -> str | tuple[str, int]:
             return f"report: {path}; published to {publish(args.run_dir, args.publish, overwrite=args.overwrite)}"
         return f"report: {path}"
     if args.cmd == "cell":
-        from critiquelab.experiment import run_cell
+        from critiquelab.cell import run_cell
 
         res = run_cell(Path(args.spec))
         if res["status"] == "failed":
@@ -374,7 +348,7 @@ def _run(args) -> str | tuple[str, int]:
 def _print_job_plan(cfg, plan, bench_dir) -> None:
     """The dry run's job plan: executor, GPUs, GPU-hours and API cost, each with its source."""
     from critiquelab.costs import estimate
-    from critiquelab.experiment import needs_world
+    from critiquelab.grid import needs_world
 
     est = estimate(cfg, plan, plan.questions, bench_dir)
     ex = cfg.experiment

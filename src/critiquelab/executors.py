@@ -31,9 +31,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from critiquelab.cell import run_cell
 from critiquelab.config import ExperimentConfig, SlurmConfig
 from critiquelab.io import Incomplete, UserError, read_json, write_json
 from critiquelab.llm import gpu_shares, visible_gpus
+from critiquelab.logs import setup_logging
 
 __all__ = ["Job", "run_jobs", "check_executor", "log_tail"]
 
@@ -111,8 +113,6 @@ def run_jobs(cfg: ExperimentConfig, jobs: list[Job], progress=None) -> list[str]
         for job in jobs:
             job.result.unlink(missing_ok=True)  # an old (failed) result is not this run's
     if cfg.executor == "local":
-        from critiquelab.experiment import run_cell
-
         for job in jobs:
             run_cell(job.spec)
             if progress:
@@ -190,9 +190,6 @@ class _CellJob:
         self.spec = spec
 
     def __call__(self) -> str:
-        from critiquelab.cli import setup_logging
-        from critiquelab.experiment import run_cell
-
         setup_logging(verbose=False)
         return run_cell(Path(self.spec))["status"]
 
