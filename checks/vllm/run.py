@@ -174,7 +174,8 @@ class Check:
         text = logfile.read_text(errors="replace")
         lines = [ln for ln in text.splitlines() if ln.strip()]
         ours = [ln for ln in lines if ln.startswith(("critiquelab ", "wrote ", "judged ", "verdict ", "critiques "))
-                or re.search(r"\[\d+s\]$", ln)]  # critiquelab's own summary or error line, else the last
+                or re.search(r"\[\d+s\]$", ln) or re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+        # (critiquelab's own summary or error line, or a traceback's last exception; else the last line)
         last = (ours or lines or [""])[-1]
         return {"rc": rc, "seconds": round(time.time() - t0, 1), "last": last[:400],
                 "log": str(logfile.relative_to(REPO)), "text": text}
