@@ -131,7 +131,12 @@ def loss(panels: dict[str, dict[str, list[list[dict]]]], path: Path, *, order: S
                 ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color=colors.get(m), alpha=0.8,
                         linewidth=1, label=m if k == 0 else None)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are counts
+        losses = [p["loss"] for cs in curves.values() for curve in cs for p in curve]
+        if min(losses) > 0 and max(losses) > 10 * min(losses):  # a log axis only over more than a decade
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(lambda y, _: f"{y:.2g}")  # 0.1, not 10^-1; minor ticks: 2 and 5 only
+            ax.yaxis.set_minor_formatter(lambda y, _: f"{y:.2g}" if f"{y:.0e}"[0] in "25" else "")
         ax.set_title(task, fontsize=9)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("training loss (completion tokens)")
@@ -151,6 +156,10 @@ def best_of_n(curves: dict, path: Path, title: str) -> None:
         ax.plot([n + 0.04 * (k - 1.5) for n in curves["n"]], [100 * v for v in curves[name]], marker=marker,
                 linestyle=style, markersize=5, markerfacecolor="none" if k % 2 else None, label=name)
     ax.locator_params(axis="x", integer=True)  # N is a count of samples: integer ticks only
+    values = [100 * v for name in MARKERS for v in curves[name]]
+    mid = (min(values) + max(values)) / 2
+    half = max(5.0, (max(values) - min(values)) / 2 + 3)  # a flat curve is not blown up to fill the plot
+    ax.set_ylim(max(0.0, mid - half) - 1, min(100.0, mid + half) + 1)
     ax.set_xlabel("N samples (curves shifted sideways to stay visible)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
