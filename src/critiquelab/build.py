@@ -40,11 +40,12 @@ from critiquelab.io import (
     write_json,
     write_jsonl,
 )
+from critiquelab.methods import TABLE, names
 from critiquelab.sources import BENCHMARKS, load_benchmark
 
 __all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build"]
 
-METHODS = ("sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft", "cft_sft_mix")
+METHODS = names("sft", "cft")  # the variants built here (methods.py)
 
 
 def cft_prompt(question: str, solution: str, instruction: str) -> str:
@@ -114,11 +115,9 @@ def filter_questions(solutions: list[dict], cfg: BuildConfig, bench_dir=None) ->
 SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
 SOLUTION_OPTIONAL = {"problem_id": (str, int), "correct": bool, "reference_solution": str, "answer": (str, int, float)}
 STORE_FIELDS = {"key": str, "id": (str, int), "status": str, "input": str}
-NEEDS_CRITIQUES = ("sft_verified", "cft", "cft_sft_mix")
+NEEDS_CRITIQUES = tuple(m for m in METHODS if TABLE[m].needs_critiques)
 # What a method needs in the solutions beyond question and solution: (field, what it is and where it comes from).
-NEEDS_FIELD = {"sft_reference": ("reference_solution", "reference solutions (`solution` in the problems file)"),
-               "cft_sft_mix": ("reference_solution", "reference solutions (`solution` in the problems file)"),
-               "sft_correct": ("correct", "reference grades (`answer` in the problems file)")}
+NEEDS_FIELD = {m: TABLE[m].needs_field for m in METHODS if TABLE[m].needs_field}
 
 
 def unsupported_methods(methods: list[str], solutions: list[dict]) -> dict[str, str]:
@@ -200,8 +199,8 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         from critiquelab.export import check_formats
 
         check_formats(cfg.exports)
-    if "sft_teacher" in cfg.methods and not teacher_solutions:
-        raise UserError("build: sft_teacher needs the teacher's own solutions: run `critiquelab critique "
+    if (solving := [m for m in cfg.methods if TABLE[m].teacher_solves]) and not teacher_solutions:
+        raise UserError(f"build: {solving[0]} needs the teacher's own solutions: run `critiquelab critique "
                         "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
     solutions = read_solutions(solutions_path)
     skipped = {} if allow_empty else unsupported_methods(cfg.methods, solutions)

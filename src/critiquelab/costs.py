@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from critiquelab.config import RunConfig, named_sections
+from critiquelab.methods import TABLE
 from critiquelab.rl import RL_METHODS
 from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
 
@@ -105,7 +106,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
         eval_h = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"] / decode / 3600 if decode else None
         for method in dict.fromkeys(c.method for c in cells):
             mine = [c for c in cells if c.method == method]
-            per = a["example_tokens"]["cft" if method.startswith("cft") else "sft"]
+            per = a["example_tokens"]["cft" if TABLE[method].kind == "cft" else "sft"]
 
             def tokens(c, per=per) -> float:  # one fine-tune of cell c (RL: generated + trained tokens)
                 if c.method == "base":
@@ -115,7 +116,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 if cfg.train.token_budget > 0:
                     return float(cfg.train.token_budget)
                 n = (c.data_size or questions[c.source][0]) * _per_problem(plan.sources[c.source])
-                if c.method.startswith("cft") and cfg.build.critiques_per_solution == "all":
+                if TABLE[c.method].kind == "cft" and cfg.build.critiques_per_solution == "all":
                     n *= max(1, len(plan.teachers[c.teacher].panel))  # every teacher's critique (before filters)
                 return n * per * cfg.train.epochs
 
@@ -157,7 +158,8 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 continue
             items = questions[src][0] * per_problem
             per_model = scfg.source != "import" and len(plan.models) > 1  # imported rows are critiqued once
-            calls = items * (2 if "sft_teacher" in cfg.build.methods else 1) * (len(plan.models) if per_model else 1)
+            solves = any(TABLE[m].teacher_solves for m in cfg.build.methods)  # a second pass: its own solutions
+            calls = items * (2 if solves else 1) * (len(plan.models) if per_model else 1)
             p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]
             known = tcfg.price_in_per_mtok is not None and tcfg.price_out_per_mtok is not None
             factor = tcfg.batch_price_factor if tcfg.api_mode == "batch" else 1.0  # the Batch API's discount

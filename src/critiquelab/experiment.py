@@ -60,6 +60,7 @@ from critiquelab.io import (
     write_json,
     write_jsonl,
 )
+from critiquelab.methods import TABLE
 from critiquelab.pretrain import cached_base_model
 from critiquelab.regime import regime_stats, setting_solutions
 from critiquelab.report import write_report
@@ -180,19 +181,19 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     write_json(run_dir / "regime.json", regime)
 
     # Cells: each a job of the executor (executors.py). With lr_grid, the first seed of each group
-    # tunes the rate its other seeds use, so those run in a second wave; cft_crl starts from its
-    # cft cell, so it runs in a third.
+    # tunes the rate its other seeds use, so those run in a second wave; a method that starts from
+    # another's cell (cft_crl from cft: `starts_from` in methods.py) runs in a third.
     status: dict[str, dict] = {c.name: {k: v for k, v in old_cells[c.name].items() if k not in asdict(c)}
                                for c in plan.cells if c.model not in active and c.name in old_cells}
     weights: dict[str, dict] = {}  # cell -> the key of its weights (for the stages that use them)
-    mine = [c for c in plan.cells if c.model in active and c.method != "cft_crl"]
+    mine = [c for c in plan.cells if c.model in active and not TABLE[c.method].starts_from]
     first = [c for c in mine if c.method == "base" or not cfg.lr_grid or c.seed == cfg.seeds[0]]
     def save() -> None:
         write_json(run_dir / "cells.json", [{**asdict(c), **status.get(c.name, {"status": "pending"})}
                                             for c in plan.cells])
 
     for wave in (first, [c for c in mine if c not in first],
-                 [c for c in plan.cells if c.model in active and c.method == "cft_crl"]):
+                 [c for c in plan.cells if c.model in active and TABLE[c.method].starts_from]):
         pending = _run_cells(r, wave, data, status, weights, save)
         if pending:
             log.info("%d cells still queued or running on Slurm; rerun to collect them", len(pending))
@@ -247,7 +248,7 @@ def _data(r: Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Critiq
     r.stages.run(f"critique-{t}{src}-{tch}", k_crit, lambda: run_critique(sols, tdir / "critique", tcfg, vllm=r.cfg.vllm),
                  outputs=(tdir / "critique",))
     solved = None
-    if "sft_teacher" in r.cfg.build.methods:  # the same teacher also writes its own solutions
+    if any(TABLE[m].teacher_solves for m in r.cfg.build.methods):  # the same teacher also writes its own solutions
         solver = replace(tcfg, prompt="solve_paper")
         r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": key_of(solver)},
                      lambda: run_critique(sols, tdir / "solve", solver, vllm=r.cfg.vllm), outputs=(tdir / "solve",))
@@ -294,19 +295,20 @@ def _spec(r: Run, cell: Cell, data, tuned: dict | None) -> tuple[dict, str]:
     return spec, stable_hash(depends, 16)
 
 
-def _cft_cell(cell: Cell) -> str:
-    return "cft" + cell.name.removeprefix(cell.method)
+def _start_cell(cell: Cell) -> str:
+    """The cell a method with `starts_from` starts from: the same seed and setting (cft_crl-s0: cft-s0)."""
+    return TABLE[cell.method].starts_from + cell.name.removeprefix(cell.method)
 
 
 def _tuned(r: Run, cell: Cell, status: dict, weights: dict) -> dict | None:
-    """For a later seed under lr_grid: the rate its first seed's grid picked; for cft_crl: its cft
-    cell's model and weights (or why there is none)."""
-    if cell.method == "cft_crl":
-        cft = status.get(_cft_cell(cell)) or {}
-        if cft.get("status") != "ok" or _cft_cell(cell) not in weights:
-            return {"error": f"its start, cell {_cft_cell(cell)}, did not finish ({cft.get('status', 'not run')}); "
+    """For a later seed under lr_grid: the rate its first seed's grid picked; for a method that starts
+    from another's cell (cft_crl): that cell's model and weights (or why there is none)."""
+    if TABLE[cell.method].starts_from:
+        start = status.get(_start_cell(cell)) or {}
+        if start.get("status") != "ok" or _start_cell(cell) not in weights:
+            return {"error": f"its start, cell {_start_cell(cell)}, did not finish ({start.get('status', 'not run')}); "
                              "rerun to retry it"}
-        return {"start": str(r.dir / cft["model_dir"]), "start_weights": weights[_cft_cell(cell)]}
+        return {"start": str(r.dir / start["model_dir"]), "start_weights": weights[_start_cell(cell)]}
     if not r.cfg.lr_grid or cell.method == "base" or cell.method in RL_METHODS or cell.seed == r.cfg.seeds[0]:
         return None
     probe = status.get(probe_cell(cell, r.cfg.seeds[0])) or {}

@@ -31,6 +31,7 @@ from critiquelab.config import (
 )
 from critiquelab.io import UserError
 from critiquelab.llm import check_model, visible_gpus
+from critiquelab.methods import TABLE
 from critiquelab.rl import RL_METHODS, check_groups
 from critiquelab.sample import read_import
 from critiquelab.sources import BENCHMARKS, WORLD_BENCHMARKS, load_benchmark
@@ -135,11 +136,15 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     if unknown or not methods:
         errors.append(f"build.methods: unknown {unknown or 'none given'} "
                       f"(valid: base, {', '.join(METHODS)}, {', '.join(RL_METHODS)})")
-    if "cft_crl" in methods and "cft" not in methods:
-        errors.append("build.methods: cft_crl starts from the cft cell of its seed: add cft to build.methods")
-    if "joint_rl" in methods and not 0 < cfg.rl.critique_share < 1:
-        errors.append(f"rl.critique_share={cfg.rl.critique_share}: joint_rl mixes critique and solve prompts; "
-                      "give a share between 0 and 1 (Critique-Coder: 0.2)")
+    known = [TABLE[m] for m in dict.fromkeys(methods) if m in TABLE]  # (each named once)
+    for m in known:
+        if m.starts_from and m.starts_from not in methods:
+            errors.append(f"build.methods: {m.name} starts from the {m.starts_from} cell of its seed: "
+                          f"add {m.starts_from} to build.methods")
+    for m in known:
+        if m.kind == "rl" and m.critique_share is None and not 0 < cfg.rl.critique_share < 1:
+            errors.append(f"rl.critique_share={cfg.rl.critique_share}: {m.name} mixes critique and solve prompts; "
+                          "give a share between 0 and 1 (Critique-Coder: 0.2)")
     if set(methods) & set(RL_METHODS):
         try:
             check_groups(cfg.rl)

@@ -42,23 +42,20 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.rl import RL_METHODS
+from critiquelab.methods import TABLE, Method, kind_of, names
 from critiquelab.stats import REPS, balanced_accuracy, bootstrap, sign_flip_p, weighted_mean
 
 __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
            "seed_means", "write_report"]
 
-METHOD_ORDER = ["base", "sft_reference", "sft_noisy", "sft_verified", "sft_correct", "sft_teacher", "cft",
-                "cft_sft_mix", *RL_METHODS]
-COLORS = {"base": "#888888", "sft_reference": "#4c72b0", "sft_noisy": "#dd8452", "sft_verified": "#8172b3",
-          "sft_correct": "#64b5cd", "sft_teacher": "#937860", "cft": "#55a868", "cft_sft_mix": "#c44e52",
-          "crl": "#da8bc3", "cft_crl": "#8c564b", "solve_rl": "#ccb974", "joint_rl": "#17becf"}
-RL = tuple(RL_METHODS)
-COMPARED = ("cft", "cft_sft_mix", *RL)  # the methods compared with the others of their setting
+METHOD_ORDER = list(TABLE)  # methods.py: base, SFT, CFT, RL
+COLORS = {m.name: m.color for m in TABLE.values()}
+RL = names("rl")
+COMPARED = tuple(m.name for m in TABLE.values() if m.compared)  # the methods compared with the others of their setting
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 STYLE = {"order": METHOD_ORDER, "colors": COLORS}  # the plots' method order and colours
-LOSS_TASKS = {"cft": "CFT: critiques", "cft_sft_mix": "CFT+SFT mix"}  # what a method's loss is on; others:
-SOLUTIONS = "SFT: solutions"                                         # solutions (a panel each in loss.png)
+SOLUTIONS = Method.loss_panel  # what a method's loss is on (a panel each in loss.png): solutions unless
+LOSS_TASKS = {m.name: m.loss_panel for m in TABLE.values() if m.loss_panel != SOLUTIONS}  # methods.py says other
 
 
 def _order(method: str) -> int:
@@ -290,7 +287,7 @@ def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], m
             val[(c["method"], _group(c))].append(c["validation_accuracy"])
     vs_sft = defaultdict(list)  # (setting, benchmark) -> CFT's comparisons with each SFT variant
     for c in comps:
-        if c["a"] == "cft" and c["b"].startswith("sft_"):
+        if c["a"] == "cft" and kind_of(c["b"]) == "sft":
             vs_sft[(tuple(c[k] for k in GROUP), c["benchmark"])].append(c)
     out = []
     for (group, bench), rows in vs_sft.items():

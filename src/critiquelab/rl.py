@@ -40,15 +40,16 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.llm import check_model
+from critiquelab.methods import TABLE, names
 
 __all__ = ["RL_METHODS", "check_groups", "compute", "critique_reward", "curve", "make_trainer", "plan_rl", "pool",
            "run_rl", "solve_reward", "verdict_metrics"]
 
 log = logging.getLogger(__name__)
 
-# The grid's RL methods (experiment.py) and their share of critique prompts (None: rl.critique_share).
-# cft_crl starts from the cft cell of the same seed and setting; the others from the base.
-RL_METHODS = {"crl": 1.0, "cft_crl": 1.0, "solve_rl": 0.0, "joint_rl": None}
+# The grid's RL methods and their share of critique prompts (None: rl.critique_share), from methods.py
+# (where cft_crl starts from the cft cell of the same seed and setting; the others from the base).
+RL_METHODS = {m: TABLE[m].critique_share for m in names("rl")}
 
 
 def _text(completion) -> str:
