@@ -132,6 +132,52 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         errors.append(f"seeds: need one or more distinct seeds, got {cfg.seeds}")
     methods = [m for m in cfg.build.methods if m != "base"]
+    _check_methods(cfg, methods, errors)
+    _check_benchmarks(cfg, bench_dir, errors)
+    models = _bases_of(cfg, "models", cfg.models or {"default": {}}, errors)
+    aux = _bases_of(cfg, "aux_models", cfg.aux_models, errors)
+    _check_lr_grid(cfg, errors)
+    sources = named_sections(cfg.sample, cfg.sources or {"default": {}}, "sources", errors)
+    teachers = named_sections(cfg.critique, cfg.teachers or {"default": {}}, "teachers", errors)
+    # (named_sections checked each value against config.CHOICES: a bad source or teacher is an error there)
+    _check_data(sources, teachers, aux, errors)
+    _check_bases(models, offline, errors, missing)
+    sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
+    if any(n is not None and n <= 0 for n in sizes):
+        errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
+    if errors:  # sources may not even be valid yet: report what we have
+        raise UserError("invalid experiment: " + "; ".join(errors))
+    questions = {name: _available_questions(s, cfg, offline, missing) for name, s in sources.items()}
+    for name, s in sources.items():
+        available = questions[name][0]
+        too_big = [n for n in sizes if n is not None and n > available]
+        if too_big:
+            errors.append(f"data_sizes {too_big} exceed the {available} training questions of source {name!r} "
+                          f"(world.n_train={cfg.world.n_train}, sample.n_problems={s.n_problems})")
+    if errors:
+        raise UserError("invalid experiment: " + "; ".join(errors))
+    return Plan(models, sources, teachers, sizes, _cells(cfg, models, sources, teachers, sizes, methods), questions,
+                missing, aux)
+
+
+def _cells(cfg: RunConfig, models: dict, sources: dict, teachers: dict, sizes: list, methods: list[str]) -> list[Cell]:
+    """The bases first, then per model x source x teacher x size x seed each method's cell."""
+    many = lambda xs: len(xs) > 1  # noqa: E731  (an axis with one value stays out of the cell names)
+    cells = [Cell("-".join(["base"] + [mdl] * many(models)), "base", model=mdl) for mdl in models]
+    for mdl in models:
+        for src in sources:
+            for tch in teachers:
+                for size in sizes:
+                    for seed in cfg.seeds:
+                        for m in methods:
+                            parts = [m] + [mdl] * many(models) + [src] * many(sources) + [tch] * many(teachers)
+                            parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
+                            cells.append(Cell("-".join(parts), m, seed, src, tch, size, mdl))
+    return cells
+
+
+def _check_methods(cfg: RunConfig, methods: list[str], errors: list[str]) -> None:
+    """build.methods (known, their starts, RL's share, budget and one GPU a cell) and critic.methods."""
     unknown = [m for m in methods if m not in METHODS and m not in RL_METHODS]
     if unknown or not methods:
         errors.append(f"build.methods: unknown {unknown or 'none given'} "
@@ -162,6 +208,9 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     bad_critic = [m for m in cfg.critic.methods if m != "base" and m not in methods]
     if cfg.critic.n_problems > 0 and bad_critic:
         errors.append(f"critic.methods: {bad_critic} are not trained in this experiment")
+
+
+def _check_benchmarks(cfg: RunConfig, bench_dir, errors: list[str]) -> None:
     for b in cfg.eval.benchmarks:
         if b in WORLD_BENCHMARKS:
             continue
@@ -173,48 +222,45 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
         except UserError as e:
             errors.append(str(e))
 
-    def check_name(axis: str, name) -> None:  # names become directory names
+
+def _bases_of(cfg: RunConfig, axis: str, table: dict, errors: list[str]) -> dict[str, BaseSpec]:
+    """The entries of `models` or `aux_models`, checked (their names become directory names)."""
+    out = {}
+    for name, entry in table.items():
         if not NAME.fullmatch(str(name)):
             errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
+        if not isinstance(entry, dict):
+            errors.append(f"{axis}.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
+            continue
+        if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
+            errors.append(f"{axis}.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
+        if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
+            errors.append(f"{axis}.{name}: model/pretrain settings do nothing for a given base_model; "
+                          "give one or the other")
+        out[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"{axis}.{name}.model.", errors),
+                                  with_overrides(cfg.pretrain, entry.get("pretrain") or {},
+                                                 f"{axis}.{name}.pretrain.", errors),
+                                  entry.get("base_model", cfg.base_model))
+    return out
 
-    def bases_of(axis: str, table: dict) -> dict[str, BaseSpec]:
-        out = {}
-        for name, entry in table.items():
-            check_name(axis, name)
-            if not isinstance(entry, dict):
-                errors.append(f"{axis}.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
-                continue
-            if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
-                errors.append(f"{axis}.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
-            if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
-                errors.append(f"{axis}.{name}: model/pretrain settings do nothing for a given base_model; "
-                              "give one or the other")
-            out[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"{axis}.{name}.model.",
-                                                     errors),
-                                      with_overrides(cfg.pretrain, entry.get("pretrain") or {},
-                                                     f"{axis}.{name}.pretrain.", errors),
-                                      entry.get("base_model", cfg.base_model))
-        return out
 
-    models = bases_of("models", cfg.models or {"default": {}})
-    aux = bases_of("aux_models", cfg.aux_models)
-    if cfg.lr_grid:
-        if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
-            errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
-        if not cfg.train.select_best_on or cfg.train.select_best_on in BENCHMARKS or cfg.train.lora \
-                or (cfg.train.save_steps <= 0 and not cfg.train.save_epochs):
-            errors.append("lr_grid: set train.select_best_on to a validation set (world-validation, or a problems "
-                          "JSONL disjoint from the reported benchmarks) and train.save_steps > 0 (full fine-tuning): "
-                          "the validation score that picks the rate and each run's checkpoint")
-    sources = named_sections(cfg.sample, cfg.sources or {"default": {}}, "sources", errors)
-    teachers = named_sections(cfg.critique, cfg.teachers or {"default": {}}, "teachers", errors)
-    for name, s in sources.items():
-        if s.source not in ("model", "synthetic", "import"):
-            errors.append(f"sources.{name}.source={s.source!r}: use model, synthetic or import")
+def _check_lr_grid(cfg: RunConfig, errors: list[str]) -> None:
+    if not cfg.lr_grid:
+        return
+    if len({f"{lr:g}" for lr in cfg.lr_grid}) != len(cfg.lr_grid) or any(lr <= 0 for lr in cfg.lr_grid):
+        errors.append(f"lr_grid: need distinct positive rates (distinct to 6 digits), got {cfg.lr_grid}")
+    if not cfg.train.select_best_on or cfg.train.select_best_on in BENCHMARKS or cfg.train.lora \
+            or (cfg.train.save_steps <= 0 and not cfg.train.save_epochs):
+        errors.append("lr_grid: set train.select_best_on to a validation set (world-validation, or a problems "
+                      "JSONL disjoint from the reported benchmarks) and train.save_steps > 0 (full fine-tuning): "
+                      "the validation score that picks the rate and each run's checkpoint")
+
+
+def _check_data(sources: dict[str, SampleConfig], teachers: dict[str, CritiqueConfig], aux: dict[str, BaseSpec],
+                errors: list[str]) -> None:
+    """Teachers that can write critiques of these sources, and the models named by reference."""
     for name, t in teachers.items():
-        if t.teacher not in ("checker", "openai", "hf", "vllm"):
-            errors.append(f"teachers.{name}.teacher={t.teacher!r}: use checker, openai, hf or vllm")
-        elif t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
+        if t.teacher != "checker" and not t.model or t.teacher == "openai" and not t.base_url:
             errors.append(f"teachers.{name}: teacher {t.teacher} needs critique.model"
                           + (" and critique.base_url" if t.teacher == "openai" else ""))
     for where, ref in _references(sources, teachers):
@@ -226,6 +272,10 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
         if imported and t.teacher == "checker":
             errors.append(f"teachers.{name}: the checker teacher grades world problems step by step; source(s) "
                           f"{imported} are imported: use critique.teacher=openai, hf or vllm")
+
+
+def _check_bases(models: dict[str, BaseSpec], offline: bool, errors: list[str], missing: list[str]) -> None:
+    """Each given base model exists (a hub name is not looked up in a dry run)."""
     for name, spec in models.items():
         if spec.base_model and offline and _hub_name(spec.base_model):
             missing.append(f"models.{name}.base_model={spec.base_model}: not checked (a dry run reads nothing "
@@ -235,30 +285,3 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
                 check_model(spec.base_model, "base_model" if name == "default" else f"models.{name}.base_model")
             except UserError as e:
                 errors.append(str(e))
-    sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
-    if any(n is not None and n <= 0 for n in sizes):
-        errors.append(f"data_sizes: must be positive, got {cfg.data_sizes}")
-    if errors:  # sources may not even be valid yet: report what we have
-        raise UserError("invalid experiment: " + "; ".join(errors))
-    questions = {name: _available_questions(s, cfg, offline, missing) for name, s in sources.items()}
-    for name, s in sources.items():
-        available = questions[name][0]
-        too_big = [n for n in sizes if n is not None and n > available]
-        if too_big:
-            errors.append(f"data_sizes {too_big} exceed the {available} training questions of source {name!r} "
-                          f"(world.n_train={cfg.world.n_train}, sample.n_problems={s.n_problems})")
-    if errors:
-        raise UserError("invalid experiment: " + "; ".join(errors))
-
-    many = lambda xs: len(xs) > 1  # noqa: E731  (an axis with one value stays out of the cell names)
-    cells = [Cell("-".join(["base"] + [mdl] * many(models)), "base", model=mdl) for mdl in models]
-    for mdl in models:
-        for src in sources:
-            for tch in teachers:
-                for size in sizes:
-                    for seed in cfg.seeds:
-                        for m in methods:
-                            parts = [m] + [mdl] * many(models) + [src] * many(sources) + [tch] * many(teachers)
-                            parts += [f"n{size}"] * many(sizes) + [f"s{seed}"]
-                            cells.append(Cell("-".join(parts), m, seed, src, tch, size, mdl))
-    return Plan(models, sources, teachers, sizes, cells, questions, missing, aux)
