@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo results test test-slow test-slurm lint install clean
+.PHONY: demo results test test-fast test-slow test-slurm lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,11 @@ results: $(STAMP)  ## the committed CPU reports in docs/results (about 110 min o
 	$(VENV)/bin/critiquelab experiment --config recipes/critique-rl-world.yaml --out runs/critique-rl
 	$(VENV)/bin/critiquelab report runs/critique-rl --publish docs/results/critique-rl/world --overwrite
 
-test: $(STAMP)
+test: $(STAMP)  ## the complete default suite (what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the inner loop: `make test` without the tests marked heavy (tests/conftest.py HEAVY)
+	$(PY) -m pytest -q -m 'not slow and not slurm and not heavy'
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

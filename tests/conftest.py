@@ -57,6 +57,47 @@ def tiny_model(tmp_path_factory, tiny_world, tiny_cfg) -> Path:
     return d
 
 
+# `make test-fast` (the inner loop, <= 3 min on 2 cores) leaves these out: real servers, child
+# processes, kill -9 and resume, whole grids. They carry the `heavy` mark; `make test` (what CI
+# runs) runs them all. Prefixes of node ids (a file with "::" is all its tests), picked with
+# `pytest --durations=0`: each took > 10 s of one core (up to 6 min under load).
+HEAVY = (
+    "test_critique_api.py::",  # a real `transformers serve` teacher behind a fault proxy
+    "test_executors.py::",  # grids in child processes, accelerate launch
+    "test_interrupts.py::",
+    "test_readme.py::",
+    "test_backends.py::test_openai_backend_against_real_server",
+    "test_backends.py::test_samples_of_one_prompt_differ_and_repeat_with_the_seed_on_a_real_server",
+    "test_backends.py::test_a_max_new_tokens_beyond_the_context",
+    "test_bad_inputs.py::test_real_exit_path_in_a_subprocess",
+    "test_experiment.py::test_grid_runs_reports_and_resumes",
+    "test_experiment.py::test_a_failed_cell_is_recorded",
+    "test_experiment.py::test_sft_teacher_cells",
+    "test_experiment.py::test_a_cell_without_training_examples",
+    "test_experiment.py::test_a_dying_teacher",
+    "test_experiment.py::test_model_axis_lr_grid_and_regime",
+    "test_experiment.py::test_an_experiment_on_imported_data",
+    "test_one_shot.py::test_seeds_command",
+    "test_one_shot.py::test_many_epochs_over_a_small_set",
+    "test_one_shot.py::test_a_one_shot_grid",
+    "test_pipeline.py::test_demo_runs_end_to_end",
+    "test_resume.py::test_sample_killed", "test_resume.py::test_eval_killed", "test_resume.py::test_judge_killed",
+    "test_rl.py::test_grpo_trains", "test_rl.py::test_rl_resumes_after_kill_9", "test_rl.py::test_rl_stops_at",
+    "test_rl.py::test_rl_methods_in_the_grid",
+    "test_train.py::test_kill_9_then_resume", "test_train.py::test_two_process",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy: left out of `make test-fast` (tests/conftest.py HEAVY)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.removeprefix("tests/").startswith(HEAVY):
+            item.add_marker(pytest.mark.heavy)
+
+
 def wait_until(done, what: str, seconds: float = 300, proc=None, poll: float = 0.02) -> bool:
     """Poll `done()` until it holds (True), or until `proc` (a Popen being watched) exits first
     (False); after `seconds` fail the test saying what did not happen (and kill `proc`)."""
