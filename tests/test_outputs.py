@@ -137,10 +137,10 @@ def test_build_and_eval_check_outputs_before_work(tiny_world, tiny_model, tmp_pa
 
 def test_report_never_replaces_the_users_own_report_files(tmp_path, capsys):
     run = tmp_path / "results"
-    (run / "eval" / "m").mkdir(parents=True)
-    (run / "eval" / "m" / "results.json").write_text(json.dumps(
+    (run / "eval" / "base").mkdir(parents=True)
+    (run / "eval" / "base" / "results.json").write_text(json.dumps(
         {"benchmarks": {"world": {"accuracy": 1.0, "n": 1, "correct": 1, "ci95": [0.2, 1.0], "no_answer": 0}}}))
-    write_jsonl(run / "eval" / "m" / "world.jsonl", [{"id": "a", "correct": True}])
+    write_jsonl(run / "eval" / "base" / "world.jsonl", [{"id": "a", "correct": True}])
     (run / "report.md").write_text("my own notes")
     assert main(["report", str(run)]) == 2
     assert "would replace report.md, which critiquelab did not write" in capsys.readouterr().err

@@ -288,7 +288,7 @@ def _run(args) -> str | tuple[str, int]:
         flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""
         return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
                 f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
-                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}{fit_note(res['generation'])}; "
+                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}{fit_note(res.get('generation', {}))}; "
                 f"details in {args.out}")
     if args.cmd == "grade":
         from critiquelab.grading import grade
