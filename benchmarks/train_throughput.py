@@ -84,7 +84,8 @@ def main() -> None:
                                 p["question"], sol, check(p, sol).critique))
     tokenizer = build_tokenizer([r["prompt"][0]["content"] + r["completion"][0]["content"] for r in rows], 512)
     lengths = [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], return_dict=False)) for r in rows]
-    base = TrainConfig(token_budget=0, max_steps=args.steps, batch_size=args.batch_size, lr=1e-3, max_length=1024)
+    base = TrainConfig(token_budget=0, max_steps=args.steps, batch_size=args.batch_size, lr=1e-3, max_length=1024,
+                       save_minutes=0)  # no wall-clock checkpoints inside the timed steps
     kinds = {"critiquelab": base, "trl_default": replace(base, group_by_length=False)}
     rounds, params = [], None
     for i in range(args.rounds):
