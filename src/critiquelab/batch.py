@@ -34,6 +34,7 @@ from critiquelab.io import (
     refused_hint,
     write_json,
 )
+from critiquelab.logs import progress_bar
 
 __all__ = ["run_batches"]
 
@@ -99,11 +100,8 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
 
 def _poll(client, state: dict, save, store: Store, rows: dict, base, record, cfg: CritiqueConfig) -> None:
     """4-6. Poll the open batches; download and merge each one that ended."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     open_ = [b for b in state["batches"] if not b.get("merged")]
-    with Progress(TextColumn("[bold]batches"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                  TimeElapsedColumn()) as progress:
+    with progress_bar("batches", "note", elapsed=True, remaining=False) as progress:
         task = progress.add_task("batches", total=sum(len(b["keys"]) for b in open_), note="")
         while open_:
             for b in list(open_):

@@ -49,6 +49,7 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.llm import check_endpoint, check_model, check_parallel, is_local_url
+from critiquelab.logs import progress_bar
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
@@ -510,14 +511,6 @@ def _response(task: str, text: str) -> dict:
 async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, kind: str) -> None:
     import openai
     from openai.types.chat import ChatCompletion
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
     from critiquelab.io import refusal
@@ -573,11 +566,9 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
         write(rec)
         progress.advance(task)
 
-    columns = [TextColumn("[bold]critique"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     t0 = time.monotonic()
     try:
-        with store.writer() as write, Progress(*columns) as progress:
+        with store.writer() as write, progress_bar("critique", "rate", elapsed=True) as progress:
             task = progress.add_task("critique", total=len(todo), rate="")
 
             async def tick():

@@ -39,6 +39,7 @@ from critiquelab.llm import (
     check_parallel,
     generate_resumable,
 )
+from critiquelab.logs import progress_bar
 from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
 from critiquelab.stats import wilson_ci
 
@@ -123,8 +124,6 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
              bench_dir=None, backend=None, vllm=None, overwrite: bool = False) -> dict:
     """Every benchmark of `cfg.benchmarks` generated (resumably) and graded; `vllm`: the engine
     settings (VLLMConfig) when `cfg.backend` is vllm."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
             for b in cfg.benchmarks}  # every name and file is checked before any generation
     if not sets:
@@ -148,8 +147,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
         factory = get_backend if parallel == 1 else partial(make_backend, model_dir, cfg, vllm)
         stats: dict = {}
 
-        with Progress(TextColumn("[bold]eval {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn()) as progress:
+        with progress_bar("eval {task.description}") as progress:
             for name, rows in sets.items():
                 task = progress.add_task(name, total=len(rows))
                 items = generate_resumable(out_dir / benchmark_file_name(name), rows, factory,

@@ -35,6 +35,7 @@ from critiquelab.io import (
     write_jsonl,
 )
 from critiquelab.llm import Sampling, check_model, check_parallel, generate_resumable
+from critiquelab.logs import progress_bar
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
@@ -151,12 +152,9 @@ def _sampled(plan, cfg: SampleConfig, model: str, store: Path, gen: str | None =
     """Generate in chunks of `4 x batch_size`, each with its own seed (`chunk_sampling`), appending
     each chunk to the store as it finishes; every row of the plan, in order. `stats` adds up the
     prompts cut and generations shortened to fit the context."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                         seed=cfg.seed)
-    with Progress(TextColumn(f"[bold]sample {gen or ''}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn()) as progress:
+    with progress_bar(f"sample {gen or ''}") as progress:
         task = progress.add_task("sample", total=len(plan))
         return generate_resumable(
             store, plan, partial(make_backend, model, cfg, vllm), lambda item: conversation(item[1]["question"]),

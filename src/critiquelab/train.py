@@ -49,6 +49,7 @@ from critiquelab.io import (
     write_json,
 )
 from critiquelab.llm import check_model, load_causal_lm, load_tokenizer
+from critiquelab.logs import progress_bar
 
 __all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
 
@@ -115,15 +116,13 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
 
 
 def _progress_callback(total_steps: int, desc: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             self.progress = None
             if state.is_world_process_zero:
-                self.progress = Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(),
-                                         TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+                self.progress = progress_bar(desc, "info")
                 self.progress.start()
                 self.task = self.progress.add_task(desc, total=state.max_steps or total_steps, info="")
 
