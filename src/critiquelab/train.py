@@ -228,12 +228,15 @@ def _complete(ckpt: Path) -> bool:
         return False
 
 
-def _last_checkpoint(work: Path) -> str | None:
-    """The newest complete checkpoint; ones a kill cut short are removed."""
+def _last_checkpoint(work: Path, main: bool = True) -> str | None:
+    """The newest complete checkpoint; ones a kill cut short are removed (by the main process only:
+    every rank of a multi-process run looks, and two removing the same tree collide)."""
     ckpts = sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     while ckpts and not _complete(ckpts[-1]):
-        log.warning("removing incomplete checkpoint %s", ckpts[-1])
-        shutil.rmtree(ckpts.pop())
+        if main:
+            log.warning("removing incomplete checkpoint %s", ckpts[-1])
+            shutil.rmtree(ckpts[-1], ignore_errors=True)
+        ckpts.pop()
     return str(ckpts[-1]) if ckpts else None
 
 
@@ -310,7 +313,7 @@ def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfi
     work = out_dir / "checkpoints"
     trainer, info = make_trainer(model, tokenizer, rows, work, cfg, desc=desc, repeat=repeat)
     clock = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "WallClockCheckpoints")
-    resume = _last_checkpoint(work)
+    resume = _last_checkpoint(work, main=trainer.is_world_process_zero())
     if resume:
         log.info("%s: resuming from %s", desc, resume)
         saved = Path(resume) / CLOCK
@@ -318,15 +321,31 @@ def fit(model, tokenizer, rows: list[dict], out_dir: str | Path, cfg: TrainConfi
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     clock.start = clock.last = time.monotonic()
+    zero3 = trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    if zero3 and cfg.lora and cfg.merge_lora:
+        raise UserError("train.lora with train.merge_lora=true cannot merge ZeRO-3-sharded weights; set "
+                        "train.merge_lora=false (the adapters are saved) or use ZeRO stage 1 or 2")
     with _stop_on_signal(trainer, work, desc):  # Ctrl-C / SIGTERM: a checkpoint, then `Interrupted`
         trainer.train(resume_from_checkpoint=resume)
     seconds = clock.elapsed()
+    if zero3:
+        # Each rank holds a shard of every weight: gathering the full ones is a collective (all ranks),
+        # and rank 0 writes them (needs stage3_gather_16bit_weights_on_model_save, as the recipes set).
+        trainer.save_model(str(out_dir))
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        # Sharding ends with training: without this, a later load in this process (the checkpoint
+        # selection on rank 0) would partition the model across ranks that have already exited.
+        unset_hf_deepspeed_config()
     if not trainer.is_world_process_zero():
         return {}
-    final = trainer.model
-    if cfg.lora and cfg.merge_lora:
-        final = final.merge_and_unload()
-    final.save_pretrained(str(out_dir))
+    if zero3:
+        (out_dir / "training_args.bin").unlink(missing_ok=True)
+    else:
+        final = trainer.model
+        if cfg.lora and cfg.merge_lora:
+            final = final.merge_and_unload()
+        final.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     model.generation_config.save_pretrained(str(out_dir))
     import resource
@@ -444,7 +463,8 @@ def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) 
     dest = out / "best"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(work / best, dest, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state*",
-                                                                      "select-eval"))
+                                                                      "select-eval", "global_step*", "latest",
+                                                                      "zero_to_*.py"))
     from critiquelab.sources import BENCHMARKS
 
     leak = cfg.select_best_on in BENCHMARKS  # a reported test set: selecting on it leaks test information
