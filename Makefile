@@ -39,7 +39,12 @@ test: $(STAMP)  ## the complete default suite (what CI runs)
 test-fast: $(STAMP)  ## the inner loop: `make test` without the tests marked heavy (tests/conftest.py HEAVY)
 	$(PY) -m pytest -q -m 'not slow and not slurm and not heavy'
 
-test-slow: $(STAMP)
+# DeepSpeed (the `sharded` extra) for tests/test_zero3.py; it builds against the installed torch
+$(VENV)/.sharded: $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation -e ".[sharded]"
+	touch $@
+
+test-slow: $(STAMP) $(VENV)/.sharded
 	$(PY) -m pytest -q -m slow
 
 test-slurm: $(STAMP)  ## opt-in: the Slurm executor against a real single-node Slurm (checks/slurm; root, apt)
