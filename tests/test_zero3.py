@@ -4,8 +4,8 @@ DeepSpeed ZeRO-3 from recipes/deepspeed/zero3.json) with 2 CPU processes (gloo),
 network namespace: kill -9 after a checkpoint exists, rerun the same command, and it resumes to the
 same end as an uninterrupted run; the saved model loads in one process and generates.
 
-Slow (about 2-3 minutes on 2 cores; the first DeepSpeed launch on a machine also JIT-compiles a
-communication op, ~50 s, cached after): `make test-slow`, which installs DeepSpeed first."""
+Slow (3.5 to 5.5 minutes on 2 shared cores: three launches of about 50 s each, plus the tiny world
+and base model): `make test-slow`, which installs DeepSpeed first."""
 
 import importlib.util
 import json
