@@ -117,4 +117,24 @@ def wait_until(done, what: str, seconds: float = 300, proc=None, poll: float = 0
     return True
 
 
+
+@pytest.fixture(scope="session")
+def cft_data(tiny_world, tmp_path_factory) -> Path:
+    """CFT examples (question + injected-error solution -> the checker's critique) of the tiny world."""
+    import random
+
+    from critiquelab.build import cft_example
+    from critiquelab.io import read_jsonl, write_jsonl
+    from critiquelab.world import check, noisy_solution
+
+    rng = random.Random(0)
+    rows = []
+    for p in read_jsonl(tiny_world / "train.jsonl"):
+        sol, _ = noisy_solution(p, rng)
+        rows.append(cft_example("Please critique.", p["question"], sol, check(p, sol).critique))
+    path = tmp_path_factory.mktemp("data") / "cft.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
 __all__ = ["tiny_run_config", "wait_until", "REPO", "WorldConfig", "ModelConfig", "PretrainConfig"]

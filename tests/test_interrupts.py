@@ -3,7 +3,6 @@ saved before the exit (130), the message says what a rerun does, and the rerun r
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -12,25 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from critiquelab.build import cft_example
-from critiquelab.io import read_jsonl, read_marker, write_jsonl
-from critiquelab.world import check, noisy_solution
+from critiquelab.io import read_marker
 from tests.conftest import tiny_run_config
 
 CLI = [sys.executable, "-m", "critiquelab.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}  # log lines unwrapped
 
-
-@pytest.fixture(scope="module")
-def cft_data(tiny_world, tmp_path_factory):
-    rng = random.Random(0)
-    rows = []
-    for p in read_jsonl(tiny_world / "train.jsonl"):
-        sol, _ = noisy_solution(p, rng)
-        rows.append(cft_example("Please critique.", p["question"], sol, check(p, sol).critique))
-    path = tmp_path_factory.mktemp("data") / "cft.jsonl"
-    write_jsonl(path, rows)
-    return path
 
 
 def interrupt_once_training(args: list[str], log: Path, sig: int) -> subprocess.CompletedProcess:

@@ -14,29 +14,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import wait_until
-from critiquelab.build import cft_example
 from critiquelab.config import RunConfig, TrainConfig, load_config
 from critiquelab.experiment import recipes_dir
-from critiquelab.io import UserError, read_jsonl, read_marker, write_jsonl
+from critiquelab.io import UserError, read_jsonl, read_marker
 from critiquelab.train import plan, run_train
-from critiquelab.world import check, noisy_solution
 from tests.servers import free_port
 
 CLI = [sys.executable, "-m", "critiquelab.cli"]
 
-
-@pytest.fixture(scope="module")
-def cft_data(tiny_world, tmp_path_factory):
-    import random
-
-    rng = random.Random(0)
-    rows = []
-    for p in read_jsonl(tiny_world / "train.jsonl"):
-        sol, _ = noisy_solution(p, rng)
-        rows.append(cft_example("Please critique.", p["question"], sol, check(p, sol).critique))
-    path = tmp_path_factory.mktemp("data") / "cft.jsonl"
-    write_jsonl(path, rows)
-    return path
 
 
 def tiny_train(tiny_model, data, out, **kw) -> TrainConfig:

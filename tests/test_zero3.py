@@ -10,7 +10,6 @@ and base model): `make test-slow`, which installs DeepSpeed first."""
 import importlib.util
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -21,9 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from critiquelab.build import cft_example
-from critiquelab.io import read_jsonl, read_marker, write_jsonl
-from critiquelab.world import check, noisy_solution
+from critiquelab.io import read_marker
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,17 +62,6 @@ SCALE_OVERRIDES = [  # a tiny model on 60 examples, a few seconds a step on 2 co
 # train.deepspeed names the same JSON), packing, gradient checkpointing, zero3_init_flag.
 # Overridden on the launcher's command line: --num_processes 2 (the config file says 8).
 
-
-@pytest.fixture(scope="module")
-def cft_data(tiny_world, tmp_path_factory):
-    rng = random.Random(0)
-    rows = []
-    for p in read_jsonl(tiny_world / "train.jsonl"):
-        sol, _ = noisy_solution(p, rng)
-        rows.append(cft_example("Please critique.", p["question"], sol, check(p, sol).critique))
-    path = tmp_path_factory.mktemp("data") / "cft.jsonl"
-    write_jsonl(path, rows)
-    return path
 
 
 def _command(model: Path, data: Path, world: Path, out: Path) -> list[str]:
