@@ -304,15 +304,20 @@ def test_model_axis_lr_grid_and_regime(tmp_path, monkeypatch):
 
 def test_model_axis_and_lr_grid_are_checked_before_anything_runs(tmp_path):
     bad = {"lr_grid": "[1e-4, 1.0000001e-4]", "train.select_best_on": "world",
-           "models": "{'..': {}, given: {base_model: /nonexistent/model, model: {hidden_size: 64}}, odd: {pretrain: 3}}"}
+           "models": "{'..': {}, given: {base_model: /nonexistent/model, model: {hidden_size: 64}}, "
+                     "odd: {pretrain: {tokens: 0}}}"}
     with pytest.raises(UserError) as e:
         run_experiment(tiny_run_config(**bad), tmp_path / "run")
     msg = str(e.value)
     for needle in ("lr_grid: need distinct positive rates", "lr_grid: set train.select_best_on to a validation set",
                    "models: name '..'", "models.given: model/pretrain settings do nothing for a given base_model",
-                   "models.odd.pretrain.: expected a mapping", "/nonexistent/model"):
+                   "models.odd.pretrain.tokens=0: must be at least 1", "/nonexistent/model"):
         assert needle in msg, needle
     assert not (tmp_path / "run").exists()
+    # an entry's shape is checked when the config is read
+    with pytest.raises(UserError, match=r"models\.odd\.size: unknown key \(valid: base_model, model, pretrain\); "
+                                        r"models\.odd\.pretrain: expected a mapping, got 3"):
+        tiny_run_config(models="{odd: {pretrain: 3, size: 2}}")
 
 
 def test_an_experiment_on_imported_data_and_a_given_base_makes_no_world(tmp_path, monkeypatch, tiny_model):

@@ -20,16 +20,29 @@ import yaml
 from critiquelab.io import UserError, read_text
 
 __all__ = [
-    "WorldConfig", "ModelConfig", "PretrainConfig", "SampleConfig", "CritiqueConfig",
+    "WorldConfig", "ModelConfig", "ModelEntry", "PretrainConfig", "SampleConfig", "CritiqueConfig",
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "VLLMConfig", "SlurmConfig",
     "ExperimentConfig", "RunConfig",
     "load_config", "to_dict", "key_of",
-    "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "CHOICES", "RANGES",
+    "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "spec",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
 DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_CRITIQUE_INSTRUCTION = "Please critique whether the following solution to the question is correct."
+
+
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+
+
+def spec(default: Any, *, one_of: tuple | None = None, at_least: float | None = None, above: float | None = None,
+         at_most: float | None = None) -> Any:
+    """A field's default with the values it may take, checked whenever a section is made (from
+    YAML, overrides or Python): a choice among `one_of`, or a number in a range. None (an unset
+    optional) always passes."""
+    return field(default=default, metadata={"one_of": one_of, "at_least": at_least, "above": above,
+                                            "at_most": at_most})
 
 
 class _Checked:
@@ -44,41 +57,42 @@ class WorldConfig(_Checked):
     """Synthetic arithmetic word problems (see world.py)."""
 
     seed: int = 0
-    min_steps: int = 2
-    max_steps: int = 4
-    max_number: int = 30          # operands of + and - are drawn from 1..max_number
-    max_factor: int = 4           # operands of * and / are drawn from 2..max_factor
-    max_value: int = 400          # every intermediate value stays in 0..max_value
+    min_steps: int = spec(2, at_least=1)
+    max_steps: int = spec(4, at_least=1)
+    max_number: int = spec(30, at_least=2)  # operands of + and - are drawn from 1..max_number
+    max_factor: int = spec(4, at_least=2)  # operands of * and / are drawn from 2..max_factor
+    max_value: int = spec(400, at_least=4)  # every intermediate value stays in 0..max_value
     operations: str = "+-*"       # any subset of "+-*/"
-    n_pretrain: int = 20000       # corpus of the from-scratch base model
-    n_train: int = 5000           # question pool for sampling, critiques and fine-tuning
-    n_validation: int = 200
-    n_test: int = 500
+    n_pretrain: int = spec(20000, at_least=0)  # corpus of the from-scratch base model
+    n_train: int = spec(5000, at_least=0)  # question pool for sampling, critiques and fine-tuning
+    n_validation: int = spec(200, at_least=0)
+    n_test: int = spec(500, at_least=0)
 
 
 @dataclass
 class ModelConfig(_Checked):
     """Architecture of the tiny from-scratch model (a real Qwen2ForCausalLM)."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 384
-    vocab_size: int = 512
-    max_position_embeddings: int = 512
+    hidden_size: int = spec(128, at_least=1)
+    num_layers: int = spec(4, at_least=1)
+    num_heads: int = spec(4, at_least=1)
+    num_kv_heads: int = spec(2, at_least=1)
+    intermediate_size: int = spec(384, at_least=1)
+    vocab_size: int = spec(512, at_least=260)
+    max_position_embeddings: int = spec(512, at_least=16)
 
 
 @dataclass
 class PretrainConfig(_Checked):
     """From-scratch pretraining on the world's train split (budgeted in tokens, not seconds)."""
 
-    tokens: int = 2_000_000
-    critique_share: float = 0.25  # share of pretraining documents that are critiques of noisy solutions
-    lr: float = 2e-3
-    batch_size: int = 8           # small batches: more steps per token, which the tiny model needs
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
+    tokens: int = spec(2_000_000, at_least=1)
+    # share of pretraining documents that are critiques of noisy solutions
+    critique_share: float = spec(0.25, at_least=0.0, at_most=1.0)
+    lr: float = spec(2e-3, above=0)
+    batch_size: int = spec(8, at_least=1)  # small batches: more steps per token, which the tiny model needs
+    warmup_ratio: float = spec(0.05, at_least=0.0, at_most=1.0)
+    weight_decay: float = spec(0.01, at_least=0.0)
     seed: int = 0
 
 
@@ -89,32 +103,35 @@ class SampleConfig(_Checked):
     `tensor_parallel` (here and in critique, eval, critic) place the generation on GPUs and are
     in no item's key: see docs/generation-at-scale.md."""
 
-    source: str = "model"         # "model" | "synthetic" | "import"
+    source: str = spec("model", one_of=("model", "synthetic", "import"))
     model: str | None = None      # model: the sampler (dir or hub name); None = the run's base model
     import_path: str | None = None        # import: JSONL / JSON / parquet / saved HF dataset / hub name
-    import_preset: str = "custom"         # import: webinstruct | metamathqa | numinamath | custom
+    # import: webinstruct | metamathqa | numinamath | custom
+    import_preset: str = spec("custom", one_of=("webinstruct", "metamathqa", "numinamath", "custom"))
     import_fields: dict[str, str] = field(default_factory=dict)  # ours -> theirs: question, solution, answer, id
     import_split: str = "train"
-    n_problems: int = 3000
-    n_per_problem: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 160
-    batch_size: int = 128
-    error_rate: float = 0.5       # synthetic source: share of solutions with an injected error
+    n_problems: int = spec(3000, at_least=1)
+    n_per_problem: int = spec(1, at_least=1)
+    temperature: float = spec(1.0, at_least=0.0)
+    top_p: float = spec(1.0, above=0, at_most=1.0)
+    max_new_tokens: int = spec(160, at_least=1)
+    batch_size: int = spec(128, at_least=1)
+    # synthetic source: share of solutions with an injected error
+    error_rate: float = spec(0.5, at_least=0.0, at_most=1.0)
     seed: int = 0
     problems: str | None = None   # experiment: the problems JSONL of a model / synthetic source (None: the world's train split)
     problem_ids: list[str] = field(default_factory=list)  # only these problems ([]: the first n_problems)
-    seed_problem: str | None = None  # experiment: easy | medium | hard, the one problem picked by the base's
-                                     # pass rate over seed_k samples of seed_candidates problems (one-shot CFT)
-    seed_candidates: int = 100
-    seed_k: int = 8
+    # experiment: easy | medium | hard, the one problem picked by the base's
+    # pass rate over seed_k samples of seed_candidates problems (one-shot CFT)
+    seed_problem: str | None = spec(None, one_of=("easy", "medium", "hard"))
+    seed_candidates: int = spec(100, at_least=1)
+    seed_k: int = spec(8, at_least=2)
     generators: dict[str, dict] = field(default_factory=dict)  # name -> overrides of this section (source
                                   # model or synthetic, model, temperature, n_per_problem, ...): one file, many
                                   # writers, each row with its `generator` ({}: this section alone)
-    backend: str = "hf"           # model source: hf | vllm
-    data_parallel: int = 1        # model source: generating processes, each with its own GPUs
-    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    backend: str = spec("hf", one_of=("hf", "vllm"))  # model source: hf | vllm
+    data_parallel: int = spec(1, at_least=1)  # model source: generating processes, each with its own GPUs
+    tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -122,33 +139,37 @@ class CritiqueConfig(_Checked):
     """Teacher that critiques solutions: `checker` (the world's exact step checker), `openai`
     (any OpenAI-compatible endpoint) or `hf` (a local model through the HF backend)."""
 
-    teacher: str = "checker"
+    teacher: str = spec("checker", one_of=("checker", "openai", "hf", "vllm"))
     prompt: str = "critique_paper"        # a template in critiquelab/prompts/, or a path to a YAML file
     base_url: str | None = None           # openai: e.g. https://api.openai.com/v1
     model: str | None = None              # openai: model name; hf: model directory
     api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
-    temperature: float = 0.3
-    top_p: float = 0.95
-    max_tokens: int = 3200
+    temperature: float = spec(0.3, at_least=0.0, at_most=2.0)
+    top_p: float = spec(0.95, above=0, at_most=1.0)
+    max_tokens: int = spec(3200, at_least=1)
     seed: int = 0
-    concurrency: int = 64
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    timeout: float = 120.0                # seconds per request
-    max_attempts: int = 6                 # per item and run; failures are recorded and retried next run
-    price_in_per_mtok: float | None = None   # cost ledger, USD per million prompt tokens (None: unknown)
-    price_out_per_mtok: float | None = None  # USD per million completion tokens (None: unknown)
+    concurrency: int = spec(64, at_least=1)
+    requests_per_minute: float | None = spec(None, above=0)
+    tokens_per_minute: float | None = spec(None, above=0)
+    timeout: float = spec(120.0, above=0)  # seconds per request
+    max_attempts: int = spec(6, at_least=1)  # per item and run; failures are recorded and retried next run
+    # cost ledger, USD per million prompt tokens (None: unknown)
+    price_in_per_mtok: float | None = spec(None, at_least=0.0)
+    price_out_per_mtok: float | None = spec(None, at_least=0.0)  # USD per million completion tokens (None: unknown)
     price_source: str | None = None       # where the prices come from (a pricing page and its date), for the plan
-    api_mode: str = "sync"                # openai: sync (requests) | batch (the Batch API: half price, within 24 h)
-    batch_price_factor: float = 0.5       # batch: its price as a share of the synchronous one (OpenAI: 50%)
-    batch_max_requests: int = 50000       # batch: requests per batch (OpenAI's limit: 50,000 and 200 MB)
-    batch_poll_seconds: float = 60.0      # batch: how often to look at a running batch
+    # openai: sync (requests) | batch (the Batch API: half price, within 24 h)
+    api_mode: str = spec("sync", one_of=("sync", "batch"))
+    # batch: its price as a share of the synchronous one (OpenAI: 50%)
+    batch_price_factor: float = spec(0.5, above=0, at_most=1.0)
+    batch_max_requests: int = spec(50000, at_least=1)  # batch: requests per batch (OpenAI's limit: 50,000 and 200 MB)
+    batch_poll_seconds: float = spec(60.0, above=0)  # batch: how often to look at a running batch
     batch_wait: bool = True               # batch: False returns once the batches are created; rerun to collect
     panel: dict[str, dict] = field(default_factory=dict)  # several teachers: name -> overrides of this section;
                                           # one store, the teacher in each key (one-shot CFT: 7 teachers)
-    checker_noise: float = 0.0            # checker: share of items whose verdict it gets wrong (a weak teacher)
-    data_parallel: int = 1                # hf / vllm: generating processes, each with its own GPUs
-    tensor_parallel: int = 0              # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    # checker: share of items whose verdict it gets wrong (a weak teacher)
+    checker_noise: float = spec(0.0, at_least=0.0, at_most=1.0)
+    data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -158,14 +179,17 @@ class BuildConfig(_Checked):
     methods: list[str] = field(default_factory=lambda: ["sft_reference", "sft_noisy", "cft"])
     system_prompt: str = DEFAULT_SYSTEM_PROMPT   # used by SFT examples (the solving prompt)
     critique_instruction: str = DEFAULT_CRITIQUE_INSTRUCTION
-    consistency: str = "keep"     # verdict vs reference-graded correctness: keep | drop | flag disagreements
+    # verdict vs reference-graded correctness: keep | drop | flag disagreements
+    consistency: str = spec("keep", one_of=("keep", "drop", "flag"))
     require_verdict: bool = True  # CFT examples need a parseable verdict
     dedupe: bool = True           # one problem text once (normalised), across all solutions' problems
     decontaminate: bool = True    # drop questions overlapping any benchmark test set
-    ngram: int = 13               # word n-gram size for decontamination
-    overlap_threshold: float = 0.5  # share of a question's n-grams found in a benchmark question
-    mix_ratio: float = 0.5        # cft_sft_mix: share of CFT examples (the rest SFT-reference)
-    critiques_per_solution: str = "one"  # one | all: every teacher's critique of a solution (a panel's store)
+    ngram: int = spec(13, at_least=1)  # word n-gram size for decontamination
+    # share of a question's n-grams found in a benchmark question
+    overlap_threshold: float = spec(0.5, above=0, at_most=1.0)
+    mix_ratio: float = spec(0.5, above=0, at_most=1.0)  # cft_sft_mix: share of CFT examples (the rest SFT-reference)
+    # one | all: every teacher's critique of a solution (a panel's store)
+    critiques_per_solution: str = spec("one", one_of=("one", "all"))
     majority: bool = False        # all: drop critiques whose verdict differs from most teachers' (ties: all dropped)
     exports: list[str] = field(default_factory=list)  # messages | hf | parquet | alpaca | trl_text (trl JSONL always)
     seed: int = 0
@@ -183,44 +207,49 @@ class TrainConfig(_Checked):
     model: str | None = None      # base model dir or hub name (the demo fills it in)
     data: str | None = None       # a dataset JSONL from `build` (prompt/completion rows)
     output_dir: str | None = None
-    token_budget: int = 300_000
-    epochs: float = 1.0
+    token_budget: int = spec(300_000, at_least=0)
+    epochs: float = spec(1.0, above=0)
     max_steps: int = -1           # > 0 overrides epochs
-    lr: float = 5e-4
-    batch_size: int = 32          # per device
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    lr_scheduler: str = "cosine"
-    max_length: int = 512         # cutoff in tokens (the paper: 2048)
-    too_long: str = "truncate"    # truncate | drop examples longer than max_length (counted in the log)
+    lr: float = spec(5e-4, above=0)
+    batch_size: int = spec(32, at_least=1)  # per device
+    grad_accum: int = spec(1, at_least=1)
+    warmup_ratio: float = spec(0.1, at_least=0.0, at_most=1.0)
+    weight_decay: float = spec(0.0, at_least=0.0)
+    lr_scheduler: str = spec("cosine", one_of=LR_SCHEDULERS)
+    max_length: int = spec(512, at_least=8)  # cutoff in tokens (the paper: 2048)
+    # truncate | drop examples longer than max_length (counted in the log)
+    too_long: str = spec("truncate", one_of=("truncate", "drop"))
     seed: int = 0
     bf16: bool = False
     gradient_checkpointing: bool = False
     group_by_length: bool = True  # length-grouped batches + dynamic padding (the fast path on CPU)
     packing: bool = False         # padding-free packing (GPU with FlashAttention); exact per-example attention
     lora: bool = False            # PEFT LoRA adapters instead of full fine-tuning
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = spec(16, at_least=1)
+    lora_alpha: int = spec(32, above=0)
+    lora_dropout: float = spec(0.05, at_least=0.0, at_most=0.99)
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                              "gate_proj", "up_proj", "down_proj"])
     merge_lora: bool = True       # save merged full weights (loadable with AutoModelForCausalLM)
-    save_steps: int = 0           # > 0: also checkpoint every N steps
+    save_steps: int = spec(0, at_least=0)  # > 0: also checkpoint every N steps
     save_epochs: bool = False     # checkpoint at the end of every epoch instead (many epochs over a small set)
-    save_minutes: float = 5.0     # checkpoint when this many minutes passed since the last one (0: off);
-                                  # a rerun resumes from the last complete checkpoint
-    save_total_limit: int | None = None
+    # checkpoint when this many minutes passed since the last one (0: off);
+    # a rerun resumes from the last complete checkpoint
+    save_minutes: float = spec(5.0, at_least=0.0)
+    save_total_limit: int | None = spec(None, at_least=1)
     select_best_on: str | None = None  # a benchmark (world-validation, math-500, ...) to pick the best checkpoint
-    select_limit: int | None = 200
-    select_max_new_tokens: int = 200  # generation length when scoring checkpoints (real math needs ~2048)
+    select_limit: int | None = spec(200, at_least=1)
+    # generation length when scoring checkpoints (real math needs ~2048)
+    select_max_new_tokens: int = spec(200, at_least=1)
     deepspeed: str | None = None  # DeepSpeed JSON config (launch with `accelerate launch`)
-    launcher: str = "none"        # experiment cells: none (in the cell's process) | accelerate (a multi-process
-                                  # fine-tune: `accelerate launch --config_file accelerate_config -m critiquelab.cli train`)
+    # experiment cells: none (in the cell's process) | accelerate (a multi-process
+    # fine-tune: `accelerate launch --config_file accelerate_config -m critiquelab.cli train`)
+    launcher: str = spec("none", one_of=("none", "accelerate"))
     accelerate_config: str | None = None  # launcher=accelerate: an accelerate config file (recipes/accelerate/)
-    num_processes: int = 0        # launcher=accelerate: processes (0: the cell's GPUs, else the config file's number)
-    report_to: str = "none"       # none | tensorboard | wandb
-    logging_steps: int = 0        # 0: about 50 log points per run
+    # launcher=accelerate: processes (0: the cell's GPUs, else the config file's number)
+    num_processes: int = spec(0, at_least=0)
+    report_to: str = spec("none", one_of=("none", "tensorboard", "wandb"))
+    logging_steps: int = spec(0, at_least=0)  # 0: about 50 log points per run
 
 
 @dataclass
@@ -228,17 +257,18 @@ class EvalConfig(_Checked):
     """Greedy batched evaluation graded by final answer."""
 
     benchmarks: list[str] = field(default_factory=lambda: ["world"])
-    limit: int | None = None
-    batch_size: int = 64
-    max_new_tokens: int = 200
-    prompt: str = "cot"           # cot (the paper's) | plain | fewshot (4 GSM8K-train examples)
-    backend: str = "hf"           # hf | openai (any OpenAI-compatible endpoint) | vllm
+    limit: int | None = spec(None, at_least=1)
+    batch_size: int = spec(64, at_least=1)
+    max_new_tokens: int = spec(200, at_least=1)
+    # cot (the paper's) | plain | fewshot (4 GSM8K-train examples)
+    prompt: str = spec("cot", one_of=("cot", "plain", "fewshot"))
+    backend: str = spec("hf", one_of=("hf", "openai", "vllm"))  # hf | openai (any OpenAI-compatible endpoint) | vllm
     base_url: str | None = None   # openai backend: e.g. http://127.0.0.1:8000/v1
     api_model: str | None = None  # openai backend: the served model's name
     api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
-    concurrency: int = 16
-    data_parallel: int = 1        # hf / vllm: generating processes, each with its own GPUs
-    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    concurrency: int = spec(16, at_least=1)
+    data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -246,20 +276,20 @@ class CriticConfig(_Checked):
     """A critic judging solutions (`judge`, `eval-critic`, and an experiment's critic stage, which
     samples `n_samples` solutions for each of `n_problems` validation problems)."""
 
-    backend: str = "hf"           # hf | openai (any OpenAI-compatible endpoint) | vllm
+    backend: str = spec("hf", one_of=("hf", "openai", "vllm"))  # hf | openai (any OpenAI-compatible endpoint) | vllm
     base_url: str | None = None   # openai backend: e.g. http://127.0.0.1:8000/v1
     api_model: str | None = None  # openai backend: the served model's name
     api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
     instruction: str = DEFAULT_CRITIQUE_INSTRUCTION  # the CFT prompt's first line (as in `build`)
-    max_new_tokens: int = 1024    # room for a real critic's critique before its verdict
-    batch_size: int = 16
-    concurrency: int = 16
-    n_problems: int = 100         # experiment: 0 skips the critic stage
-    n_samples: int = 4
-    temperature: float = 1.0      # experiment: sampling of the judged solutions
+    max_new_tokens: int = spec(1024, at_least=1)  # room for a real critic's critique before its verdict
+    batch_size: int = spec(16, at_least=1)
+    concurrency: int = spec(16, at_least=1)
+    n_problems: int = spec(100, at_least=0)  # experiment: 0 skips the critic stage
+    n_samples: int = spec(4, at_least=1)
+    temperature: float = spec(1.0, at_least=0.0)  # experiment: sampling of the judged solutions
     methods: list[str] = field(default_factory=lambda: ["base", "sft_reference", "cft"])
-    data_parallel: int = 1        # hf / vllm: generating processes, each with its own GPUs
-    tensor_parallel: int = 0      # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
+    tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
 
 @dataclass
@@ -269,22 +299,25 @@ class RLConfig(_Checked):
     model: str | None = None      # the start: a base, or a CFT / SFT model (CFT followed by RL)
     solutions: str | None = None  # the pool: solutions.jsonl from `sample` (graded)
     output_dir: str | None = None
-    critique_share: float = 1.0   # share of critique prompts; the rest are solve prompts
+    # share of critique prompts; the rest are solve prompts
+    critique_share: float = spec(1.0, at_least=0.0, at_most=1.0)
     balance: bool = True          # 1:1 right / wrong solutions (a constant verdict then scores 0.5)
-    format_bonus: float = 0.0     # added to a critique's reward when it has a parseable verdict
+    format_bonus: float = spec(0.0, at_least=0.0)  # added to a critique's reward when it has a parseable verdict
     instruction: str = DEFAULT_CRITIQUE_INSTRUCTION
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    num_generations: int = 8      # completions per prompt (a GRPO group)
-    max_completion_length: int = 512
-    temperature: float = 1.0
-    beta: float = 0.0             # KL coefficient (Critique-Coder: none)
-    lr: float = 1e-6
-    batch_size: int = 8           # per device; num_generations must divide batch_size x grad_accum
-    grad_accum: int = 1
-    steps: int = 100              # with token_budget: the most steps
-    token_budget: int = 0         # > 0: stop once generated + trained tokens reach it (the grid's matched compute)
-    save_steps: int = 50          # checkpoints; a rerun resumes from the last one
-    save_minutes: float = 5.0     # and one when this many minutes passed since the last (0: off; Slurm preemption)
+    num_generations: int = spec(8, at_least=2)  # completions per prompt (a GRPO group)
+    max_completion_length: int = spec(512, at_least=1)
+    temperature: float = spec(1.0, above=0)
+    beta: float = spec(0.0, at_least=0.0)  # KL coefficient (Critique-Coder: none)
+    lr: float = spec(1e-6, above=0)
+    batch_size: int = spec(8, at_least=1)  # per device; num_generations must divide batch_size x grad_accum
+    grad_accum: int = spec(1, at_least=1)
+    steps: int = spec(100, at_least=1)  # with token_budget: the most steps
+    # > 0: stop once generated + trained tokens reach it (the grid's matched compute)
+    token_budget: int = spec(0, at_least=0)
+    save_steps: int = spec(50, at_least=0)  # checkpoints; a rerun resumes from the last one
+    # and one when this many minutes passed since the last (0: off; Slurm preemption)
+    save_minutes: float = spec(5.0, at_least=0.0)
     bf16: bool = False
     use_vllm: bool = False        # GPU: generate with vLLM through TRL
     seed: int = 0
@@ -296,10 +329,13 @@ class VLLMConfig(_Checked):
     eval, judge, eval-critic, and an experiment's cells). These say how the engine runs, so, like
     `tensor_parallel`, they enter no result's key (a cached item stays cached when they change)."""
 
-    gpu_memory_utilization: float = 0.9   # share of GPU memory vLLM takes for weights + KV cache (shared
-                                          # with training: lower it)
-    max_model_len: int | None = None      # context length (None: the model's); lower it to need less KV cache
-    dtype: str = "auto"                   # auto (the model's) | float32 | bfloat16 | float16
+    # share of GPU memory vLLM takes for weights + KV cache (shared
+    # with training: lower it)
+    gpu_memory_utilization: float = spec(0.9, above=0, at_most=1.0)
+    # context length (None: the model's); lower it to need less KV cache
+    max_model_len: int | None = spec(None, at_least=16)
+    # auto (the model's) | float32 | bfloat16 | float16
+    dtype: str = spec("auto", one_of=("auto", "float32", "bfloat16", "float16"))
     enforce_eager: bool = False           # no CUDA graphs: less memory and a faster start, slower decoding
     enable_prefix_caching: bool = True    # reuse the KV cache of shared prompt prefixes (few-shot, panels)
     engine_args: dict[str, Any] = field(default_factory=dict)  # any other argument of vllm.LLM
@@ -312,14 +348,14 @@ class SlurmConfig(_Checked):
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    nodes: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 8
-    mem_gb: int | None = None
-    time_min: int = 240           # a job that hits it is requeued and resumes from its last checkpoint
+    nodes: int = spec(1, at_least=1)
+    gpus_per_node: int = spec(0, at_least=0)
+    cpus_per_task: int = spec(8, at_least=1)
+    mem_gb: int | None = spec(None, at_least=1)
+    time_min: int = spec(240, at_least=1)  # a job that hits it is requeued and resumes from its last checkpoint
     constraint: str | None = None
-    array_parallelism: int = 64   # most cells of one job array running at once
-    max_requeues: int = 3         # preemptions / timeouts a cell's job is resubmitted after
+    array_parallelism: int = spec(64, at_least=1)  # most cells of one job array running at once
+    max_requeues: int = spec(3, at_least=0)  # preemptions / timeouts a cell's job is resubmitted after
     setup: list[str] = field(default_factory=list)  # shell lines run before each job (module load ..., source ...)
     additional: dict[str, Any] = field(default_factory=dict)  # any other sbatch option, e.g. {exclusive: true}
 
@@ -329,12 +365,24 @@ class ExperimentConfig(_Checked):
     """Where an experiment's cells (fine-tune + evaluation) run (executors.py). Not part of any
     result's key: a grid started with one executor resumes with another."""
 
-    executor: str = "local"       # local (in this process) | subprocess (child processes) | slurm (jobs)
-    parallel_cells: int = 1       # subprocess: cells at once, each pinned to its share of the visible GPUs
-    gpus_per_cell: int = 0        # subprocess: GPUs per cell (0: the visible GPUs / parallel_cells)
+    # local (in this process) | subprocess (child processes) | slurm (jobs)
+    executor: str = spec("local", one_of=("local", "subprocess", "slurm"))
+    # subprocess: cells at once, each pinned to its share of the visible GPUs
+    parallel_cells: int = spec(1, at_least=1)
+    gpus_per_cell: int = spec(0, at_least=0)  # subprocess: GPUs per cell (0: the visible GPUs / parallel_cells)
     wait: bool = True             # slurm: False submits and returns; a later `experiment` call collects
-    poll_seconds: float = 30.0    # slurm: how often to look at the jobs
+    poll_seconds: float = spec(30.0, above=0)  # slurm: how often to look at the jobs
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+@dataclass
+class ModelEntry:
+    """One entry of `models` or `aux_models`: a base pretrained on the world, with `model` and
+    `pretrain` overriding those sections, or a given `base_model` (default: the run's)."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    base_model: str | None = None
 
 
 @dataclass
@@ -354,10 +402,10 @@ class RunConfig:
     data_sizes: list[int] = field(default_factory=list)   # training questions per cell; [] = all
     sources: dict[str, dict] = field(default_factory=dict)  # name -> sample overrides (noisy-solution source)
     teachers: dict[str, dict] = field(default_factory=dict)  # name -> critique overrides (who writes critiques)
-    models: dict[str, dict] = field(default_factory=dict)  # name -> {model: {...}, pretrain: {...}} or {base_model}
+    models: dict[str, ModelEntry] = field(default_factory=dict)  # name -> its base (the model axis)
     lr_grid: list[float] = field(default_factory=list)     # [] = train.lr for every method
-    aux_models: dict[str, dict] = field(default_factory=dict)  # name -> like `models`, but not fine-tuned: bases
-                                                              # that write or critique data, named `@name`
+    # name -> like `models`, but not fine-tuned: bases that write or critique data, named `@name`
+    aux_models: dict[str, ModelEntry] = field(default_factory=dict)
     base_model: str | None = None  # a model dir or hub name; None = pretrain the tiny model on the world
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -409,7 +457,17 @@ def _check_type(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             errors.append(f"{where}: expected a mapping, got {value!r}")
-        return value
+            return value
+        item_tp = typing.get_args(tp)[1]
+        if not dataclasses.is_dataclass(item_tp):
+            return value
+        out = {}  # named entries, such as `models`
+        for k, v in value.items():
+            if isinstance(v, dict):
+                out[k] = _build(item_tp, v, f"{where}.{k}.", errors)
+            else:
+                errors.append(f"{where}.{k}: expected a mapping, got {v!r}")
+        return out
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):  # "a,b" from the command line
@@ -547,72 +605,6 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Checks of values: ranges, choices and cross-field rules, run whenever a config is made (from
-# YAML, overrides or Python). Problems are gathered per section and reported all at once.
-
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
-CHOICES: dict[tuple[str, str], tuple] = {
-    ("SampleConfig", "source"): ("model", "synthetic", "import"),
-    ("SampleConfig", "import_preset"): ("webinstruct", "metamathqa", "numinamath", "custom"),
-    ("SampleConfig", "backend"): ("hf", "vllm"),
-    ("SampleConfig", "seed_problem"): ("easy", "medium", "hard"),
-    ("CritiqueConfig", "teacher"): ("checker", "openai", "hf", "vllm"),
-    ("CritiqueConfig", "api_mode"): ("sync", "batch"),
-    ("BuildConfig", "consistency"): ("keep", "drop", "flag"),
-    ("BuildConfig", "critiques_per_solution"): ("one", "all"),
-    ("TrainConfig", "lr_scheduler"): LR_SCHEDULERS,
-    ("TrainConfig", "too_long"): ("truncate", "drop"),
-    ("TrainConfig", "report_to"): ("none", "tensorboard", "wandb"),
-    ("TrainConfig", "launcher"): ("none", "accelerate"),
-    ("ExperimentConfig", "executor"): ("local", "subprocess", "slurm"),
-    ("EvalConfig", "prompt"): ("cot", "plain", "fewshot"),
-    ("EvalConfig", "backend"): ("hf", "openai", "vllm"),
-    ("CriticConfig", "backend"): ("hf", "openai", "vllm"),
-    ("VLLMConfig", "dtype"): ("auto", "float32", "bfloat16", "float16"),
-}
-
-# (lowest, highest): None is unbounded; a lowest of 0.0 written as `0+` means "more than 0".
-_POS, _NONNEG, _SHARE, _OPEN_SHARE = (1, None), (0, None), (0.0, 1.0), ("0+", 1.0)
-RANGES: dict[str, dict[str, tuple]] = {
-    "WorldConfig": {"min_steps": _POS, "max_steps": _POS, "max_number": (2, None), "max_factor": (2, None),
-                    "max_value": (4, None), "n_pretrain": _NONNEG, "n_train": _NONNEG, "n_validation": _NONNEG,
-                    "n_test": _NONNEG},
-    "ModelConfig": {"hidden_size": _POS, "num_layers": _POS, "num_heads": _POS, "num_kv_heads": _POS,
-                    "intermediate_size": _POS, "vocab_size": (260, None), "max_position_embeddings": (16, None)},
-    "PretrainConfig": {"tokens": _POS, "critique_share": _SHARE, "lr": ("0+", None), "batch_size": _POS,
-                       "warmup_ratio": _SHARE, "weight_decay": (0.0, None)},
-    "SampleConfig": {"n_problems": _POS, "n_per_problem": _POS, "temperature": (0.0, None), "top_p": _OPEN_SHARE,
-                     "max_new_tokens": _POS, "batch_size": _POS, "error_rate": _SHARE, "data_parallel": _POS,
-                     "tensor_parallel": _NONNEG, "seed_candidates": _POS, "seed_k": (2, None)},
-    "CritiqueConfig": {"temperature": (0.0, 2.0), "top_p": _OPEN_SHARE, "max_tokens": _POS, "concurrency": _POS,
-                       "requests_per_minute": ("0+", None), "tokens_per_minute": ("0+", None),
-                       "timeout": ("0+", None), "max_attempts": _POS, "price_in_per_mtok": (0.0, None),
-                       "price_out_per_mtok": (0.0, None), "checker_noise": _SHARE,
-                       "batch_price_factor": _OPEN_SHARE, "batch_max_requests": _POS,
-                       "batch_poll_seconds": ("0+", None), "data_parallel": _POS, "tensor_parallel": _NONNEG},
-    "BuildConfig": {"ngram": _POS, "overlap_threshold": _OPEN_SHARE, "mix_ratio": _OPEN_SHARE},
-    "TrainConfig": {"token_budget": _NONNEG, "epochs": ("0+", None), "lr": ("0+", None), "batch_size": _POS,
-                    "grad_accum": _POS, "warmup_ratio": _SHARE, "weight_decay": (0.0, None), "max_length": (8, None),
-                    "lora_r": _POS, "lora_alpha": ("0+", None), "lora_dropout": (0.0, 0.99), "save_steps": _NONNEG,
-                    "save_minutes": (0.0, None), "save_total_limit": _POS, "select_limit": _POS,
-                    "logging_steps": _NONNEG, "num_processes": _NONNEG, "select_max_new_tokens": _POS},
-    "RLConfig": {"critique_share": _SHARE, "format_bonus": (0.0, None), "num_generations": (2, None),
-                 "max_completion_length": _POS, "temperature": ("0+", None), "beta": (0.0, None), "lr": ("0+", None),
-                 "batch_size": _POS, "grad_accum": _POS, "steps": _POS, "save_steps": _NONNEG,
-                 "token_budget": _NONNEG, "save_minutes": (0.0, None)},
-    "SlurmConfig": {"nodes": _POS, "gpus_per_node": _NONNEG, "cpus_per_task": _POS, "mem_gb": _POS, "time_min": _POS,
-                    "array_parallelism": _POS, "max_requeues": _NONNEG},
-    "ExperimentConfig": {"parallel_cells": _POS, "gpus_per_cell": _NONNEG, "poll_seconds": ("0+", None)},
-    "EvalConfig": {"limit": _POS, "batch_size": _POS, "max_new_tokens": _POS, "concurrency": _POS,
-                   "data_parallel": _POS, "tensor_parallel": _NONNEG},
-    "VLLMConfig": {"gpu_memory_utilization": _OPEN_SHARE, "max_model_len": (16, None)},
-    "CriticConfig": {"n_problems": _NONNEG, "n_samples": _POS, "temperature": (0.0, None), "max_new_tokens": _POS,
-                     "batch_size": _POS, "concurrency": _POS, "data_parallel": _POS, "tensor_parallel": _NONNEG},
-}
-
-
 class ConfigError(UserError):
     """Problems with a config's values; `problems` names each key (without its section)."""
 
@@ -621,16 +613,19 @@ class ConfigError(UserError):
         self.problems = problems
 
 
-def _range_problem(name: str, value: Any, bounds: tuple) -> str | None:
+def _value_problem(name: str, value: Any, m: dict) -> str | None:
+    """What is wrong with one value against its field's `spec` (None: nothing, or a type error
+    that is reported elsewhere)."""
+    if isinstance(value, str) and m.get("one_of") and value not in m["one_of"]:
+        return f"{name}={value!r}: use one of {', '.join(m['one_of'])}"
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None  # optional and unset, or a type error reported elsewhere
-    lo, hi = bounds
-    if lo == "0+" and value <= 0:
-        return f"{name}={value}: must be greater than 0"
-    if isinstance(lo, (int, float)) and value < lo:
-        return f"{name}={value}: must be at least {lo}"
-    if hi is not None and value > hi:
-        return f"{name}={value}: must be at most {hi}"
+        return None
+    if m.get("above") is not None and value <= m["above"]:
+        return f"{name}={value}: must be greater than {m['above']}"
+    if m.get("at_least") is not None and value < m["at_least"]:
+        return f"{name}={value}: must be at least {m['at_least']}"
+    if m.get("at_most") is not None and value > m["at_most"]:
+        return f"{name}={value}: must be at most {m['at_most']}"
     return None
 
 
@@ -660,16 +655,10 @@ def _ints(*values: Any) -> bool:
 
 
 def check_values(cfg: Any) -> None:
-    """Raise ConfigError listing every out-of-range value, unknown choice and broken rule of one
-    section (called by each config's `__post_init__`)."""
-    kind, problems = type(cfg).__name__, []
-    for name, bounds in RANGES.get(kind, {}).items():
-        if (p := _range_problem(name, getattr(cfg, name), bounds)) is not None:
-            problems.append(p)
-    for (owner, name), valid in CHOICES.items():
-        value = getattr(cfg, name) if owner == kind else None
-        if isinstance(value, str) and value not in valid:
-            problems.append(f"{name}={value!r}: use one of {', '.join(valid)}")
+    """Raise ConfigError listing every value outside its field's `spec` and every broken rule of
+    one section (called by each config's `__post_init__`)."""
+    problems = [p for f in dataclasses.fields(cfg)
+                if (p := _value_problem(f.name, getattr(cfg, f.name), f.metadata)) is not None]
     problems += _cross_problems(cfg)
     if problems:
-        raise ConfigError(kind, problems)
+        raise ConfigError(type(cfg).__name__, problems)

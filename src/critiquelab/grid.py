@@ -23,6 +23,7 @@ from critiquelab.config import (
     NAME,
     CritiqueConfig,
     ModelConfig,
+    ModelEntry,
     PretrainConfig,
     RunConfig,
     SampleConfig,
@@ -134,12 +135,12 @@ def plan_experiment(cfg: RunConfig, bench_dir=None, offline: bool = False) -> Pl
     methods = [m for m in cfg.build.methods if m != "base"]
     _check_methods(cfg, methods, errors)
     _check_benchmarks(cfg, bench_dir, errors)
-    models = _bases_of(cfg, "models", cfg.models or {"default": {}}, errors)
+    models = _bases_of(cfg, "models", cfg.models or {"default": ModelEntry()}, errors)
     aux = _bases_of(cfg, "aux_models", cfg.aux_models, errors)
     _check_lr_grid(cfg, errors)
     sources = named_sections(cfg.sample, cfg.sources or {"default": {}}, "sources", errors)
     teachers = named_sections(cfg.critique, cfg.teachers or {"default": {}}, "teachers", errors)
-    # (named_sections checked each value against config.CHOICES: a bad source or teacher is an error there)
+    # (named_sections checked each value against its field's spec: a bad source or teacher is an error there)
     _check_data(sources, teachers, aux, errors)
     _check_bases(models, offline, errors, missing)
     sizes: list[int | None] = sorted(set(cfg.data_sizes), reverse=True) or [None]
@@ -223,24 +224,19 @@ def _check_benchmarks(cfg: RunConfig, bench_dir, errors: list[str]) -> None:
             errors.append(str(e))
 
 
-def _bases_of(cfg: RunConfig, axis: str, table: dict, errors: list[str]) -> dict[str, BaseSpec]:
+def _bases_of(cfg: RunConfig, axis: str, table: dict[str, ModelEntry], errors: list[str]) -> dict[str, BaseSpec]:
     """The entries of `models` or `aux_models`, checked (their names become directory names)."""
     out = {}
     for name, entry in table.items():
         if not NAME.fullmatch(str(name)):
             errors.append(f"{axis}: name {name!r} must be letters, digits, '_' or '.', not starting with '.'")
-        if not isinstance(entry, dict):
-            errors.append(f"{axis}.{name}: expected a mapping with model, pretrain or base_model, got {entry!r}")
-            continue
-        if unknown := sorted(set(entry) - {"model", "pretrain", "base_model"}):
-            errors.append(f"{axis}.{name}: unknown key(s) {unknown} (valid: base_model, model, pretrain)")
-        if entry.get("base_model", cfg.base_model) and {"model", "pretrain"} & set(entry):
+        base_model = entry.base_model or cfg.base_model
+        if base_model and (entry.model or entry.pretrain):
             errors.append(f"{axis}.{name}: model/pretrain settings do nothing for a given base_model; "
                           "give one or the other")
-        out[str(name)] = BaseSpec(with_overrides(cfg.model, entry.get("model") or {}, f"{axis}.{name}.model.", errors),
-                                  with_overrides(cfg.pretrain, entry.get("pretrain") or {},
-                                                 f"{axis}.{name}.pretrain.", errors),
-                                  entry.get("base_model", cfg.base_model))
+        out[str(name)] = BaseSpec(with_overrides(cfg.model, entry.model, f"{axis}.{name}.model.", errors),
+                                  with_overrides(cfg.pretrain, entry.pretrain, f"{axis}.{name}.pretrain.", errors),
+                                  base_model)
     return out
 
 
