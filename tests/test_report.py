@@ -1,6 +1,6 @@
 import pytest
 
-from critiquelab.report import paired_comparison
+from critiquelab.results import paired_comparison
 
 
 def test_paired_comparison_identical_runs_show_no_effect():
@@ -27,7 +27,7 @@ def test_paired_comparison_small_difference_is_not_significant():
 
 def test_seed_means_pool_seeds_and_items(tmp_path):
     from critiquelab.io import write_jsonl
-    from critiquelab.report import item_table, load_cells, seed_means
+    from critiquelab.results import item_table, load_cells, seed_means
 
     for seed, pattern in enumerate([[1, 1, 0, 0], [1, 0, 0, 0]]):
         write_jsonl(tmp_path / "eval" / f"cft-s{seed}" / "world.jsonl",
@@ -101,7 +101,7 @@ def _fixture_run(root, *, sizes=(None,), sources=("default",)):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from critiquelab.report import load_run
+    from critiquelab.results import load_run
 
     return load_run(_fixture_run(tmp_path_factory.mktemp("run")))
 
@@ -157,7 +157,8 @@ def test_section_learning_rates_one_row_per_method(run):
 
 
 def test_section_data_size_only_with_several_sizes(tmp_path, run):
-    from critiquelab.report import load_run, section_data_size
+    from critiquelab.report import section_data_size
+    from critiquelab.results import load_run
 
     assert section_data_size(run) == []
     sized = load_run(_fixture_run(tmp_path / "sized", sizes=(10, 20)))
@@ -166,7 +167,8 @@ def test_section_data_size_only_with_several_sizes(tmp_path, run):
 
 
 def test_section_ablation_only_with_several_sources(tmp_path, run):
-    from critiquelab.report import load_run, section_ablation
+    from critiquelab.report import section_ablation
+    from critiquelab.results import load_run
 
     assert section_ablation(run) == []
     md = _md(section_ablation(load_run(_fixture_run(tmp_path / "two", sources=("base", "teacher")))))
@@ -201,7 +203,8 @@ def test_section_unfinished_and_provenance(run):
 
 
 def test_write_report_is_its_sections_in_order(tmp_path):
-    from critiquelab.report import SECTIONS, load_run, write_report
+    from critiquelab.report import SECTIONS, write_report
+    from critiquelab.results import load_run
 
     md = write_report(_fixture_run(tmp_path)).read_text()
     assert md == _md([b for s in SECTIONS for b in s(load_run(tmp_path))])

@@ -4,7 +4,7 @@ where it starts, whether the report compares it with the others of its setting, 
 Every list and name rule about methods derives from `TABLE`: build's variants and what they need
 (build.py), the RL methods and their critique share (rl.py), the grid's checks and waves
 (grid.py, experiment.py), the cost estimate's example sizes (costs.py) and the report's order,
-comparisons and colours (report.py). A new method is one row here plus its data builder (build.py
+comparisons (results.py) and colours (report.py). A new method is one row here plus its data builder (build.py
 for a dataset, rl.py for a reward).
 """
 

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from critiquelab.report import item_table, load_cells, paired_comparison
+from critiquelab.results import item_table, load_cells, paired_comparison
 
 
 def per_item(run: Path, method: str, source: str) -> dict:
