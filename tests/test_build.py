@@ -96,3 +96,27 @@ def test_import_presets_and_public_cft_layout(tmp_path):
     assert import_alpaca_cft(public, tmp_path / "cft.jsonl") == 1
     row = read_jsonl(tmp_path / "cft.jsonl")[0]
     assert row["prompt"][0]["content"].endswith("Solution:\n3") and row["completion"][0]["content"].endswith("[END]")
+
+
+def test_the_checker_writes_in_the_chosen_style_under_its_own_teacher_key(items, tmp_path):
+    """critique.checker_style: the same verdicts, recompute-style text, a teacher id that says so (so
+    terse critiques already in a store are never served for it); the pretraining corpus follows
+    pretrain.critique_style the same way."""
+    import random
+
+    from critiquelab.pretrain import critique_messages
+    from critiquelab.world import generate_world
+
+    sols, terse = items
+    run_critique(sols, tmp_path / "recompute", CritiqueConfig(checker_style="recompute"))
+    new = read_jsonl(tmp_path / "recompute" / "critiques.jsonl")
+    old = {r["id"]: r for r in read_jsonl(terse)}
+    assert len(new) == len(old) == 40
+    for r in new:
+        assert r["teacher"] == "checker[recompute]" and old[r["id"]]["teacher"] == "checker"
+        assert (r["verdict"], r["error_step"]) == (old[r["id"]]["verdict"], old[r["id"]]["error_step"])
+        assert "', so " not in old[r["id"]]["critique"] and ", so " in r["critique"].splitlines()[0]
+    problem = generate_world(__import__("critiquelab.config", fromlist=["WorldConfig"]).WorldConfig(
+        n_pretrain=5, n_train=0, n_validation=0, n_test=0))["pretrain"][0]
+    text = critique_messages(problem, random.Random(0), "solve_first")[1]["content"]
+    assert text.startswith("My solution:") and text.endswith("[END]")

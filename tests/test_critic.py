@@ -89,3 +89,23 @@ def test_eval_critic_checks_labels_before_judging(tmp_path, capsys):
     assert main(["eval-critic", "--critic", str(tmp_path / "no-model"), "--solutions", str(path), "--out",
                  str(tmp_path / "e")]) == 2
     assert "no row has a 'correct' label" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_metrics_show_where_a_critic_fails():
+    """False alarms, recall per error kind and flagging with the first wrong step named, by hand."""
+    labels = [True, True, True, True, False, False, False, False]
+    kinds = [None, None, None, None, "arithmetic_slip", "arithmetic_slip", "copy_error", "wrong_final"]
+    verdicts = ["right", "right", "right", "wrong", "wrong", "right", "wrong", "wrong"]
+    crits = ["", "", "", "Step 1 has an arithmetic error", "Step 1: 2 + 2 = 4 is correct.\nStep 2 has an error",
+             "", "Step 1 starts from 3", "The final answer is wrong"]
+    rows = [{**s, "error_kind": k} for s, k in zip(sols(labels, steps={4: 2, 5: 1, 6: 2, 7: 3}), kinds, strict=True)]
+    js = [{"id": f"s{i}", "critique": c, "verdict": v} for i, (c, v) in enumerate(zip(crits, verdicts, strict=True))]
+    m = critic_metrics(rows, js)
+    assert m["false_alarm_rate"] == pytest.approx(1 / 4)
+    assert {k: (v["n"], v["recall"]) for k, v in m["recall_by_kind"].items()} == {
+        "arithmetic_slip": (2, 0.5), "copy_error": (1, 1.0), "wrong_final": (1, 1.0)}
+    # s4 flagged at step 2 (right), s5 missed, s6 flagged at step 1 (the error is at 2), s7 names no step
+    assert m["first_error_step_accuracy"] == pytest.approx(1 / 4) and m["first_error_step_n"] == 4
+    for key in ("false_alarm_ci95", "first_error_step_ci95"):
+        lo, hi = m[key]
+        assert 0 <= lo <= hi <= 1

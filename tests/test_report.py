@@ -88,7 +88,11 @@ def _fixture_run(root, *, sizes=(None,), sources=("default",)):
         write_json(root / "critic" / name / "critic.json",
                    {"critic": name, "metrics": {"n": 20, "accuracy": good / 20, "balanced_accuracy": good / 20,
                                                 "balanced_accuracy_ci95": [0.4, 0.9], "wrong_f1": 0.5,
-                                                "unparseable_rate": 0.0}})
+                                                "unparseable_rate": 0.0, "false_alarm_rate": 0.1,
+                                                "false_alarm_ci95": [0.02, 0.4], "first_error_step_accuracy": 0.5,
+                                                "first_error_step_ci95": [0.2, 0.8], "first_error_step_n": 10,
+                                                "recall_by_kind": {"copy_error": {"n": 4, "recall": 0.75,
+                                                                                  "ci95": [0.3, 0.95]}}}})
     write_json(root / "manifest.json", {"manifest": {"name": "fixture", "seeds": [0, 1], "base_model": "base",
                                                      "provenance": {"git_commit": "abc123"}},
                                         "timings": {"train": 12.5}})
@@ -181,6 +185,9 @@ def test_section_critics_and_their_paired_comparison(run):
 
     md = _md(section_critics(run))
     assert "| cft | 1 | 20 | 90.0 | 90.0 [40.0, 90.0] |" in md
+    assert "| critic | seed | false alarms (%) [95% CI] | flags and locates 1st error (%) [95% CI] | " \
+           "recall: copy_error (%) |" in md
+    assert "| cft | 1 | 10.0 [2.0, 40.0] | 50.0 [20.0, 80.0] | 75.0 [30.0, 95.0] (n=4) |" in md
     md = _md(section_critic_comparisons(run))
     assert "| cft | base | 90.0 | 60.0 | +30.0 |" in md and "| 1 / 1 | 20 |" in md
 

@@ -85,3 +85,31 @@ def test_write_world_writes_every_split(tmp_path):
     assert counts["test"] == 80
     assert sorted(f.name for f in tmp_path.iterdir()) == [
         ".critiquelab.json", "manifest.json", "pretrain.jsonl", "test.jsonl", "train.jsonl", "validation.jsonl"]
+
+
+@pytest.mark.parametrize("style", ["recompute", "solve_first"])
+def test_every_critique_style_gives_the_checkers_verdict_names_the_step_and_carries_the_correction(style):
+    from critiquelab.critic import _named_step
+    from critiquelab.critique import parse_verdict
+    from critiquelab.world import mistaken_critique
+
+    rng = random.Random(1)
+    for p in generate_world(CFG)["train"][:80]:
+        for text in [p["solution"]] + [noisy_solution(p, rng, kind=k)[0] for k in ERROR_KINDS]:
+            terse, res = check(p, text), check(p, text, style)
+            assert (res.correct, res.error_step, res.error_kind) == (terse.correct, terse.error_step, terse.error_kind)
+            assert parse_verdict(res.critique) == ("right" if terse.correct else "wrong")
+            if not res.correct:
+                assert f"The correct answer is {p['answer']}." in res.critique  # the correction
+                if res.error_step <= len(p["steps"]):
+                    assert _named_step(res.critique) == res.error_step, res.critique
+            mistaken = mistaken_critique(p, text, random.Random(0), style)
+            assert parse_verdict(mistaken) == ("wrong" if terse.correct else "right")
+    # recompute writes the step's true value before it reads the solution's
+    p = {"question": "Mia has 10 apples. Then Mia buys 5 more. Then Mia doubles them. How many?",
+         "start": 10, "answer": "30", "steps": [["+", 5, "buys 5 more"], ["*", 2, "doubles them"]]}
+    line = check(p, "Step 1: 10 + 5 = 16\nStep 2: 16 * 2 = 32\nThe answer is \\boxed{32}.", "recompute").critique
+    assert line.splitlines()[0] == ("Step 1: 'buys 5 more' is + 5, so 10 + 5 = 15. The solution has 10 + 5 = 16, "
+                                    "but 10 + 5 is 15: wrong.")
+    with pytest.raises(ValueError, match="critique style"):
+        check(p, "", "verbose")

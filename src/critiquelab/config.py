@@ -24,7 +24,7 @@ __all__ = [
     "BuildConfig", "TrainConfig", "EvalConfig", "CriticConfig", "RLConfig", "VLLMConfig", "SlurmConfig",
     "ExperimentConfig", "RunConfig",
     "load_config", "to_dict", "key_of",
-    "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "spec",
+    "with_overrides", "named_sections", "NAME", "check_values", "ConfigError", "spec", "CRITIQUE_STYLES",
     "DEFAULT_SYSTEM_PROMPT",
 ]
 
@@ -32,6 +32,7 @@ DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer w
 DEFAULT_CRITIQUE_INSTRUCTION = "Please critique whether the following solution to the question is correct."
 
 
+CRITIQUE_STYLES = ("terse", "recompute", "solve_first")  # how the world's checker writes a critique (world.check)
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -89,6 +90,7 @@ class PretrainConfig(_Checked):
     tokens: int = spec(2_000_000, at_least=1)
     # share of pretraining documents that are critiques of noisy solutions
     critique_share: float = spec(0.25, at_least=0.0, at_most=1.0)
+    critique_style: str = spec("terse", one_of=CRITIQUE_STYLES)  # the style of those critiques (world.check)
     lr: float = spec(2e-3, above=0)
     batch_size: int = spec(8, at_least=1)  # small batches: more steps per token, which the tiny model needs
     warmup_ratio: float = spec(0.05, at_least=0.0, at_most=1.0)
@@ -168,6 +170,7 @@ class CritiqueConfig(_Checked):
                                           # one store, the teacher in each key (one-shot CFT: 7 teachers)
     # checker: share of items whose verdict it gets wrong (a weak teacher)
     checker_noise: float = spec(0.0, at_least=0.0, at_most=1.0)
+    checker_style: str = spec("terse", one_of=CRITIQUE_STYLES)  # checker: how it writes critiques (world.check)
     data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
@@ -436,7 +439,8 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("SampleConfig", "seed_candidates"): 100, ("SampleConfig", "seed_k"): 8, ("CritiqueConfig", "panel"): {},
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False,
-                  ("RLConfig", "save_minutes"): 5.0}
+                  ("RLConfig", "save_minutes"): 5.0, ("PretrainConfig", "critique_style"): "terse",
+                  ("CritiqueConfig", "checker_style"): "terse"}
 
 
 def key_of(section: Any) -> dict:

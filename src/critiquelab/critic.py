@@ -45,7 +45,8 @@ from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 __all__ = ["read_judged", "run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
 
 JUDGED_FIELDS = {"id": (str, int), "question": str, "solution": str}
-LABEL_FIELDS = {"correct": bool, "problem_id": (str, int), "answer": (str, int, float), "first_error_step": int}
+LABEL_FIELDS = {"correct": bool, "problem_id": (str, int), "answer": (str, int, float), "first_error_step": int,
+                "error_kind": str}
 
 
 def read_judged(path: str | Path, labels: bool = False) -> list[dict]:
@@ -96,9 +97,12 @@ _STEP = re.compile(r"Step\s+(\d+)")
 
 
 def _named_step(critique: str) -> int | None:
-    """The step a critique blames: the first line that is not an 'is correct' confirmation."""
-    for line in critique.splitlines():
-        if line.strip().endswith("is correct.") or not line.strip():
+    """The step a critique blames: the first line that is not a confirmation ('is correct.', or
+    ': correct.' / 'matches.' of the other critique styles), after the critic's own solution."""
+    lines = critique.splitlines()
+    own = [i for i, line in enumerate(lines) if line.startswith("My answer is")]  # solve_first
+    for line in lines[own[0] + 1 if own else 0:]:
+        if line.strip().endswith(("is correct.", ": correct.", "matches.")) or not line.strip():
             continue
         m = _STEP.search(line)
         return int(m[1]) if m else None
@@ -145,6 +149,32 @@ def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0)
         out["names_first_wrong_step"] = named / len(steps)
         out["names_first_wrong_step_ci95"] = list(wilson_ci(named, len(steps)))
         out["names_first_wrong_step_n"] = len(steps)
+    out.update(_where_it_fails(labelled))
+    return out
+
+
+def _where_it_fails(labelled: list[tuple[dict, dict]]) -> dict:
+    """Where a critic fails: its false alarms on right solutions, and on wrong ones its recall per
+    error kind (the world's exact label, `error_kind`) and how often it flags the solution and
+    names its first wrong step, each with a Wilson interval."""
+    out = {}
+    right = [j["verdict"] == "wrong" for s, j in labelled if s["correct"]]
+    if right:
+        out["false_alarm_rate"], out["false_alarm_ci95"] = sum(right) / len(right), list(wilson_ci(sum(right),
+                                                                                                   len(right)))
+    by_kind = defaultdict(list)
+    for s, j in labelled:
+        if not s["correct"] and s.get("error_kind"):
+            by_kind[s["error_kind"]].append(j["verdict"] == "wrong")
+    if by_kind:
+        out["recall_by_kind"] = {k: {"n": len(v), "recall": sum(v) / len(v), "ci95": list(wilson_ci(sum(v), len(v)))}
+                                 for k, v in sorted(by_kind.items())}
+    located = [j["verdict"] == "wrong" and _named_step(j["critique"]) == s["first_error_step"]
+               for s, j in labelled if not s["correct"] and s.get("first_error_step")]
+    if located:
+        out["first_error_step_accuracy"] = sum(located) / len(located)
+        out["first_error_step_ci95"] = list(wilson_ci(sum(located), len(located)))
+        out["first_error_step_n"] = len(located)
     return out
 
 

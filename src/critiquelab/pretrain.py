@@ -17,7 +17,14 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from critiquelab.config import DEFAULT_SYSTEM_PROMPT, ModelConfig, PretrainConfig, TrainConfig, WorldConfig
+from critiquelab.config import (
+    DEFAULT_SYSTEM_PROMPT,
+    ModelConfig,
+    PretrainConfig,
+    TrainConfig,
+    WorldConfig,
+    key_of,
+)
 from critiquelab.io import (
     check_rows,
     mark_complete,
@@ -60,14 +67,14 @@ def corpus_messages(problem: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -
     ]
 
 
-def critique_messages(problem: dict, rng: random.Random) -> list[dict]:
+def critique_messages(problem: dict, rng: random.Random, style: str = "terse") -> list[dict]:
     """A critique conversation in the CFT layout about a noisy (half of the time correct) attempt."""
     from critiquelab.build import cft_prompt
     from critiquelab.config import BuildConfig
 
     solution = noisy_solution(problem, rng)[0] if rng.random() < 0.5 else problem["solution"]
     return [{"role": "user", "content": cft_prompt(problem["question"], solution, BuildConfig().critique_instruction)},
-            {"role": "assistant", "content": check(problem, solution).critique}]
+            {"role": "assistant", "content": check(problem, solution, style).critique}]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):
@@ -125,7 +132,7 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
     check_rows(problems, corpus, {"question": str, "solution": str, "start": int, "steps": list},
                fix="is --world a directory written by `critiquelab world`?")
     fingerprint = stable_hash({"v": FORMAT_VERSION, "corpus": stable_hash(problems), "model": asdict(model_cfg),
-                               "pretrain": asdict(cfg), "max_length": max_length})
+                               "pretrain": key_of(cfg), "max_length": max_length})
     with output_dir(out_dir, "model", fingerprint=fingerprint, overwrite=overwrite) as (out, state):
         if state == "done" and (out / "critiquelab_pretrain.json").is_file():
             return read_json(out / "critiquelab_pretrain.json")["stats"]
@@ -133,7 +140,7 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
         rng = random.Random(cfg.seed)
         # Like web text, the corpus holds worked solutions and, for a share of problems, a critique of
         # a flawed (or sound) attempt, so the base model has seen evaluative text before any CFT.
-        convs = [critique_messages(p, rng) if rng.random() < cfg.critique_share else corpus_messages(p)
+        convs = [critique_messages(p, rng, cfg.critique_style) if rng.random() < cfg.critique_share else corpus_messages(p)
                  for p in problems]
         texts = [tmp_tok.apply_chat_template(c, tokenize=False) for c in convs]
         tokenizer = build_tokenizer(texts, model_cfg.vocab_size)
@@ -160,7 +167,7 @@ def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: 
                       cfg: PretrainConfig) -> tuple[Path, bool]:
     """Return (path, was_cached) of the base model for these configs, pretraining if needed."""
     key = stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
-                       "pretrain": asdict(cfg)})
+                       "pretrain": key_of(cfg)})
     path = cache_dir() / "models" / f"base-{key}"
     finished = (read_marker(path) or {}).get("complete") or (path / "critiquelab_pretrain.json").is_file()
     if finished and (path / "config.json").is_file():  # (a cache from before markers has no marker)

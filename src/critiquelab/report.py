@@ -418,8 +418,34 @@ def section_critics(d: Run) -> list[tuple]:
                              "names 1st wrong step (%) [95% CI]",
                              "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
     first_seed = min((x["seed"] for x in critics if x["seed"] is not None), default=None)
-    return blocks + [("img", c["plot"], f"best-of-N {c['method']}") for c in critics
-                     if c["plot"] and c["model"] == d.main[0] and c["seed"] in (None, first_seed)]
+    return blocks + _where_critics_fail(critics, many_models) + [
+        ("img", c["plot"], f"best-of-N {c['method']}") for c in critics
+        if c["plot"] and c["model"] == d.main[0] and c["seed"] in (None, first_seed)]
+
+
+def _where_critics_fail(critics: list[dict], many_models: bool) -> list[tuple]:
+    """False alarms on right solutions; on wrong ones, recall per error kind (the world's labels)
+    and the share flagged with their first wrong step named; Wilson intervals."""
+    kinds = sorted({k for c in critics for k in c.get("recall_by_kind") or {}})
+    if not kinds and not any("false_alarm_rate" in c for c in critics):
+        return []
+
+    def cell(rate, ci) -> str:
+        return "-" if rate is None else f"{_pct(rate)} {_ci(ci)}"
+
+    rows = []
+    for c in critics:
+        by_kind = c.get("recall_by_kind") or {}
+        rows.append([*([c["model"]] if many_models else []), c["method"], "" if c["seed"] is None else c["seed"],
+                     cell(c.get("false_alarm_rate"), c.get("false_alarm_ci95")),
+                     cell(c.get("first_error_step_accuracy"), c.get("first_error_step_ci95")),
+                     *[f"{_pct(by_kind[k]['recall'])} {_ci(by_kind[k]['ci95'])} (n={by_kind[k]['n']})"
+                       if k in by_kind else "-" for k in kinds]])
+    return [("p", "Where the critics fail: false alarms are right solutions called wrong; 'flags and locates' is the "
+                  "share of wrong solutions called wrong with their first wrong step named; the recall of each error "
+                  "kind (labelled by the world's exact checker) is the share of those solutions called wrong."),
+            ("table", [*(["model"] if many_models else []), "critic", "seed", "false alarms (%) [95% CI]",
+                       "flags and locates 1st error (%) [95% CI]", *[f"recall: {k} (%)" for k in kinds]], rows)]
 
 
 def section_critic_comparisons(d: Run) -> list[tuple]:

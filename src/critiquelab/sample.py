@@ -52,8 +52,9 @@ def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None =
     for k in _CARRY:
         if k in problem:
             row["reference_solution" if k == "solution" else k] = problem[k]
-    if "steps" in problem:  # the world's exact label: where the first error is (None when right)
-        row["first_error_step"] = check(problem, solution).error_step
+    if "steps" in problem:  # the world's exact labels: where the first error is and its kind (None when right)
+        res = check(problem, solution)
+        row["first_error_step"], row["error_kind"] = res.error_step, res.error_kind
     row.update(extra or {})
     return row
 

@@ -30,12 +30,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from critiquelab.config import WorldConfig
+from critiquelab.config import CRITIQUE_STYLES, WorldConfig
 from critiquelab.io import UserError, mark_complete, output_dir, stable_hash, write_json, write_jsonl
 
 __all__ = [
     "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "solution_text", "noisy_solution",
-    "check", "CheckResult", "apply_op",
+    "check", "CheckResult", "CRITIQUE_STYLES", "apply_op",
 ]
 
 SPLITS = ("pretrain", "train", "validation", "test")
@@ -227,78 +227,155 @@ class CheckResult:
     error_kind: str | None = None
 
 
-def check(problem: dict, solution: str) -> CheckResult:
-    """Walk `solution` against the true computation; critique in the paper's style."""
+@dataclass
+class _Walk:
+    """A solution walked against the true computation: its sound steps, then the first error."""
+    truth: list[tuple[str, int, str]]    # (op, operand, phrase) of every step of the problem
+    name: str
+    steps: list[tuple[int, str, int, int]]  # the solution's steps up to the first error: (a, op, b, c)
+    value: int                           # the true value after the sound steps
+    # the first error: (1-based step, kind, why (terse), what the solution has there or None, why (short))
+    error: tuple[int, str, str, str | None, str] | None = None
+
+
+def _walk(problem: dict, solution: str) -> _Walk:
     truth = [(op, n, text) for op, n, text in problem["steps"]]
-    name = problem["question"].split(" ", 1)[0]
+    w = _Walk(truth, problem["question"].split(" ", 1)[0], [], problem["start"])
     step_lines = [line.strip() for line in solution.splitlines() if line.strip().startswith("Step")]
     parsed = [STEP_RE.match(line) for line in step_lines]
-    out: list[str] = []
-    value = problem["start"]
-    error: tuple[int, str, str] | None = None
+    name, value = w.name, w.value
     for i, (op, n, text) in enumerate(truth):
         true_next = apply_op(op, value, n)
         right = f"{value} {op} {n} = {true_next}"
         if i >= len(parsed):
-            error = (i + 1, "skipped_step", f"The solution stops before step {i + 1}: "
-                     f"{name} {text}, which is {right}.")
+            w.error = (i + 1, "skipped_step", f"The solution stops before step {i + 1}: {name} {text}, which is "
+                       f"{right}.", None, "the solution stops before this step")
             break
         m = parsed[i]
         if m is None:
-            error = (i + 1, "unreadable", f"Step {i + 1} is not a calculation I can follow: "
-                     f"{step_lines[i][:80]!r}. It should be {right}.")
+            w.error = (i + 1, "unreadable", f"Step {i + 1} is not a calculation I can follow: "
+                       f"{step_lines[i][:80]!r}. It should be {right}.",
+                       None, f"the solution's step {i + 1} is not a calculation: {step_lines[i][:80]!r}")
             break
         a, o, b, c = int(m[2]), m[3], int(m[4]), int(m[5])
+        has = f"{a} {o} {b} = {c}"
         if (o, b) != (op, n) and i + 1 < len(truth) and (o, b) == tuple(truth[i + 1][:2]) and a == value:
-            error = (i + 1, "skipped_step", f"Step {i + 1} skips a step: first {name} {text}, "
-                     f"which is {right}.")
+            w.error = (i + 1, "skipped_step", f"Step {i + 1} skips a step: first {name} {text}, which is {right}.",
+                       has, "it skips this step")
         elif a != value:
             where = f"{name} starts with {value}" if i == 0 else f"step {i} gave {value}"
-            error = (i + 1, "copy_error", f"Step {i + 1} starts from {a}, but {where}. It should be {right}.")
+            w.error = (i + 1, "copy_error", f"Step {i + 1} starts from {a}, but {where}. It should be {right}.",
+                       has, f"it starts from {a}, not {value}")
         elif o != op:
-            error = (i + 1, "wrong_operation", f"Step {i + 1} uses {o}, but '{text}' means {op}. "
-                     f"It should be {right}.")
+            w.error = (i + 1, "wrong_operation", f"Step {i + 1} uses {o}, but '{text}' means {op}. "
+                       f"It should be {right}.", has, f"it uses {o}, not {op}")
         elif b != n:
-            error = (i + 1, "wrong_operand", f"Step {i + 1} uses {b}, but '{text}' means {op} {n}. "
-                     f"It should be {right}.")
+            w.error = (i + 1, "wrong_operand", f"Step {i + 1} uses {b}, but '{text}' means {op} {n}. "
+                       f"It should be {right}.", has, f"it uses {b}, not {n}")
         elif c != apply_op(o, a, b):
-            error = (i + 1, "arithmetic_slip", f"Step {i + 1} has an arithmetic error: "
-                     f"{a} {o} {b} = {apply_op(o, a, b)}, not {c}.")
-        if error:
+            w.error = (i + 1, "arithmetic_slip", f"Step {i + 1} has an arithmetic error: "
+                       f"{a} {o} {b} = {apply_op(o, a, b)}, not {c}.", has, f"but {a} {o} {b} is {apply_op(o, a, b)}")
+        if w.error:
             break
-        out.append(f"Step {i + 1}: {a} {o} {b} = {c} is correct.")
+        w.steps.append((a, o, b, c))
         value = true_next
-    if error is None:
+    w.value = value
+    if w.error is None:
         boxed = BOXED_RE.findall(solution)
+        k = len(truth) + 1
         if len(parsed) > len(truth):
-            error = (len(truth) + 1, "extra_step", f"Step {len(truth) + 1} is not in the problem: "
-                     f"after step {len(truth)} {name} has {value}.")
+            w.error = (k, "extra_step", f"Step {k} is not in the problem: after step {len(truth)} {name} has "
+                       f"{value}.", None, f"the solution has a step {k}, which is not in the problem")
         elif not boxed:
-            error = (len(truth) + 1, "missing_answer", f"The steps give {value}, but the solution "
-                     "never states a final answer in \\boxed{}.")
+            w.error = (k, "missing_answer", f"The steps give {value}, but the solution never states a final "
+                       "answer in \\boxed{}.", None, "the solution never states a final answer in \\boxed{}")
         elif int(boxed[-1]) != value:
-            error = (len(truth) + 1, "wrong_final", f"The steps give {value}, but the final answer "
-                     f"says {boxed[-1]}.")
-    if error is None:
-        out.append(f"The final answer {value} is correct.")
-        out.append("Conclusion: right [END]")
-        return CheckResult(True, "\n".join(out))
-    step, kind, why = error
-    out.append(why)
-    if step <= len(truth):
-        out.append("The correct steps from there:")
-        v = int(problem["start"])
-        for j, (op, n, _) in enumerate(truth):
-            w = apply_op(op, v, n)
-            if j + 1 >= step:
-                out.append(f"Step {j + 1}: {v} {op} {n} = {w}")
-            v = w
-    out.append(f"The correct answer is {problem['answer']}.")
-    out.append("Conclusion: wrong [END]")
+            w.error = (k, "wrong_final", f"The steps give {value}, but the final answer says {boxed[-1]}.",
+                       boxed[-1], f"not {value}")
+    return w
+
+
+def _true_steps(problem: dict) -> list[tuple[int, str, int, int, str]]:
+    """(value before, op, operand, value after, phrase) of every step of the true computation."""
+    out, v = [], int(problem["start"])
+    for op, n, text in problem["steps"]:
+        out.append((v, op, n, apply_op(op, v, n), text))
+        v = out[-1][3]
+    return out
+
+
+def _compared(w: _Walk, j: int, same: str, differs: str) -> str:
+    """What the solution has at step j + 1 (len(truth): its final answer), copied before the
+    judgement, so that the judgement compares two values already written."""
+    if j < len(w.steps):
+        a, o, b, c = w.steps[j]
+        return f" The solution has {a} {o} {b} = {c}: {same}."
+    if j == len(w.truth) and w.error is None:
+        return f" The solution's is {w.value}: {same}."
+    if w.error is None or w.error[0] != j + 1:
+        return ""
+    _, _, _, has, why = w.error
+    if has is None:
+        return f" But {why}: {differs}."
+    if j < len(w.truth):
+        return f" The solution has {has}, {why}: {differs}."
+    return f" The solution's is {has}, {why}: {differs}."
+
+
+def check(problem: dict, solution: str, style: str = "terse") -> CheckResult:
+    """Walk `solution` against the true computation and critique it in `style` (CRITIQUE_STYLES):
+
+    - `terse` (the paper's layout): each sound step is called correct, then the first error is
+      named and the correct steps from there are given;
+    - `recompute`: each step is first re-derived from the question (its phrase, the operation and
+      operand it means, the value), and only then compared with the solution's step;
+    - `solve_first`: the critic writes the whole solution first, then compares the candidate's
+      steps and answer with its own.
+
+    Every style ends `Conclusion: right [END]` or `Conclusion: wrong [END]` and, for a wrong
+    solution, carries the correction."""
+    return _render(problem, _walk(problem, solution), style)
+
+
+def _render(problem: dict, w: _Walk, style: str) -> CheckResult:
+    if style == "terse":
+        out = [f"Step {i + 1}: {a} {o} {b} = {c} is correct." for i, (a, o, b, c) in enumerate(w.steps)]
+        if w.error is None:
+            out += [f"The final answer {w.value} is correct.", "Conclusion: right [END]"]
+            return CheckResult(True, "\n".join(out))
+        step, kind, why, _, _ = w.error
+        out.append(why)
+        if step <= len(w.truth):
+            out.append("The correct steps from there:")
+            out += [f"Step {j + 1}: {v} {op} {n} = {x}" for j, (v, op, n, x, _) in enumerate(_true_steps(problem))
+                    if j + 1 >= step]
+    elif style == "recompute":  # the step's value is written before the solution's is read
+        out = []
+        for j, (v, op, n, x, text) in enumerate(_true_steps(problem)):
+            out.append(f"Step {j + 1}: '{text}' is {op} {n}, so {v} {op} {n} = {x}." + _compared(w, j, "correct",
+                                                                                                "wrong"))
+        if w.error is None or w.error[0] > len(w.truth):
+            out.append(f"The final answer should be {problem['answer']}." + _compared(w, len(w.truth), "correct",
+                                                                                      "wrong"))
+    elif style == "solve_first":  # the critic's own solution first, then the candidate's against it
+        out = ["My solution:"] + [f"Step {j + 1}: {v} {op} {n} = {x}" for j, (v, op, n, x, _) in
+                                  enumerate(_true_steps(problem))]
+        out.append(f"My answer is {problem['answer']}.")
+        for j in range(min(len(w.steps) + 1, len(w.truth))):
+            if j < len(w.steps) or w.error[0] == j + 1:
+                out.append(f"Step {j + 1}:" + _compared(w, j, "matches", "does not match"))
+        if w.error is None or w.error[0] > len(w.truth):
+            out.append("The final answer:" + _compared(w, len(w.truth), "matches", "does not match"))
+    else:
+        raise ValueError(f"unknown critique style {style!r}; choose from {CRITIQUE_STYLES}")
+    if w.error is None:
+        return CheckResult(True, "\n".join(out + ["Conclusion: right [END]"]))
+    step, kind, *_ = w.error
+    out += [f"The correct answer is {problem['answer']}.", "Conclusion: wrong [END]"]
     return CheckResult(False, "\n".join(out), step, kind)
 
 
-def mistaken_critique(problem: dict, solution: str, rng: random.Random) -> str:
+def mistaken_critique(problem: dict, solution: str, rng: random.Random, style: str = "terse") -> str:
     """A critique with the WRONG verdict, in the checker's style: a weak teacher for ablations.
 
     A wrong solution is waved through ("every step is correct"); a right one is accused of an
@@ -307,6 +384,20 @@ def mistaken_critique(problem: dict, solution: str, rng: random.Random) -> str:
     steps = [STEP_RE.match(line.strip()) for line in solution.splitlines() if line.strip().startswith("Step")]
     steps = [m for m in steps if m]
     boxed = BOXED_RE.findall(solution)
+    if style != "terse":  # the same mistakes, written in the style's layout
+        truth, name = [tuple(t) for t in problem["steps"]], problem["question"].split(" ", 1)[0]
+        parsed = [(int(m[2]), m[3], int(m[4]), int(m[5])) for m in steps][:len(truth)]
+        if not check(problem, solution).correct:  # every step of the solution "correct"
+            value = int(boxed[-1]) if boxed else (parsed[-1][3] if parsed else problem["start"])
+            parsed += [(0, op, n, 0) for op, n, _ in truth[len(parsed):]]
+            return _render(problem, _Walk(truth, name, parsed, value), style).critique
+        k = rng.randrange(len(parsed)) if parsed else 0
+        a, o, b, c = parsed[k] if parsed else (problem["start"], "+", 0, problem["start"])
+        claimed = c + rng.choice([-2, -1, 1, 2])
+        w = _Walk(truth, name, parsed[:k], problem["start"],
+                  (k + 1, "arithmetic_slip", "", f"{a} {o} {b} = {c}", f"but {a} {o} {b} is {claimed}"))
+        return _render(problem, w, style).critique.replace(f"The correct answer is {problem['answer']}.",
+                                                           f"The correct answer is not {problem['answer']}.")
     if not check(problem, solution).correct:
         out = [f"Step {m[1]}: {m[2]} {m[3]} {m[4]} = {m[5]} is correct." for m in steps]
         out.append(f"The final answer {boxed[-1] if boxed else '?'} is correct.")
