@@ -46,7 +46,7 @@ from critiquelab.methods import TABLE, Method, kind_of, names
 from critiquelab.stats import REPS, balanced_accuracy, bootstrap, sign_flip_p, weighted_mean
 
 __all__ = ["check_publish", "collect_runs", "comparisons", "item_table", "load_cells", "paired_comparison", "publish",
-           "seed_means", "write_report"]
+           "seed_means", "summary_line", "write_report"]
 
 METHOD_ORDER = list(TABLE)  # methods.py: base, SFT, CFT, RL
 COLORS = {m.name: m.color for m in TABLE.values()}
@@ -955,3 +955,8 @@ def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -
                 out.write(f.read_bytes())
         mark_complete(dest)
     return dest
+
+
+def summary_line(path: Path, published: Path | None = None) -> str:
+    """`report`'s one-line summary: where the report is, and where it was published."""
+    return f"report: {path}" + (f"; published to {published}" if published else "")
