@@ -43,7 +43,8 @@ from critiquelab.io import (
 from critiquelab.methods import TABLE, names
 from critiquelab.sources import BENCHMARKS, load_benchmark
 
-__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build"]
+__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build",
+           "summary_line"]
 
 METHODS = names("sft", "cft")  # the variants built here (methods.py)
 
@@ -287,3 +288,22 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         write_json(out_dir / "manifest.json", {"stage": "build", "counts": counts, "filters": report,
                                                "inputs": [str(p) for p in inputs]})
     return {"counts": counts, **report}
+
+
+def summary_line(res: dict, out: str | Path) -> str:
+    """`build`'s one-line summary of `run_build`'s result: the sets, the methods left out, and what
+    each filter did."""
+    sets = ", ".join(f"{m} {n}" for m, n in res["counts"].items())
+    skipped = "".join(f"; {m} not built: it needs {why} (ask for it with build.methods)"
+                      for m, why in res.get("skipped_methods", {}).items())
+    removed = res.get("decontaminate_removed")
+    contamination = "decontamination off" if removed is None else \
+        f"{sum(removed.values())} decontaminated" + (f" ({', '.join(f'{b} {n}' for b, n in removed.items())})"
+                                                     if removed else "")
+    duplicates = "dedupe off" if res.get("dedupe_removed") is None else f"{res['dedupe_removed']} duplicates removed"
+    v = res["verdict_disagreements"]
+    action = {"keep": "kept", "drop": "dropped", "flag": "kept, flagged"}[v["policy"]]
+    unchecked = f", {v['unlabelled']} kept unchecked (no reference grade)" if v.get("unlabelled") else ""
+    return (f"wrote datasets to {out}: {sets}{skipped}; filters: {duplicates}, {contamination}, "
+            f"{v['count']} verdicts disagree with the reference grade ({action}){unchecked}, "
+            f"{res['no_critique_or_verdict']} solutions without a critique or verdict")

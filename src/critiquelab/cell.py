@@ -32,7 +32,7 @@ from critiquelab.pretrain import cached_base_model
 from critiquelab.rl import RL_METHODS, run_rl
 from critiquelab.train import run_train
 
-__all__ = ["Run", "Stages", "exclusive", "probe_cell", "run_cell", "train_key"]
+__all__ = ["Run", "Stages", "exclusive", "probe_cell", "run_cell", "summary_line", "train_key"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,12 @@ def run_cell(spec_path: str | Path) -> dict:
         res = {**res, "spec": spec["hash"], "weights": weights.get(cell.name), "timings": r.stages.timings}
         write_json(spec_path.with_name(f"{cell.name}.result.json"), res)
     return res
+
+
+def summary_line(res: dict, spec_path: str | Path) -> str:
+    """`cell`'s one-line summary of `run_cell`'s result: its status, and the error when it failed."""
+    name = Path(spec_path).stem
+    return f"cell {name} FAILED: {res['error']}" if res["status"] == "failed" else f"cell {name}: {res['status']}"
 
 
 def _cell(r: Run, cell: Cell, data: tuple[Path, dict] | str | None, weights: dict,

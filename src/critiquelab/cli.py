@@ -1,5 +1,8 @@
 """Command line: parses arguments, configures logging, calls one stage function. Nothing else.
 
+`_COMMANDS` maps each subcommand to its handler, which runs the stage and returns the one-line
+summary its stage module writes (`summary_line` there).
+
 Exit status: 0 done; 1 failed (an error that is not the input's, e.g. a full disk, or failed cells
 of an experiment); 2 bad input (one line naming the file:line, key or value, and the fix);
 3 incomplete (some items failed, e.g. a teacher endpoint that went down; finished items are kept
@@ -16,7 +19,6 @@ import time
 from pathlib import Path
 
 from critiquelab.io import Incomplete, UserError
-from critiquelab.llm import fit_note
 from critiquelab.logs import setup_logging
 
 __all__ = ["main", "setup_logging", "EXIT_FAILED", "EXIT_USER", "EXIT_INCOMPLETE"]
@@ -170,245 +172,180 @@ def _given(args, dotted: str) -> bool:
     return True
 
 
-def _run(args) -> str | tuple[str, int]:
-    if args.cmd == "world":
-        from critiquelab.world import write_world
-
-        counts = write_world(_config(args).world, args.out, overwrite=args.overwrite)
-        return f"wrote world to {args.out}: {counts}"
-    if args.cmd == "pretrain":
-        from critiquelab.pretrain import pretrain
-
-        cfg = _config(args)
-        stats = pretrain(args.world, args.out, cfg.model, cfg.pretrain, overwrite=args.overwrite)
-        return f"pretrained {stats['params'] / 1e6:.2f}M params on {stats['tokens']} tokens -> {args.out}"
-    if args.cmd == "sample":
-        from critiquelab.sample import run_sample
-
-        cfg = _config(args)
-        c = cfg.sample
-        s = run_sample(args.problems, args.out, c, args.model or c.model, vllm=cfg.vllm, overwrite=args.overwrite)
-        done = " (already complete)" if s["already_done"] else ""
-        ungraded = s["solutions"] - s["graded"]
-        graded = "not graded: their problems have no answer" if not s["graded"] else \
-            f"share correct: {s['share_correct']:.1%}" + (f" of the {s['graded']} graded; {ungraded} not graded: "
-                                                         "their problems have no answer" if ungraded else "")
-        return f"wrote {s['solutions']} solutions to {args.out}{done} ({graded}){fit_note(s)}"
-    if args.cmd == "rl":
-        from critiquelab.rl import run_rl
-
-        cfg = _config(args, **{"rl.model": args.model, "rl.solutions": args.solutions, "rl.output_dir": args.out}).rl
-        if args.dry_run:
-            from critiquelab.rl import plan_rl
-
-            print(json.dumps(plan_rl(cfg), indent=2))
-            return "dry run: nothing trained"
-        st = run_rl(cfg, overwrite=args.overwrite)
-        last = st["curve"][-1] if st["curve"] else {}
-        return (f"rl: {st['steps']} steps into {cfg.output_dir} (pool: {st['pool']['critique_rows']} critique + "
-                f"{st['pool']['solve_rows']} solve prompts); last reward {last.get('reward')}, verdicts right "
-                f"{last.get('verdict_right_share')}, no verdict {last.get('no_verdict_share')}; "
-                f"{st['compute']['total_tokens']} tokens generated + trained")
-    if args.cmd == "seeds":
-        from dataclasses import replace
-
-        from critiquelab.sample import run_seeds
-
-        cfg = _config(args)
-        c = replace(cfg.sample, source="model", n_per_problem=args.k)
-        res = run_seeds(args.problems, args.out, c, args.model, vllm=cfg.vllm, overwrite=args.overwrite)
-        rate = {r["problem_id"]: r["pass_rate"] for r in res["ranked"]}
-        picks = ", ".join(f"{n} {p} ({rate[p]:.0%})" for n, p in res["picks"].items())
-        return f"{res['problems']} problems ranked by pass rate over {args.k} samples in {args.out}/seeds.json; {picks}"
-    if args.cmd == "critique":
-        from critiquelab.critique import run_critique
-
-        cfg = _config(args)
-        s = run_critique(args.input, args.out, cfg.critique, shard=args.shard, dry_run=args.dry_run, vllm=cfg.vllm,
-                         overwrite=args.overwrite)
-        if s.get("dry_run"):
-            from critiquelab.critique import describe_estimate
-
-            return f"dry run (nothing sent): {describe_estimate(s)}"
-        return _critique_line(args.out, s)
-    if args.cmd == "build":
-        from critiquelab.build import run_build
-
-        if args.from_alpaca:
-            from critiquelab.export import import_alpaca_cft
-            from critiquelab.io import output_dir
-
-            with output_dir(args.out, "dataset", overwrite=args.overwrite) as (out, _):
-                n = import_alpaca_cft(args.from_alpaca, out / "cft.jsonl")
-            return f"imported {n} CFT examples to {args.out}/cft.jsonl"
-        if not (args.solutions and args.critiques):
-            raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
-        res = run_build(args.solutions, args.critiques, args.out, _config(args).build,
-                        teacher_solutions=args.teacher_solutions, overwrite=args.overwrite,
-                        pick_methods=not _given(args, "build.methods"))
-        return _build_line(args.out, res)
-    if args.cmd == "train":
-        from critiquelab.train import plan, run_train
-
-        cfg = _config(args, **{"train.model": args.model, "train.data": args.data, "train.output_dir": args.out}).train
-        if args.dry_run:
-            p = plan(cfg, examples=args.examples)
-            print(json.dumps(p, indent=2))
-            missing = f"; MISSING: {' | '.join(p['missing'])}" if p["missing"] else ""
-            return (f"dry run: world size {p['world_size']}, global batch {p['global_batch']}, "
-                    f"{p['planned_steps']} steps, {p['examples']} examples, {p['planned_tokens']} tokens{missing}")
-        s = run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite,
-                      out_label="--out" if args.out else "train.output_dir")
-        if not s:
-            return "done (worker process)"
-        return (f"trained {s['steps']} steps on {s['tokens']} tokens (loss {s['final_loss']:.3f}, "
-                f"{s['tokens_per_s']} tokens/s) -> {cfg.output_dir}")
-    if args.cmd == "eval":
-        from critiquelab.evaluate import run_eval
-
-        run_cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit})
-        s = run_eval(args.model, args.out, run_cfg.eval, world_dir=args.world, bench_dir=args.benchmarks_dir,
-                     vllm=run_cfg.vllm, overwrite=args.overwrite)
-        accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in s["benchmarks"].items())
-        return f"{accs}{fit_note(s)}; details in {args.out}"
-    if args.cmd == "judge":
-        from critiquelab.critic import judge
-
-        cfg = _config(args)
-        js = judge(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
-        counts = {v: sum(j["verdict"] == v for j in js) for v in ("right", "wrong", None)}
-        return f"judged {len(js)} solutions: {counts['right']} right, {counts['wrong']} wrong, {counts[None]} no verdict"
-    if args.cmd == "eval-critic":
-        from critiquelab.critic import run_eval_critic
-
-        cfg = _config(args)
-        res = run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
-        m = res["metrics"]
-        left_out = f"; {m['unlabelled']} solutions without a 'correct' label left out" if m["unlabelled"] else ""
-        flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""
-        return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
-                f"(CI {100 * m['balanced_accuracy_ci95'][0]:.1f}-{100 * m['balanced_accuracy_ci95'][1]:.1f}), "
-                f"unparseable {100 * m['unparseable_rate']:.1f}% (n={m['n']}{left_out}){flag}{fit_note(res.get('generation', {}))}; "
-                f"details in {args.out}")
-    if args.cmd == "grade":
-        from critiquelab.grading import grade
-        from critiquelab.io import check_rows, read_jsonl
-
-        rows = read_jsonl(args.responses, what="responses to grade")
-        check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
-        grades = [grade(r["response"], str(r["reference"])) for r in rows]
-        for g in grades:
-            print(f"{g.correct}\t{g.reason}\t{g.extracted}")
-        return f"{sum(g.correct for g in grades)}/{len(grades)} correct"
-    if args.cmd == "report":
-        from critiquelab.report import check_publish, publish, write_report
-
-        if args.publish:
-            check_publish(args.run_dir, args.publish, overwrite=args.overwrite)
-        path = write_report(args.run_dir)
-        if args.publish:
-            return f"report: {path}; published to {publish(args.run_dir, args.publish, overwrite=args.overwrite)}"
-        return f"report: {path}"
-    if args.cmd == "cell":
-        from critiquelab.cell import run_cell
-
-        res = run_cell(Path(args.spec))
-        if res["status"] == "failed":
-            return f"cell {Path(args.spec).stem} FAILED: {res['error']}", EXIT_FAILED
-        return f"cell {Path(args.spec).stem}: {res['status']}"
-    if args.cmd in ("experiment", "demo"):
-        from critiquelab.experiment import plan_experiment, preset_config, run_experiment
-
-        if args.cmd == "experiment" and not args.config:
-            raise UserError("experiment needs --config EXP.yaml (see recipes/demo-full.yaml)")
-        cfg = _config(args) if args.config else preset_config(args.preset, args.overrides)
-        if getattr(args, "dry_run", False):
-            plan = plan_experiment(cfg, args.benchmarks_dir, offline=True)
-            for c in plan.cells:
-                print(f"{c.name}\tmodel={c.model} method={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
-                      f"data_size={'all' if c.data_size is None else c.data_size}")
-            _print_job_plan(cfg, plan, args.benchmarks_dir)
-            return f"{len(plan.cells)} cells ({len(plan.models)} model(s), {len(plan.sources)} source(s), " \
-                   f"{len(plan.teachers)} teacher(s), " \
-                   f"{len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run"
-        only = [m for m in (args.models or "").split(",") if m] or None
-        res = run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir, only_models=only)
-        if res["pending"]:
-            return (f"{len(res['pending'])} cell(s) queued or running on Slurm ({args.out}/jobs/*.slurm.json); "
-                    "rerun the same command to collect them and write the report")
-        report = Path(res["report"])
-        summary = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
-        if res["failed"]:
-            return (f"{summary}; {len(res['failed'])} cell(s) FAILED: {', '.join(res['failed'])} "
-                    f"(errors in {report.parent / 'cells.json'}; rerun to retry them)", EXIT_FAILED)
-        return summary
-    raise AssertionError(args.cmd)
+# ---------------------------------------------------------------------------------------------
+# One handler per subcommand: it runs the stage and returns the stage module's summary line (and an
+# exit status when that is not 0). Each imports its stage module itself: a command loads what it runs.
 
 
-def _print_job_plan(cfg, plan, bench_dir) -> None:
-    """The dry run's job plan: executor, GPUs, GPU-hours and API cost, each with its source."""
-    from critiquelab.costs import estimate
-    from critiquelab.grid import needs_world
+def _world(args):
+    from critiquelab import world
 
-    est = estimate(cfg, plan, plan.questions, bench_dir)
-    ex = cfg.experiment
-    where = {"local": "in this process", "subprocess": f"{ex.parallel_cells} child process(es) at once",
-             "slurm": f"Slurm jobs (partition {ex.slurm.partition or 'default'}, {ex.slurm.nodes} node(s) x "
-                      f"{ex.slurm.gpus_per_node} GPU(s), {ex.slurm.time_min} min)"}[ex.executor]
-    print(f"\njob plan: {est['trained_cells']} fine-tunes + {len(plan.models)} base evaluations, executor "
-          f"{ex.executor} ({where}); {est['gpus_per_cell']} GPU(s) per cell; world: "
-          f"{'generated' if needs_world(cfg, plan) else 'none (no source, base or benchmark uses it)'}")
-    for src, q in est["questions"].items():
-        print(f"  source {src}: {q['n']} training questions ({q['from']})")
-    print(f"  evaluation: {est['benchmark_items']} items per model ({', '.join(cfg.eval.benchmarks)}; "
-          f"{cfg.eval.max_new_tokens} new tokens at most)" + "".join(f"; {n}" for n in est["benchmark_notes"]))
-    print("  model\tmethod\truns\tparams\ttrain tokens/run\ttrain GPU-h/run\tselection GPU-h/run\teval GPU-h/run\t"
-          "GPU-h")
-    for r in est["rows"]:
-        params = f"{r['params'] / 1e9:.2f}B ({r['params_from']})" if r["params"] else "unknown"
-        print(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
-              f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
-              f"{r['gpu_hours']}")
-    print(f"  estimated GPU-hours in all: {est['gpu_hours']:,} (H100-equivalent; assumptions below)")
-    for a in est["api"]:
-        cost = f"${a['cost_usd']:,}" if a["cost_usd"] is not None else "cost unknown (set critique.price_*_per_mtok)"
-        print(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}: {a['requests']:,} requests, "
-              f"~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
-              f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens"
-              + (f" x {a['batch_price_factor']} (Batch API)" if a["batch_price_factor"] else "")
-              + f" (price source: {a['price_source']})")
-    if est["api"]:
-        print(f"  estimated API cost in all: ${est['api_cost_usd']:,}")
-    print("  assumptions: " + "; ".join(f"{k}={v}" for k, v in est["assumptions"].items()))
-    for m in plan.missing:
-        print(f"  MISSING: {m}")
+    counts = world.write_world(_config(args).world, args.out, overwrite=args.overwrite)
+    return world.summary_line(counts, args.out)
 
 
-def _build_line(out: str, res: dict) -> str:
-    """`build`'s summary in words: the sets, the methods left out, and what each filter did."""
-    sets = ", ".join(f"{m} {n}" for m, n in res["counts"].items())
-    skipped = "".join(f"; {m} not built: it needs {why} (ask for it with build.methods)"
-                      for m, why in res.get("skipped_methods", {}).items())
-    removed = res.get("decontaminate_removed")
-    contamination = "decontamination off" if removed is None else \
-        f"{sum(removed.values())} decontaminated" + (f" ({', '.join(f'{b} {n}' for b, n in removed.items())})"
-                                                     if removed else "")
-    duplicates = "dedupe off" if res.get("dedupe_removed") is None else f"{res['dedupe_removed']} duplicates removed"
-    v = res["verdict_disagreements"]
-    action = {"keep": "kept", "drop": "dropped", "flag": "kept, flagged"}[v["policy"]]
-    unchecked = f", {v['unlabelled']} kept unchecked (no reference grade)" if v.get("unlabelled") else ""
-    return (f"wrote datasets to {out}: {sets}{skipped}; filters: {duplicates}, {contamination}, "
-            f"{v['count']} verdicts disagree with the reference grade ({action}){unchecked}, "
-            f"{res['no_critique_or_verdict']} solutions without a critique or verdict")
+def _pretrain(args):
+    from critiquelab import pretrain
+
+    cfg = _config(args)
+    stats = pretrain.pretrain(args.world, args.out, cfg.model, cfg.pretrain, overwrite=args.overwrite)
+    return pretrain.summary_line(stats, args.out)
 
 
-def _critique_line(out: str, s: dict) -> str:
-    cost = f"${s['cost_usd']}" if s["cost_usd"] is not None else "cost unknown (set critique.price_in_per_mtok " \
-                                                                 "and critique.price_out_per_mtok)"
-    lost = f", {s['lost_requests']} answers lost in transit (estimated in ledger.json)" if s.get("lost_requests") else ""
-    return (f"critiques in {out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, {s['wrong']} wrong, "
-            f"{s['no_verdict']} without verdict), {s['failed']} failed; tokens {s['prompt_tokens']}+"
-            f"{s['completion_tokens']}, {cost}{lost}")
+def _sample(args):
+    from critiquelab import sample
+
+    cfg = _config(args)
+    c = cfg.sample
+    s = sample.run_sample(args.problems, args.out, c, args.model or c.model, vllm=cfg.vllm, overwrite=args.overwrite)
+    return sample.summary_line(s, args.out)
+
+
+def _seeds(args):
+    from dataclasses import replace
+
+    from critiquelab import sample
+
+    cfg = _config(args)
+    c = replace(cfg.sample, source="model", n_per_problem=args.k)
+    res = sample.run_seeds(args.problems, args.out, c, args.model, vllm=cfg.vllm, overwrite=args.overwrite)
+    return sample.seeds_summary_line(res, args.out, args.k)
+
+
+def _critique(args):
+    from critiquelab import critique
+
+    cfg = _config(args)
+    try:
+        s = critique.run_critique(args.input, args.out, cfg.critique, shard=args.shard, dry_run=args.dry_run,
+                                  vllm=cfg.vllm, overwrite=args.overwrite)
+    except Incomplete as e:  # the usual summary first, then main's "incomplete" line
+        if e.summary:
+            print(critique.summary_line(e.summary, args.out), file=sys.stderr)
+        raise
+    return critique.summary_line(s, args.out)
+
+
+def _build(args):
+    if args.from_alpaca:
+        from critiquelab import export
+        from critiquelab.io import output_dir
+
+        with output_dir(args.out, "dataset", overwrite=args.overwrite) as (out, _):
+            n = export.import_alpaca_cft(args.from_alpaca, out / "cft.jsonl")
+        return export.summary_line(n, args.out)
+    from critiquelab import build
+
+    if not (args.solutions and args.critiques):
+        raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
+    res = build.run_build(args.solutions, args.critiques, args.out, _config(args).build,
+                          teacher_solutions=args.teacher_solutions, overwrite=args.overwrite,
+                          pick_methods=not _given(args, "build.methods"))
+    return build.summary_line(res, args.out)
+
+
+def _train(args):
+    from critiquelab import train
+
+    cfg = _config(args, **{"train.model": args.model, "train.data": args.data, "train.output_dir": args.out}).train
+    if args.dry_run:
+        p = train.plan(cfg, examples=args.examples)
+        print(json.dumps(p, indent=2))
+        return train.plan_line(p)
+    s = train.run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite,
+                        out_label="--out" if args.out else "train.output_dir")
+    return train.summary_line(s, cfg.output_dir)
+
+
+def _rl(args):
+    from critiquelab import rl
+
+    cfg = _config(args, **{"rl.model": args.model, "rl.solutions": args.solutions, "rl.output_dir": args.out}).rl
+    if args.dry_run:
+        print(json.dumps(rl.plan_rl(cfg), indent=2))
+        return "dry run: nothing trained"
+    return rl.summary_line(rl.run_rl(cfg, overwrite=args.overwrite), cfg.output_dir)
+
+
+def _eval(args):
+    from critiquelab import evaluate
+
+    cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit})
+    s = evaluate.run_eval(args.model, args.out, cfg.eval, world_dir=args.world, bench_dir=args.benchmarks_dir,
+                          vllm=cfg.vllm, overwrite=args.overwrite)
+    return evaluate.summary_line(s, args.out)
+
+
+def _judge(args):
+    from critiquelab import critic
+
+    cfg = _config(args)
+    judgements = critic.judge(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
+    return critic.judge_summary_line(judgements)
+
+
+def _eval_critic(args):
+    from critiquelab import critic
+
+    cfg = _config(args)
+    res = critic.run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm,
+                                 overwrite=args.overwrite)
+    return critic.summary_line(res, args.out)
+
+
+def _grade(args):
+    from critiquelab import grading
+    from critiquelab.io import check_rows, read_jsonl
+
+    rows = read_jsonl(args.responses, what="responses to grade")
+    check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
+    grades = [grading.grade(r["response"], str(r["reference"])) for r in rows]
+    for g in grades:
+        print(f"{g.correct}\t{g.reason}\t{g.extracted}")
+    return grading.summary_line(grades)
+
+
+def _report(args):
+    from critiquelab import report
+
+    if args.publish:
+        report.check_publish(args.run_dir, args.publish, overwrite=args.overwrite)
+    path = report.write_report(args.run_dir)
+    published = report.publish(args.run_dir, args.publish, overwrite=args.overwrite) if args.publish else None
+    return report.summary_line(path, published)
+
+
+def _cell(args):
+    from critiquelab import cell
+
+    res = cell.run_cell(Path(args.spec))
+    return cell.summary_line(res, args.spec), EXIT_FAILED if res["status"] == "failed" else 0
+
+
+def _experiment(args):
+    """`experiment` and `demo` (a preset experiment)."""
+    from critiquelab import experiment
+
+    if args.cmd == "experiment" and not args.config:
+        raise UserError("experiment needs --config EXP.yaml (see recipes/demo-full.yaml)")
+    cfg = _config(args) if args.config else experiment.preset_config(args.preset, args.overrides)
+    if getattr(args, "dry_run", False):
+        from critiquelab.costs import describe_plan
+
+        plan = experiment.plan_experiment(cfg, args.benchmarks_dir, offline=True)
+        for c in plan.cells:
+            print(f"{c.name}\tmodel={c.model} method={c.method} seed={c.seed} source={c.source} teacher={c.teacher} "
+                  f"data_size={'all' if c.data_size is None else c.data_size}")
+        print(describe_plan(cfg, plan, args.benchmarks_dir))
+        return experiment.plan_line(cfg, plan)
+    only = [m for m in (args.models or "").split(",") if m] or None
+    res = experiment.run_experiment(cfg, args.out, bench_dir=args.benchmarks_dir, only_models=only)
+    return experiment.summary_line(res, args.out), EXIT_FAILED if res["failed"] else 0
+
+
+_COMMANDS = {"world": _world, "pretrain": _pretrain, "sample": _sample, "seeds": _seeds, "critique": _critique,
+             "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge, "eval-critic": _eval_critic,
+             "grade": _grade, "report": _report, "experiment": _experiment, "cell": _cell, "demo": _experiment}
 
 
 def _parse(argv: list[str] | None):
@@ -428,13 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     t0 = time.time()
     try:
-        summary = _run(args)
+        summary = _COMMANDS[args.cmd](args)
     except UserError as e:
         print(f"critiquelab {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_USER
     except Incomplete as e:
-        if args.cmd == "critique" and e.summary:
-            print(_critique_line(args.out, e.summary), file=sys.stderr)
         print(f"critiquelab {args.cmd}: incomplete: {e}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except OSError as e:  # full disk, permissions, ...: finished work is already on disk

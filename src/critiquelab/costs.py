@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from critiquelab.config import RunConfig, named_sections
+from critiquelab.grid import needs_world
 from critiquelab.methods import TABLE
 from critiquelab.rl import RL_METHODS
 from critiquelab.sources import WORLD_BENCHMARKS, load_benchmark
 
-__all__ = ["ASSUMPTIONS", "estimate", "param_count"]
+__all__ = ["ASSUMPTIONS", "describe_plan", "estimate", "param_count"]
 
 # Planning assumptions, printed beside the numbers they produce.
 ASSUMPTIONS = {
@@ -175,6 +176,41 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
             "questions": {s: {"n": n, "from": how} for s, (n, how) in questions.items()},
             "api": api, "api_cost_usd": _r(sum(x["cost_usd"] for x in api if x["cost_usd"] is not None), 2),
             "assumptions": ASSUMPTIONS}
+
+
+def describe_plan(cfg: RunConfig, plan, bench_dir=None) -> str:
+    """The dry run's job plan in words: executor, GPUs, GPU-hours and API cost, each with its source."""
+    est = estimate(cfg, plan, plan.questions, bench_dir)
+    ex = cfg.experiment
+    where = {"local": "in this process", "subprocess": f"{ex.parallel_cells} child process(es) at once",
+             "slurm": f"Slurm jobs (partition {ex.slurm.partition or 'default'}, {ex.slurm.nodes} node(s) x "
+                      f"{ex.slurm.gpus_per_node} GPU(s), {ex.slurm.time_min} min)"}[ex.executor]
+    lines = ["", f"job plan: {est['trained_cells']} fine-tunes + {len(plan.models)} base evaluations, executor "
+                 f"{ex.executor} ({where}); {est['gpus_per_cell']} GPU(s) per cell; world: "
+                 f"{'generated' if needs_world(cfg, plan) else 'none (no source, base or benchmark uses it)'}"]
+    lines += [f"  source {src}: {q['n']} training questions ({q['from']})" for src, q in est["questions"].items()]
+    lines.append(f"  evaluation: {est['benchmark_items']} items per model ({', '.join(cfg.eval.benchmarks)}; "
+                 f"{cfg.eval.max_new_tokens} new tokens at most)" + "".join(f"; {n}" for n in est["benchmark_notes"]))
+    lines.append("  model\tmethod\truns\tparams\ttrain tokens/run\ttrain GPU-h/run\tselection GPU-h/run\t"
+                 "eval GPU-h/run\tGPU-h")
+    for r in est["rows"]:
+        params = f"{r['params'] / 1e9:.2f}B ({r['params_from']})" if r["params"] else "unknown"
+        lines.append(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
+                     f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
+                     f"{r['gpu_hours']}")
+    lines.append(f"  estimated GPU-hours in all: {est['gpu_hours']:,} (H100-equivalent; assumptions below)")
+    for a in est["api"]:
+        cost = f"${a['cost_usd']:,}" if a["cost_usd"] is not None else "cost unknown (set critique.price_*_per_mtok)"
+        lines.append(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}: {a['requests']:,} requests, "
+                     f"~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
+                     f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens"
+                     + (f" x {a['batch_price_factor']} (Batch API)" if a["batch_price_factor"] else "")
+                     + f" (price source: {a['price_source']})")
+    if est["api"]:
+        lines.append(f"  estimated API cost in all: ${est['api_cost_usd']:,}")
+    lines.append("  assumptions: " + "; ".join(f"{k}={v}" for k, v in est["assumptions"].items()))
+    lines += [f"  MISSING: {m}" for m in plan.missing]
+    return "\n".join(lines)
 
 
 def _per_problem(scfg) -> int:

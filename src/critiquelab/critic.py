@@ -39,10 +39,11 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import Sampling, generate_resumable
+from critiquelab.llm import Sampling, fit_note, generate_resumable
 from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 
-__all__ = ["read_judged", "run_judge", "critic_metrics", "best_of_n", "run_eval_critic"]
+__all__ = ["read_judged", "run_judge", "judge", "judge_summary_line", "critic_metrics", "best_of_n",
+           "run_eval_critic", "summary_line"]
 
 JUDGED_FIELDS = {"id": (str, int), "question": str, "solution": str}
 LABEL_FIELDS = {"correct": bool, "problem_id": (str, int), "answer": (str, int, float), "first_error_step": int,
@@ -91,6 +92,13 @@ def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, c
     fingerprint = stable_hash(_settings(critic, cfg)[0])
     with output_dir(out_dir, "judge", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
         return run_judge(critic, solutions, out / "judgements.jsonl", cfg, vllm=vllm)
+
+
+def judge_summary_line(judgements: list[dict]) -> str:
+    """`judge`'s one-line summary: the verdicts counted."""
+    counts = {v: sum(j["verdict"] == v for j in judgements) for v in ("right", "wrong", None)}
+    return (f"judged {len(judgements)} solutions: {counts['right']} right, {counts['wrong']} wrong, "
+            f"{counts[None]} no verdict")
 
 
 _STEP = re.compile(r"Step\s+(\d+)")
@@ -232,3 +240,15 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
             plots.best_of_n(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")
         write_json(out_dir / "critic.json", result)
     return result
+
+
+def summary_line(result: dict, out: str | Path) -> str:
+    """`eval-critic`'s one-line summary of `run_eval_critic`'s result: verdict accuracy, balanced
+    accuracy with its interval, the unparseable rate, and what was left out or did not fit."""
+    m = result["metrics"]
+    left_out = f"; {m['unlabelled']} solutions without a 'correct' label left out" if m["unlabelled"] else ""
+    flag = f"; WARNING: {m['imbalance']}" if m.get("imbalance") else ""
+    ci = m["balanced_accuracy_ci95"]
+    return (f"verdict accuracy {100 * m['accuracy']:.1f}%, balanced {100 * m['balanced_accuracy']:.1f}% "
+            f"(CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f}), unparseable {100 * m['unparseable_rate']:.1f}% "
+            f"(n={m['n']}{left_out}){flag}{fit_note(result.get('generation', {}))}; details in {out}")

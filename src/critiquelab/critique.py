@@ -53,7 +53,7 @@ from critiquelab.logs import progress_bar
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
 __all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
-           "latest_ok", "run_critique", "describe_estimate"]
+           "latest_ok", "run_critique", "describe_estimate", "summary_line"]
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +436,19 @@ def describe_estimate(est: dict) -> str:
         text += (f"; expected completion tokens {est['completion_tokens_est']:,} "
                  f"({est['completion_tokens_est_from']}), cost {usd(est['cost_usd_est'])}")
     return text
+
+
+def summary_line(s: dict, out: str | Path) -> str:
+    """`critique`'s one-line summary of `run_critique`'s result (or of an `Incomplete`'s): verdicts,
+    failures, tokens and cost; for a dry run, the estimate."""
+    if s.get("dry_run"):
+        return f"dry run (nothing sent): {describe_estimate(s)}"
+    cost = "cost unknown (set critique.price_in_per_mtok and critique.price_out_per_mtok)" \
+        if s["cost_usd"] is None else f"${s['cost_usd']}"
+    lost = f", {s['lost_requests']} answers lost in transit (estimated in ledger.json)" if s.get("lost_requests") else ""
+    return (f"critiques in {out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, {s['wrong']} wrong, "
+            f"{s['no_verdict']} without verdict), {s['failed']} failed; tokens {s['prompt_tokens']}+"
+            f"{s['completion_tokens']}, {cost}{lost}")
 
 
 # ---------------------------------------------------------------------------------------------

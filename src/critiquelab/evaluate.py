@@ -37,13 +37,14 @@ from critiquelab.llm import (
     VLLMBackend,
     check_model,
     check_parallel,
+    fit_note,
     generate_resumable,
 )
 from critiquelab.logs import progress_bar
 from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
 from critiquelab.stats import wilson_ci
 
-__all__ = ["PROMPTS", "conversation", "run_eval", "summarize"]
+__all__ = ["PROMPTS", "conversation", "run_eval", "summarize", "summary_line"]
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +169,9 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
         with atomic_write(out_dir / "results.md") as f:
             f.write("\n".join(lines) + "\n")
     return summary
+
+
+def summary_line(summary: dict, out: str | Path) -> str:
+    """`eval`'s one-line summary of `run_eval`'s result: each benchmark's accuracy and size."""
+    accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in summary["benchmarks"].items())
+    return f"{accs}{fit_note(summary)}; details in {out}"

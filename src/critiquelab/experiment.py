@@ -68,7 +68,7 @@ from critiquelab.rl import RL_METHODS
 from critiquelab.sample import run_sample, run_seeds
 from critiquelab.world import write_world
 
-__all__ = ["PRESETS", "plan_experiment", "preset_config", "recipes_dir", "run_experiment"]
+__all__ = ["PRESETS", "plan_experiment", "plan_line", "preset_config", "recipes_dir", "run_experiment", "summary_line"]
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,26 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
         "timings": {**{k: v for k, v in old_timings.items() if k != "total"}, **stages.timings}})
     failed = [c.name for c in plan.cells if c.model in active and status.get(c.name, {}).get("status") == "failed"]
     return {"report": write_report(run_dir), "failed": failed, "pending": []}
+
+
+def summary_line(res: dict, out: str | Path) -> str:
+    """`experiment`'s (and `demo`'s) one-line summary of `run_experiment`'s result: the report and
+    the failed cells, or the cells still on Slurm."""
+    if res["pending"]:
+        return (f"{len(res['pending'])} cell(s) queued or running on Slurm ({out}/jobs/*.slurm.json); "
+                "rerun the same command to collect them and write the report")
+    report = Path(res["report"])
+    line = f"report: {report} (and {report.with_suffix('.html')}, {report.with_suffix('.json')})"
+    if res["failed"]:
+        line += (f"; {len(res['failed'])} cell(s) FAILED: {', '.join(res['failed'])} "
+                 f"(errors in {report.parent / 'cells.json'}; rerun to retry them)")
+    return line
+
+
+def plan_line(cfg: RunConfig, plan: Plan) -> str:
+    """`experiment --dry-run`'s one-line summary: the grid's cells and its axes."""
+    return (f"{len(plan.cells)} cells ({len(plan.models)} model(s), {len(plan.sources)} source(s), "
+            f"{len(plan.teachers)} teacher(s), {len(plan.sizes)} data size(s), {len(cfg.seeds)} seed(s)); nothing run")
 
 
 def _data(r: Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: CritiqueConfig,

@@ -30,7 +30,7 @@ from pathlib import Path
 from critiquelab.io import UserError, atomic_write, read_json, read_jsonl, write_json, write_jsonl
 
 __all__ = ["FORMATS", "ALPACA_COLUMNS", "check_formats", "export_all", "to_alpaca", "to_messages",
-           "to_conversational", "import_alpaca_cft"]
+           "to_conversational", "import_alpaca_cft", "summary_line"]
 
 FORMATS = ("messages", "hf", "parquet", "alpaca", "trl_text")
 # dataset_info.json `columns` of every alpaca entry: LLaMA-Factory reads each mapped column from
@@ -153,3 +153,8 @@ def import_alpaca_cft(path: str | Path, out_path: str | Path) -> int:
         out.append({"prompt": [{"role": "user", "content": user}],
                     "completion": [{"role": "assistant", "content": r["output"]}]})
     return write_jsonl(out_path, out)
+
+
+def summary_line(n: int, out: str | Path) -> str:
+    """`build --from-alpaca`'s one-line summary: the CFT examples imported into `out`."""
+    return f"imported {n} CFT examples to {out}/cft.jsonl"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from critiquelab.sources import last_boxed
 
-__all__ = ["Grade", "extract_answer", "extract", "normalize", "equivalent", "grade"]
+__all__ = ["Grade", "extract_answer", "extract", "normalize", "equivalent", "grade", "summary_line"]
 
 TIMEOUT_S = 2
 
@@ -292,3 +292,8 @@ def grade(response: str, reference: str | None) -> Grade:
         return Grade(False, None, "no_answer")
     ok, reason = equivalent(reference, answer)
     return Grade(ok, answer, reason, fallback)
+
+
+def summary_line(grades: list[Grade]) -> str:
+    """`grade`'s one-line summary: how many responses were correct."""
+    return f"{sum(g.correct for g in grades)}/{len(grades)} correct"

@@ -37,7 +37,7 @@ from critiquelab.io import (
 )
 from critiquelab.world import check, noisy_solution
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain",
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain", "summary_line",
            "cached_base_model", "cache_dir"]
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,11 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
         mark_complete(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return stats
+
+
+def summary_line(stats: dict, out: str | Path) -> str:
+    """`pretrain`'s one-line summary: the model's size and the tokens it saw."""
+    return f"pretrained {stats['params'] / 1e6:.2f}M params on {stats['tokens']} tokens -> {out}"
 
 
 def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: ModelConfig,

@@ -39,7 +39,7 @@ from critiquelab.io import (
 from critiquelab.methods import TABLE
 from critiquelab.results import GROUP, HELD_OUT, METHOD_ORDER, RL, Run, group_of, load_run, method_rank
 
-__all__ = ["check_publish", "publish", "write_report"]
+__all__ = ["check_publish", "publish", "summary_line", "write_report"]
 
 COLORS = {m.name: m.color for m in TABLE.values()}
 STYLE = {"order": METHOD_ORDER, "colors": COLORS}  # the plots' method order and colours
@@ -572,3 +572,8 @@ def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -
                 out.write(f.read_bytes())
         mark_complete(dest)
     return dest
+
+
+def summary_line(path: Path, published: Path | None = None) -> str:
+    """`report`'s one-line summary: where the report is, and where it was published."""
+    return f"report: {path}" + (f"; published to {published}" if published else "")

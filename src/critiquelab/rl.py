@@ -43,7 +43,7 @@ from critiquelab.llm import check_model, visible_gpus
 from critiquelab.methods import TABLE, names
 
 __all__ = ["RL_METHODS", "check_groups", "compute", "critique_reward", "curve", "make_trainer", "plan_rl", "pool",
-           "run_rl", "solve_reward", "verdict_metrics"]
+           "run_rl", "solve_reward", "summary_line", "verdict_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +277,13 @@ def run_rl(cfg: RLConfig, *, overwrite: bool = False, desc: str = "rl") -> dict:
         mark_complete(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # after: a kill here loses nothing
     return stats
+
+
+def summary_line(stats: dict, out: str | Path) -> str:
+    """`rl`'s one-line summary of `run_rl`'s result: steps, pool, the last logged step's reward and
+    verdict shares, and the compute spent."""
+    last = stats["curve"][-1] if stats["curve"] else {}
+    return (f"rl: {stats['steps']} steps into {out} (pool: {stats['pool']['critique_rows']} critique + "
+            f"{stats['pool']['solve_rows']} solve prompts); last reward {last.get('reward')}, verdicts right "
+            f"{last.get('verdict_right_share')}, no verdict {last.get('no_verdict_share')}; "
+            f"{stats['compute']['total_tokens']} tokens generated + trained")

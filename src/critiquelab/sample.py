@@ -34,12 +34,13 @@ from critiquelab.io import (
     stable_hash,
     write_jsonl,
 )
-from critiquelab.llm import Sampling, check_model, check_parallel, generate_resumable
+from critiquelab.llm import Sampling, check_model, check_parallel, fit_note, generate_resumable
 from critiquelab.logs import progress_bar
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
 
-__all__ = ["IMPORT_PRESETS", "SEED_TARGETS", "import_solutions", "rank_seeds", "read_import", "run_sample", "run_seeds"]
+__all__ = ["IMPORT_PRESETS", "SEED_TARGETS", "import_solutions", "rank_seeds", "read_import", "run_sample", "run_seeds",
+           "seeds_summary_line", "summary_line"]
 
 _CARRY = ("start", "steps", "solution")
 
@@ -275,6 +276,17 @@ def _summary(rows: list[dict], problems: list[dict], resumed: bool = False) -> d
             "share_correct": sum(graded) / len(graded) if graded else None}
 
 
+def summary_line(s: dict, out: str | Path) -> str:
+    """`sample`'s one-line summary of `run_sample`'s result: the share correct, what was not graded
+    and what did not fit the context."""
+    done = " (already complete)" if s["already_done"] else ""
+    ungraded = s["solutions"] - s["graded"]
+    graded = "not graded: their problems have no answer" if not s["graded"] else \
+        f"share correct: {s['share_correct']:.1%}" + (f" of the {s['graded']} graded; {ungraded} not graded: "
+                                                     "their problems have no answer" if ungraded else "")
+    return f"wrote {s['solutions']} solutions to {out}{done} ({graded}){fit_note(s)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Seed problems for one-shot CFT (Wang et al. 2025, arXiv 2506.03295): one problem of medium
 # difficulty for the base model works best; very easy or very hard ones give less.
@@ -318,3 +330,10 @@ def run_seeds(problems_path: str | Path, out_dir: str | Path, cfg: SampleConfig,
         write_json(out / "seeds.json", {"model": str(model_dir), "k": cfg.n_per_problem,
                                         "temperature": cfg.temperature, **result})
     return result
+
+
+def seeds_summary_line(res: dict, out: str | Path, k: int) -> str:
+    """`seeds`' one-line summary: the problems ranked over `k` samples each, and each difficulty's pick."""
+    rate = {r["problem_id"]: r["pass_rate"] for r in res["ranked"]}
+    picks = ", ".join(f"{n} {p} ({rate[p]:.0%})" for n, p in res["picks"].items())
+    return f"{res['problems']} problems ranked by pass rate over {k} samples in {out}/seeds.json; {picks}"

@@ -51,7 +51,7 @@ from critiquelab.io import (
 from critiquelab.llm import check_model, load_causal_lm, load_tokenizer
 from critiquelab.logs import progress_bar
 
-__all__ = ["fit", "make_trainer", "load_model", "plan", "run_train", "select_by_budget"]
+__all__ = ["fit", "make_trainer", "load_model", "plan", "plan_line", "run_train", "select_by_budget", "summary_line"]
 
 log = logging.getLogger(__name__)
 
@@ -448,6 +448,13 @@ def plan(cfg: TrainConfig, examples: int | None = None) -> dict:
             **({"assumed_examples": examples} if missing and examples else {})}
 
 
+def plan_line(p: dict) -> str:
+    """`train --dry-run`'s one-line summary of `plan`'s result."""
+    missing = f"; MISSING: {' | '.join(p['missing'])}" if p["missing"] else ""
+    return (f"dry run: world size {p['world_size']}, global batch {p['global_batch']}, "
+            f"{p['planned_steps']} steps, {p['examples']} examples, {p['planned_tokens']} tokens{missing}")
+
+
 def _select_best(work: Path, out: Path, cfg: TrainConfig, world_dir, bench_dir) -> dict:
     from critiquelab.config import EvalConfig
     from critiquelab.evaluate import run_eval
@@ -513,3 +520,11 @@ def run_train(cfg: TrainConfig, *, desc: str = "train", world_dir=None, bench_di
         mark_complete(out_dir)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # after: a kill here loses nothing
     return stats
+
+
+def summary_line(stats: dict, out: str | Path) -> str:
+    """`train`'s one-line summary of `run_train`'s result (empty in a worker process)."""
+    if not stats:
+        return "done (worker process)"
+    return (f"trained {stats['steps']} steps on {stats['tokens']} tokens (loss {stats['final_loss']:.3f}, "
+            f"{stats['tokens_per_s']} tokens/s) -> {out}")

@@ -34,7 +34,7 @@ from critiquelab.config import CRITIQUE_STYLES, WorldConfig
 from critiquelab.io import UserError, mark_complete, output_dir, stable_hash, write_json, write_jsonl
 
 __all__ = [
-    "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "solution_text", "noisy_solution",
+    "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "summary_line", "solution_text", "noisy_solution",
     "check", "CheckResult", "CRITIQUE_STYLES", "apply_op",
 ]
 
@@ -164,6 +164,11 @@ def write_world(cfg: WorldConfig, out_dir: str | Path, *, overwrite: bool = Fals
         write_json(out_dir / "manifest.json", {"stage": "world", "config": cfg.__dict__, "counts": counts})
         mark_complete(out_dir)
     return counts
+
+
+def summary_line(counts: dict[str, int], out: str | Path) -> str:
+    """`world`'s one-line summary: the rows of each split."""
+    return f"wrote world to {out}: {counts}"
 
 
 # ---------------------------------------------------------------------------------------------
