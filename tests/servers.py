@@ -71,7 +71,7 @@ class FaultProxy(_Loopback):
     """An HTTP proxy on 127.0.0.1 in front of a real server that injects faults by plan.
 
     `plan(i)` gets the 0-based request number and returns None (forward) or a fault:
-    "429" (with Retry-After), "500", "malformed" (truncated JSON body), "empty" (no choices),
+    "429" (with Retry-After: `retry_after` seconds), "500", "malformed" (truncated JSON body), "empty" (no choices),
     "html" (a 200 with an HTML page, as a captive proxy sends), "slow" (sleeps `slow_s`, then
     forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "400", "401".
     Without an upstream it answers every forwarded request itself after `latency_s` with a
@@ -79,11 +79,13 @@ class FaultProxy(_Loopback):
     every request body it received.
     """
 
-    def __init__(self, upstream: str | None, plan=lambda i: None, slow_s: float = 5.0, latency_s: float = 0.0):
+    def __init__(self, upstream: str | None, plan=lambda i: None, slow_s: float = 5.0, latency_s: float = 0.0,
+                 retry_after: float = 0.2):
         import threading
         from http.server import BaseHTTPRequestHandler
 
         self.upstream, self.plan, self.slow_s, self.latency_s = upstream, plan, slow_s, latency_s
+        self.retry_after = retry_after
         self.requests, self.lock, self.faults, self.bodies = 0, threading.Lock(), [], []
         proxy = self
 
@@ -122,7 +124,7 @@ class FaultProxy(_Loopback):
                         proxy.faults.append(fault)
                 err = _json.dumps({"error": {"message": f"injected {fault}", "type": "injected"}}).encode()
                 if fault == "429":
-                    return self._send(429, err, {"Retry-After": "0.2"})
+                    return self._send(429, err, {"Retry-After": str(proxy.retry_after)})
                 if fault == "500":
                     return self._send(500, err)
                 if fault in ("400", "401"):

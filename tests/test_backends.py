@@ -40,6 +40,31 @@ def test_eval_through_openai_backend(served, tiny_model, tiny_world, tmp_path):
     assert res["backend"].startswith("openai:") and res["benchmarks"]["world"]["n"] == 3
 
 
+def test_openai_backend_retries_through_the_shared_policy():
+    """A 429 waits its Retry-After (2 s; the first backoff would be at most 0.75 s); a 500 and an
+    HTML 200 are retried; `max_retries` bounds the attempts; a 400 is never retried."""
+    import time
+
+    from critiquelab.io import Incomplete
+
+    conv, want = [[{"role": "user", "content": "2+2?"}]], ["The steps are checked.\nConclusion: right [END]"]
+    with FaultProxy(None, {0: "429"}.get, retry_after=2.0) as proxy:
+        t0 = time.monotonic()
+        assert OpenAIBackend(proxy.url + "/v1", "m").generate(conv, Sampling()) == want
+        assert time.monotonic() - t0 >= 2.0 and proxy.requests == 2
+    with FaultProxy(None, {0: "500", 1: "html"}.get) as proxy:
+        assert OpenAIBackend(proxy.url + "/v1", "m", max_retries=2).generate(conv, Sampling()) == want
+        assert proxy.requests == 3
+    with FaultProxy(None, lambda i: "500") as proxy:
+        with pytest.raises(Incomplete, match="InternalServerError"):
+            OpenAIBackend(proxy.url + "/v1", "m", max_retries=1).generate(conv, Sampling())
+        assert proxy.requests == 2
+    with FaultProxy(None, lambda i: "400") as proxy:
+        with pytest.raises(UserError, match="HTTP 400: injected 400"):
+            OpenAIBackend(proxy.url + "/v1", "m").generate(conv, Sampling())
+        assert proxy.requests == 1
+
+
 def test_openai_backend_needs_a_url(tiny_model, tiny_world, tmp_path):
     with pytest.raises(UserError, match="base_url"):
         run_eval(tiny_model, tmp_path / "e", EvalConfig(backend="openai"), world_dir=tiny_world)

@@ -34,6 +34,7 @@ from critiquelab.io import (
     refused_hint,
     write_json,
 )
+from critiquelab.llm import check_endpoint, openai_client, retrying
 from critiquelab.logs import progress_bar
 
 __all__ = ["run_batches"]
@@ -41,6 +42,11 @@ __all__ = ["run_batches"]
 log = logging.getLogger(__name__)
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def _call(fn, *args, **kwargs):
+    """One Batch API call under the shared retry policy, at most 6 attempts."""
+    return retrying(6, sync=True)(fn, *args, **kwargs)
 
 
 def _requests(todo, render, cfg: CritiqueConfig) -> list[dict]:
@@ -55,11 +61,8 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
     while batches are still running and `critique.batch_wait` is off."""
     import openai
 
-    from critiquelab.llm import check_endpoint
-
     check_endpoint(cfg.base_url, "critique.base_url")
-    key = os.environ.get(cfg.api_key_env)
-    client = openai.OpenAI(base_url=cfg.base_url, api_key=key or "EMPTY", timeout=cfg.timeout, max_retries=5)
+    client = openai_client(cfg.base_url, cfg.api_key_env, cfg.timeout, sync=True)
     path = out / "batches.json"
     state = read_json(path) if path.is_file() else {"batches": []}
     save = lambda: write_json(path, state)  # noqa: E731
@@ -78,20 +81,21 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
         for b in state["batches"]:
             if b.get("merged"):
                 continue
-            if "file_id" not in b:  # 2. upload
-                with open(out / b["requests"], "rb") as f:
-                    b["file_id"] = client.files.create(file=f, purpose="batch").id
+            if "file_id" not in b:  # 2. upload (the bytes, so that a retry sends them again)
+                b["file_id"] = _call(client.files.create, file=(b["requests"], (out / b["requests"]).read_bytes()),
+                                     purpose="batch").id
                 save()
             if "batch_id" not in b:  # 3. create
-                b["batch_id"] = client.batches.create(input_file_id=b["file_id"], endpoint="/v1/chat/completions",
-                                                      completion_window="24h").id
+                b["batch_id"] = _call(client.batches.create, input_file_id=b["file_id"],
+                                      endpoint="/v1/chat/completions", completion_window="24h").id
                 b["status"] = "created"
                 save()
                 log.info("batch %s: %d requests submitted", b["batch_id"], len(b["keys"]))
         _poll(client, state, save, store, rows, base, record, cfg)
     except openai.APIError as e:
         if why := refusal(e):  # 400/401/403/404/422: a rerun would be refused the same way
-            hint = refused_hint(e.status_code, cfg.base_url, "critique.model", cfg.api_key_env, key)
+            hint = refused_hint(e.status_code, cfg.base_url, "critique.model", cfg.api_key_env,
+                                os.environ.get(cfg.api_key_env))
             raise UserError(f"critique: the batch endpoint refused the request ({why}); {hint}. A rerun would be "
                             f"refused the same way; every step done so far is recorded in {path}") from None
         raise Incomplete(f"critique: the Batch API failed ({type(e).__name__}: {str(e)[:200]}); every step done "
@@ -105,7 +109,7 @@ def _poll(client, state: dict, save, store: Store, rows: dict, base, record, cfg
         task = progress.add_task("batches", total=sum(len(b["keys"]) for b in open_), note="")
         while open_:
             for b in list(open_):
-                info = client.batches.retrieve(b["batch_id"])
+                info = _call(client.batches.retrieve, b["batch_id"])
                 b["status"] = info.status
                 if info.status not in TERMINAL:
                     continue
@@ -130,7 +134,7 @@ def _merge(client, b: dict, info, store: Store, rows: dict, base, record) -> Non
     answers: dict[str, dict] = {}
     for file_id in (info.output_file_id, info.error_file_id):
         if file_id:
-            for line in client.files.content(file_id).text.splitlines():
+            for line in _call(client.files.content, file_id).text.splitlines():
                 if line.strip():
                     item = json.loads(line)
                     answers[item["custom_id"]] = item

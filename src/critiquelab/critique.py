@@ -455,10 +455,6 @@ def summary_line(s: dict, out: str | Path) -> str:
 # The OpenAI-compatible teacher
 
 
-class _BadResponse(Exception):
-    """A 200 answer that is not a usable chat completion (no choices, or not one at all)."""
-
-
 class _Limiter:
     """Requests-per-minute and tokens-per-minute over a sliding 60 s window."""
 
@@ -481,39 +477,19 @@ class _Limiter:
                 await asyncio.sleep(max(0.01, 60 - (now - self.events[0][0])))
 
 
-def _transient(e: BaseException) -> bool:
-    import openai
-
-    if isinstance(e, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                      json.JSONDecodeError, _BadResponse)):
-        return True
-    return isinstance(e, openai.APIStatusError) and e.status_code >= 500
-
-
 def _maybe_billed(e: BaseException) -> bool:
     """Did the endpoint perhaps do (and bill) the work whose answer we lost? Yes for a timeout, a
     connection cut after the request went out, or a 200 whose body was unusable; no for a refused
     connection or an error status."""
     import openai
 
-    if isinstance(e, (openai.APITimeoutError, json.JSONDecodeError, _BadResponse)):
+    from critiquelab.llm import BadResponse
+
+    if isinstance(e, (openai.APITimeoutError, json.JSONDecodeError, BadResponse)):
         return True
     if isinstance(e, openai.APIConnectionError):
         return "connect" not in type(e.__cause__).__name__.lower()
     return False
-
-
-def _wait(state) -> float:
-    """Retry-After when the server sends one (429), else exponential backoff with jitter."""
-    e = state.outcome.exception()
-    response = getattr(e, "response", None)
-    after = response.headers.get("retry-after") if response is not None else None
-    if after:
-        try:
-            return min(float(after), 120.0)
-        except ValueError:
-            pass
-    return min(60.0, 0.5 * 2 ** (state.attempt_number - 1)) * (0.5 + random.random())
 
 
 def _response(task: str, text: str) -> dict:
@@ -523,28 +499,14 @@ def _response(task: str, text: str) -> dict:
 
 
 async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, kind: str) -> None:
-    import openai
-    from openai.types.chat import ChatCompletion
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
     from critiquelab.io import refusal
+    from critiquelab.llm import chat, openai_client, retrying
 
     check_endpoint(cfg.base_url, "critique.base_url")
-    key = os.environ.get(cfg.api_key_env)
-    client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=key or "EMPTY", timeout=cfg.timeout, max_retries=0)
+    client = openai_client(cfg.base_url, cfg.api_key_env, cfg.timeout)
     gate, limiter = asyncio.Semaphore(cfg.concurrency), _Limiter(cfg.requests_per_minute, cfg.tokens_per_minute)
     fatal: list[tuple[str, str, int]] = []  # (item id, the refusal, its status): stops the run
     answered = [0]
-
-    async def request(messages):
-        resp = await client.chat.completions.create(
-            model=cfg.model, messages=messages, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_tokens=cfg.max_tokens, seed=cfg.seed)
-        if not isinstance(resp, ChatCompletion):  # e.g. an HTML or plain-text 200 from a proxy
-            raise _BadResponse(f"the answer is not a chat completion: {str(resp)[:80]!r}")
-        if not resp.choices or resp.choices[0].message is None:
-            raise _BadResponse("response without choices")
-        return resp
 
     async def one(k: str, row: dict, progress, task) -> None:
         messages = render(prompt, row)
@@ -553,13 +515,14 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
             async with gate:
                 if fatal:
                     return
-                async for attempt in AsyncRetrying(stop=stop_after_attempt(cfg.max_attempts), wait=_wait,
-                                                   retry=retry_if_exception(_transient), reraise=True):
+                async for attempt in retrying(cfg.max_attempts):
                     with attempt:
                         attempts += 1
                         await limiter.acquire(sum(len(m["content"]) for m in messages) // 4 + cfg.max_tokens)
                         try:
-                            resp = await request(messages)
+                            resp = await chat(client, model=cfg.model, messages=messages,
+                                              temperature=cfg.temperature, top_p=cfg.top_p,
+                                              max_tokens=cfg.max_tokens, seed=cfg.seed)
                         except Exception as e:
                             lost += _maybe_billed(e)
                             raise
@@ -598,6 +561,6 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
         await client.close()
     if fatal:
         item, why, status = fatal[0]
-        hint = refused_hint(status, cfg.base_url, "critique.model", cfg.api_key_env, key)
+        hint = refused_hint(status, cfg.base_url, "critique.model", cfg.api_key_env, os.environ.get(cfg.api_key_env))
         raise UserError(f"critique: the endpoint refused the request for item {item} ({why}); {hint}. A rerun would "
                         "be refused the same way; finished items are kept.")

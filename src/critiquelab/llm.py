@@ -18,13 +18,18 @@ work starts. `generate_resumable` is the resumable loop of every stage that gene
 critique with a local teacher, eval, judge): it appends to an append-only `Store`, so a rerun only
 generates what is missing; with `data_parallel` > 1 it runs shards of the work in separate processes
 (`run_shards`), each on its own GPUs, and merges them into the same store.
+
+Every OpenAI client (critique's API teacher, `OpenAIBackend`, the Batch API) comes from `openai_client`
+with the SDK's retries off; every request goes through the one retry policy, `retrying`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
+import random
 import socket
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +44,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
            "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling", "item_seed",
            "fit_context", "Fitted", "fit_note",
-           "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards"]
+           "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards", "openai_client", "retrying",
+           "chat", "BadResponse"]
 
 
 def _one_line(e: BaseException) -> str:
@@ -113,6 +119,61 @@ def check_endpoint(url: str, label: str) -> None:
     except OSError as e:
         raise UserError(f"{label}={url}: cannot connect ({e.strerror or type(e).__name__}); is the server "
                         "running and the URL right?") from None
+
+
+class BadResponse(ValueError):
+    """A 200 answer that is not a usable chat completion (no choices, or not one at all)."""
+
+
+def openai_client(base_url: str, api_key_env: str, timeout: float, *, sync: bool = False):
+    """The official async client (`sync`: the blocking one) with the key read from `$api_key_env`
+    (any key for a local server) and never kept elsewhere. The SDK retries nothing: `retrying` does."""
+    import openai
+
+    kind = openai.OpenAI if sync else openai.AsyncOpenAI
+    return kind(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=0)
+
+
+def _transient(e: BaseException) -> bool:
+    """429, 408, 5xx, a timeout, a lost connection or an unusable 200; never another 4xx, nor an
+    answer whose server says `x-should-retry: false`."""
+    import openai
+
+    response = getattr(e, "response", None)
+    if response is not None and response.headers.get("x-should-retry") == "false":
+        return False
+    if isinstance(e, (openai.APIConnectionError, json.JSONDecodeError, BadResponse)):  # timeouts included
+        return True
+    return isinstance(e, openai.APIStatusError) and (e.status_code in (408, 429) or e.status_code >= 500)
+
+
+def _backoff(state) -> float:
+    """Retry-After when the server sends one (429; at most 120 s), else exponential backoff with jitter."""
+    try:
+        return min(float(state.outcome.exception().response.headers["retry-after"]), 120.0)
+    except (AttributeError, KeyError, ValueError):  # no answer, no Retry-After, or one that is a date
+        return min(60.0, 0.5 * 2 ** (state.attempt_number - 1)) * (0.5 + random.random())
+
+
+def retrying(attempts: int, *, sync: bool = False):
+    """The one retry policy: at most `attempts` tries, `_transient` errors retried after `_backoff`, the
+    last error raised as it is. A new one per request: `async for attempt in retrying(n)`, `retrying(n)(fn, ...)`."""
+    from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
+
+    kind = Retrying if sync else AsyncRetrying
+    return kind(stop=stop_after_attempt(attempts), wait=_backoff, retry=retry_if_exception(_transient), reraise=True)
+
+
+async def chat(client, **request):
+    """One chat completion from `client`; an answer that is not one, or has no choices, is a BadResponse."""
+    from openai.types.chat import ChatCompletion
+
+    resp = await client.chat.completions.create(**request)
+    if not isinstance(resp, ChatCompletion):  # e.g. an HTML or plain-text 200 from a proxy
+        raise BadResponse(f"the answer is not a chat completion: {str(resp)[:80]!r}")
+    if not resp.choices or resp.choices[0].message is None:
+        raise BadResponse("response without choices")
+    return resp
 
 
 @dataclass
@@ -255,18 +316,15 @@ class HFBackend(_LocalModel):
 class OpenAIBackend:
     """Any OpenAI-compatible chat endpoint (a served model, vLLM, a hosted API).
 
-    Requests run concurrently (at most `concurrency` in flight) through the official async
-    client, which retries 429 / 5xx / timeouts itself (`max_retries`). The API key is read from
-    the environment variable named by `api_key_env` and is never written anywhere.
+    Requests run concurrently (at most `concurrency` in flight) through `openai_client`, each
+    retried by the shared policy (`retrying`: 1 + `max_retries` attempts). The API key is read
+    from the environment variable named by `api_key_env` when a client is made, and is never stored.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
-        import os
-
         self.name = f"openai:{model}@{base_url}"
-        self.base_url, self.model = base_url, model
-        self.api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
+        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling, on_batch=None,
@@ -279,11 +337,12 @@ class OpenAIBackend:
         try:
             seeds = seeds or [sampling.seed] * len(conversations)
             return asyncio.run(self._generate(conversations, sampling, on_batch, seeds))
-        except (openai.APIError, ValueError) as e:
+        except (openai.APIError, ValueError) as e:  # (BadResponse is a ValueError)
             from critiquelab.io import refusal, refused_hint
 
             if why := refusal(e):  # 400/401/403/404/422, with the server's message: a rerun cannot fix it
-                hint = refused_hint(e.status_code, self.base_url, "the model name", api_key=self.api_key)
+                hint = refused_hint(e.status_code, self.base_url, "the model name",
+                                    api_key=os.environ.get(self.api_key_env))
                 raise UserError(f"{self.base_url}: the endpoint refused the request ({why}); {hint}; a rerun "
                                 "would be refused the same way") from None
             raise Incomplete(f"{self.base_url}: a request failed after retries ({_one_line(e)}); finished "
@@ -292,22 +351,16 @@ class OpenAIBackend:
     async def _generate(self, conversations, sampling: Sampling, on_batch, seeds: list[int]) -> list[str]:
         import asyncio
 
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
-                             max_retries=self.max_retries)
+        client = openai_client(self.base_url, self.api_key_env, self.timeout)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(messages: list[dict], seed: int) -> str:
             async with gate:
-                resp = await client.chat.completions.create(
-                    model=self.model, messages=messages, max_tokens=sampling.max_new_tokens,
-                    temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
-                    stop=sampling.stop or None)
+                resp = await retrying(1 + self.max_retries)(
+                    chat, client, model=self.model, messages=messages, max_tokens=sampling.max_new_tokens,
+                    temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, stop=sampling.stop or None)
             if on_batch:
                 on_batch(1)
-            if not getattr(resp, "choices", None):
-                raise ValueError(f"{self.base_url}: the answer is not a chat completion with choices")
             return _cut_at_stop(resp.choices[0].message.content or "", sampling.stop)
 
         try:
