@@ -48,7 +48,16 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import check_endpoint, check_model, check_parallel, is_local_url
+from critiquelab.llm import (
+    BadResponse,
+    check_endpoint,
+    check_model,
+    check_parallel,
+    chat,
+    is_local_url,
+    openai_client,
+    retrying,
+)
 from critiquelab.logs import progress_bar
 from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
 
@@ -483,7 +492,6 @@ def _maybe_billed(e: BaseException) -> bool:
     connection or an error status."""
     import openai
 
-    from critiquelab.llm import BadResponse
 
     if isinstance(e, (openai.APITimeoutError, json.JSONDecodeError, BadResponse)):
         return True
@@ -500,7 +508,6 @@ def _response(task: str, text: str) -> dict:
 
 async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, kind: str) -> None:
     from critiquelab.io import refusal
-    from critiquelab.llm import chat, openai_client, retrying
 
     check_endpoint(cfg.base_url, "critique.base_url")
     client = openai_client(cfg.base_url, cfg.api_key_env, cfg.timeout)
