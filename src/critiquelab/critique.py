@@ -50,10 +50,10 @@ from critiquelab.io import (
 )
 from critiquelab.llm import (
     BadResponse,
+    chat,
     check_endpoint,
     check_model,
     check_parallel,
-    chat,
     is_local_url,
     openai_client,
     retrying,
