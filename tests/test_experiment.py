@@ -368,3 +368,19 @@ def test_paper_table1_dry_run_prints_the_job_plan_offline(tmp_path):
     cost = float(out.split("estimated API cost in all: $")[1].split()[0].replace(",", ""))
     assert 100 < cost < 10_000
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_axis_of_critique_styles_gets_critiques_in_each_bases_style(tmp_path, monkeypatch):
+    """critique.checker_style unset: the checker writes in the style each base read in pretraining."""
+    monkeypatch.setenv("CRITIQUELAB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_run_config(**{"models": "{terse: {}, recompute: {pretrain: {critique_style: recompute}}}",
+                             "build.methods": "[cft]", "train.token_budget": 1000, "critic.n_problems": 0,
+                             "sample.source": "synthetic", "pretrain.tokens": 20000, "eval.limit": 5})
+    assert run_experiment(cfg, tmp_path / "run")["failed"] == []
+    for model, teacher, marker in (("terse", "checker", "is correct."), ("recompute", "checker[recompute]", ", so ")):
+        crits = read_jsonl(tmp_path / "run" / "data" / model / "default" / "default" / "critique" / "critiques.jsonl")
+        assert {c["teacher"] for c in crits} == {teacher}
+        assert all(marker in c["critique"] for c in crits if c["verdict"] == "right")
+        completions = [r["completion"][0]["content"] for r in
+                       read_jsonl(tmp_path / "run" / "data" / model / "default" / "default" / "all" / "cft.jsonl")]
+        assert completions and all(c.endswith("[END]") for c in completions)

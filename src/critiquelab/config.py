@@ -170,7 +170,9 @@ class CritiqueConfig(_Checked):
                                           # one store, the teacher in each key (one-shot CFT: 7 teachers)
     # checker: share of items whose verdict it gets wrong (a weak teacher)
     checker_noise: float = spec(0.0, at_least=0.0, at_most=1.0)
-    checker_style: str = spec("terse", one_of=CRITIQUE_STYLES)  # checker: how it writes critiques (world.check)
+    # checker: how it writes critiques (world.check); None: terse, or in an experiment the style its
+    # base read in pretraining (pretrain.critique_style), so a model axis of styles needs no teacher axis
+    checker_style: str | None = spec(None, one_of=CRITIQUE_STYLES)
     data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
@@ -440,7 +442,7 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False,
                   ("RLConfig", "save_minutes"): 5.0, ("PretrainConfig", "critique_style"): "terse",
-                  ("CritiqueConfig", "checker_style"): "terse"}
+                  ("CritiqueConfig", "checker_style"): None}
 
 
 def key_of(section: Any) -> dict:

@@ -139,7 +139,7 @@ def latest_ok(path: str | Path) -> dict[tuple[str, str], dict]:
 
 def _teacher_id(cfg: CritiqueConfig) -> str:
     if cfg.teacher == "checker":
-        name = "checker" if cfg.checker_style == "terse" else f"checker[{cfg.checker_style}]"
+        name = "checker" if cfg.checker_style in (None, "terse") else f"checker[{cfg.checker_style}]"
         return f"{name}(noise={cfg.checker_noise},seed={cfg.seed})" if cfg.checker_noise else name
     return f"{cfg.teacher}:{cfg.model}"
 
@@ -304,9 +304,9 @@ def _checker_records(todo, cfg: CritiqueConfig, task: str, base) -> list[dict]:
             text = noisy_solution(r, rng)[0] if wrong else r["reference_solution"]
             recs.append({**base(k, r), "status": "ok", "solution": text, "verdict": None, "usage": None})
             continue
-        res = check(r, r["solution"], cfg.checker_style)
+        res = check(r, r["solution"], cfg.checker_style or "terse")
         if rng.random() < cfg.checker_noise:  # a deliberately weak teacher: the verdict is wrong
-            res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng, cfg.checker_style))
+            res = CheckResult(not res.correct, mistaken_critique(r, r["solution"], rng, cfg.checker_style or "terse"))
         recs.append({**base(k, r), "status": "ok", "critique": res.critique,
                      "verdict": parse_verdict(res.critique), "error_step": res.error_step,
                      "error_kind": res.error_kind, "usage": None})

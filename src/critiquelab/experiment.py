@@ -61,7 +61,7 @@ from critiquelab.io import (
     write_jsonl,
 )
 from critiquelab.methods import TABLE
-from critiquelab.pretrain import cached_base_model
+from critiquelab.pretrain import cached_base_model, critique_style_of
 from critiquelab.regime import regime_stats, setting_solutions
 from critiquelab.report import write_report
 from critiquelab.rl import RL_METHODS
@@ -245,6 +245,8 @@ def _data(r: Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Critiq
     """Solutions from `src`, critiques by `tch`, training sets on `size` questions: each stage cached."""
     scfg = map_models(scfg, "generators", lambda _, model: r.at(model, mdl))  # @name -> its directory
     tcfg = map_models(tcfg, "panel", lambda _, model: r.at(model, mdl))
+    if tcfg.teacher == "checker" and tcfg.checker_style is None:  # the style the student's base read
+        tcfg = replace(tcfg, checker_style=critique_style_of(r.bases[mdl]))
     # Imported rows are the same for every base: with several models they are critiqued (and paid
     # for) and built once, under data/<source>/, and every model trains on the same sets.
     shared = scfg.source == "import" and r.many

@@ -38,6 +38,7 @@ from critiquelab.io import (
 from critiquelab.world import check, noisy_solution
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain", "summary_line",
+           "critique_style_of",
            "cached_base_model", "cache_dir"]
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,13 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
 def summary_line(stats: dict, out: str | Path) -> str:
     """`pretrain`'s one-line summary: the model's size and the tokens it saw."""
     return f"pretrained {stats['params'] / 1e6:.2f}M params on {stats['tokens']} tokens -> {out}"
+
+
+def critique_style_of(base: str | Path) -> str | None:
+    """The style of the critiques a base pretrained here read (None: terse, or a base made elsewhere)."""
+    stats = Path(base) / "critiquelab_pretrain.json"
+    style = (read_json(stats).get("pretrain") or {}).get("critique_style") if stats.is_file() else None
+    return None if style == "terse" else style
 
 
 def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: ModelConfig,
