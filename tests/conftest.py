@@ -73,7 +73,6 @@ HEAVY = (
     "test_experiment.py::test_grid_runs_reports_and_resumes",
     "test_experiment.py::test_a_failed_cell_is_recorded",
     "test_experiment.py::test_sft_teacher_cells",
-    "test_experiment.py::test_a_model_axis_of_critique_styles",
     "test_experiment.py::test_a_cell_without_training_examples",
     "test_experiment.py::test_a_dying_teacher",
     "test_experiment.py::test_model_axis_lr_grid_and_regime",

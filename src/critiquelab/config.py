@@ -293,6 +293,9 @@ class CriticConfig(_Checked):
     n_samples: int = spec(4, at_least=1)
     temperature: float = spec(1.0, at_least=0.0)  # experiment: sampling of the judged solutions
     methods: list[str] = field(default_factory=lambda: ["base", "sft_reference", "cft"])
+    # experiment: the world split whose problems the judged solutions are of (test: a confirmatory
+    # run whose checkpoints were picked on validation)
+    split: str = spec("validation", one_of=("validation", "test"))
     data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
 
@@ -442,7 +445,7 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False,
                   ("RLConfig", "save_minutes"): 5.0, ("PretrainConfig", "critique_style"): "terse",
-                  ("CritiqueConfig", "checker_style"): None}
+                  ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation"}
 
 
 def key_of(section: Any) -> dict:

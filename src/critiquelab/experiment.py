@@ -388,7 +388,7 @@ def _run_cells(r: Run, cells: list[Cell], data: dict, status: dict, weights: dic
 
 def _critics(r: Run, plan: Plan, status: dict[str, dict], weights: dict, active: list[str]) -> None:
     """Critic evaluation, per model, of its base and its main group's cells (first source and teacher,
-    largest data size) on held-out solutions of validation problems written the way the training
+    largest data size) on held-out solutions of validation (`critic.split`) problems written the way the training
     solutions were: by the same injector, or sampled from the model's base."""
     crit = r.cfg.critic
     if crit.n_problems <= 0:
@@ -406,7 +406,7 @@ def _critics(r: Run, plan: Plan, status: dict[str, dict], weights: dict, active:
                                   max_new_tokens=r.cfg.eval.max_new_tokens, **common))
         r.stages.run(f"critic-solutions{r.suffix(mdl)}",
                      {"critic": key_of(crit), "base": r.bases[mdl], "world": key_of(r.cfg.world), "sample": key_of(scfg)},
-                     lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / "validation.jsonl", o, s, b,
+                     lambda s=scfg, o=sols, b=r.bases[mdl]: run_sample(r.world_dir / f"{crit.split}.jsonl", o, s, b,
                                                                                   vllm=r.cfg.vllm),
                      outputs=(sols, sols.with_name(sols.name + ".partial")))
         for cell in plan.cells:

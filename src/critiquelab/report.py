@@ -390,10 +390,11 @@ def section_critics(d: Run) -> list[tuple]:
     critics = d.critics
     if not critics:
         return []
-    held_out = all(c["judged"] == HELD_OUT for c in critics)
+    held_out = len({c["judged"] for c in critics}) == 1 and critics[0]["judged"].endswith(HELD_OUT)
+    split = critics[0]["judged"].split(" ", 1)[0]
     blocks: list[tuple] = [
         ("h", 2, "Critics"),
-        ("p", ("Each model critiques sampled solutions of validation problems in the CFT prompt layout "
+        ("p", (f"Each model critiques sampled solutions of {split} problems in the CFT prompt layout "
                if held_out else "Each model critiques the solutions named in the 'judged' column in the "
                "CFT prompt layout ")
               + "(SFT models and the base are prompted the same way); labels come from the reference "

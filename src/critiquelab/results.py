@@ -272,7 +272,7 @@ def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], m
     return out
 
 
-HELD_OUT = "validation problems (held out)"
+HELD_OUT = "problems (held out)"  # after the split: validation, or test (critic.split)
 
 
 def _judged(record: dict, cells_file: bool) -> str:
@@ -280,7 +280,7 @@ def _judged(record: dict, cells_file: bool) -> str:
     validation problems; otherwise the judged file, checked against the critic's training set."""
     path = record.get("solutions")
     if cells_file and (path is None or re.search(r"critic/solutions[^/]*\.jsonl$", path)):
-        return HELD_OUT
+        return f"{(record.get('config') or {}).get('split') or 'validation'} {HELD_OUT}"
     if not path:
         return "not recorded"
     if not Path(path).is_file():
