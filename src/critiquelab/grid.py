@@ -219,7 +219,8 @@ def _check_benchmarks(cfg: RunConfig, bench_dir, errors: list[str]) -> None:
             errors.append(f"eval.benchmarks: unknown {b!r} (valid: {', '.join([*WORLD_BENCHMARKS, *BENCHMARKS])})")
             continue
         try:
-            load_benchmark(b, bench_dir=bench_dir)
+            load_benchmark(b, bench_dir=bench_dir, answer_type=cfg.eval.answer_type,
+                           choice_permutations=cfg.eval.choice_permutations, choice_prompt=cfg.eval.choice_prompt)
         except UserError as e:
             errors.append(str(e))
 
