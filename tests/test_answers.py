@@ -184,3 +184,34 @@ def test_eval_on_the_new_benchmarks_through_a_served_model(tmp_path):
     assert res["bbeh_disambiguation_qa"]["accuracy"] == 1.0 and res["bbeh_disambiguation_qa"]["format_failures"] == 0
     assert res["bbeh_time_arithmetic"]["format_failures"] == 1 and res["bbeh_time_arithmetic"]["accuracy"] == 3 / 4
     assert "several answers" in (out / "results.md").read_text()
+
+
+@needs_data
+def test_an_experiment_lists_the_new_benchmarks_and_refuses_a_type_that_does_not_fit():
+    from critiquelab.config import RunConfig, load_config
+    from critiquelab.grid import plan_experiment
+    from critiquelab.io import UserError
+
+    new = "eval.benchmarks=[gpqa_diamond,bbeh_causal_understanding,bbeh_disambiguation_qa,bbeh_time_arithmetic]"
+    base = ["seeds=[0]", "build.methods=[cft]", "critic.n_problems=0", "eval.choice_permutations=2"]
+    plan_experiment(load_config(RunConfig, None, [*base, new]), offline=True)  # no error
+    with pytest.raises(UserError, match="eval.answer_type=bbeh does not fit benchmark 'gpqa_diamond'"):
+        plan_experiment(load_config(RunConfig, None, [*base, new, "eval.answer_type=bbeh"]), offline=True)
+
+
+def test_the_report_shows_format_failures_of_the_new_benchmarks(tmp_path):
+    from critiquelab.cli import main
+    from critiquelab.io import write_jsonl
+
+    run = tmp_path / "run"
+    (run / "eval" / "base").mkdir(parents=True)
+    gpqa = {"accuracy": 0.5, "n": 4, "correct": 2, "ci95": [0.15, 0.85], "no_answer": 1, "fallback": 0,
+            "answer_type": "choice", "several_answers": 1, "format_failures": 2}
+    (run / "eval" / "base" / "results.json").write_text(json.dumps({"benchmarks": {"gpqa_diamond": gpqa}}))
+    write_jsonl(run / "eval" / "base" / "gpqa_diamond.jsonl",
+                [{"id": f"g{i}-p0", "correct": c} for i, c in enumerate([True, True, False, False])])
+    assert main(["report", str(run)]) == 0
+    (r,) = json.loads((run / "report.json").read_text())["runs"]
+    assert r["benchmark"] == "gpqa_diamond" and r["format_failures"] == 2
+    md = (run / "report.md").read_text()
+    assert "format failures gpqa_diamond (%)" in md and "50.0" in md
