@@ -215,3 +215,48 @@ def test_the_report_shows_format_failures_of_the_new_benchmarks(tmp_path):
     assert r["benchmark"] == "gpqa_diamond" and r["format_failures"] == 2
     md = (run / "report.md").read_text()
     assert "format failures gpqa_diamond (%)" in md and "50.0" in md
+
+
+def _parquet(path, rows):
+    import datasets
+
+    path.mkdir(parents=True)
+    datasets.Dataset.from_list(rows).to_parquet(str(path / "test.parquet"))
+    return path
+
+
+def test_hub_benchmarks_read_a_local_dataset_with_a_field_mapping(tmp_path):
+    rows = [{"qid": f"q{i}", "prompt": f"Which is prime? ({i})", "options": ["4", "6", "7", "9"], "label": 2}
+            for i in range(3)]
+    data = _parquet(tmp_path / "mc", rows)
+    got = load_benchmark(f"hf:{data}:test", answer_type="choice",
+                         hf_fields={"id": "qid", "question": "prompt", "choices": "options", "answer": "label"})
+    assert [r["answer"] for r in got] == ["C"] * 3 and got[0]["letters"] == "ABCD"
+    assert "(C) 7" in got[0]["question"] and "\\boxed{X}" in got[0]["question"] and got[0]["id"].endswith("-q0")
+    assert grade_as("choice", "so \\boxed{C}", got[0]["answer"], got[0]["letters"]).correct
+    maths = _parquet(tmp_path / "m", [{"question": "1+1?", "answer": 2.0}])
+    (m,) = load_benchmark(f"hf:{maths}")  # default split test, default columns, math
+    assert m["answer"] == "2" and "answer_type" not in m
+
+
+def test_hub_benchmarks_refuse_what_does_not_fit(tmp_path):
+    from critiquelab.io import UserError
+
+    data = _parquet(tmp_path / "d", [{"question": "1+1?", "answer": "2"}])
+    with pytest.raises(UserError, match="answer '2' is not an option letter"):
+        load_benchmark(f"hf:{data}", answer_type="choice")
+    with pytest.raises(UserError, match="missing column 'problem'"):
+        load_benchmark(f"hf:{data}", hf_fields={"question": "problem"})
+    with pytest.raises(UserError, match="unknown split|cannot load"):
+        load_benchmark(f"hf:{data}:validation")
+
+
+def test_a_hub_benchmark_offline_is_one_line(tmp_path, monkeypatch, capsys):
+    from critiquelab.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "e"
+    assert main(["eval", "--model", "served", "--out", str(out), "--benchmarks", "hf:critiquelab-test/no-such-set",
+                 "eval.backend=openai", "eval.base_url=http://127.0.0.1:9/v1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not loadable offline (HF_HUB_OFFLINE=1)" in err and not out.exists()

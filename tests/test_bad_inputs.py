@@ -394,6 +394,10 @@ case("eval", "answer-type-bogus", "eval.answer_type='letters'", extra=("eval.ans
 case("eval", "choice-permutations-0", "eval.choice_permutations=0: must be at least 1",
      extra=("eval.choice_permutations=0",))
 case("eval", "choice-prompt-bogus", "eval.choice_prompt='mmlu'", extra=("eval.choice_prompt=mmlu",))
+case("eval", "hf-benchmark-offline", ["hf:critiquelab-test/no-such-set", "not loadable offline"],
+     opts={"--benchmarks": "hf:critiquelab-test/no-such-set:test"})
+case("eval", "hf-fields-bogus", "eval.hf_fields: unknown ['prompt']",
+     opts={"--benchmarks": "hf:critiquelab-test/no-such-set"}, extra=("eval.hf_fields.prompt=text",))
 case("eval", "bbeh-example-without-target", ["{t}/bm/bbeh/time_arithmetic.json: examples[1]", "'target'"],
      opts={"--benchmarks": "bbeh_time_arithmetic", "--benchmarks-dir": "{t}/bm"},
      files={"bm/bbeh/time_arithmetic.json": json.dumps({"examples": [{"input": "q", "target": "[a]"},

@@ -278,6 +278,7 @@ class EvalConfig(_Checked):
     answer_type: str | None = spec(None, one_of=("math", "choice", "bbeh"))
     choice_permutations: int = spec(1, at_least=1)  # GPQA: each item under k option orders (mean and spread)
     choice_prompt: str = spec("boxed", one_of=("boxed", "official"))  # GPQA: ours (a boxed letter) | official
+    hf_fields: dict[str, str] = field(default_factory=dict)  # hf:DATASET benchmarks: ours -> column (question, ...)
 
 
 @dataclass
@@ -449,6 +450,7 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("RLConfig", "save_minutes"): 5.0, ("PretrainConfig", "critique_style"): "terse",
                   ("CritiqueConfig", "checker_style"): None, ("EvalConfig", "answer_type"): None,
                   ("EvalConfig", "choice_permutations"): 1, ("EvalConfig", "choice_prompt"): "boxed",
+                  ("EvalConfig", "hf_fields"): {},
                   ("CriticConfig", "benchmark_limit"): None}
 
 

@@ -157,7 +157,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
     settings (VLLMConfig) when `cfg.backend` is vllm."""
     sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit,
                               answer_type=cfg.answer_type, choice_permutations=cfg.choice_permutations,
-                              choice_prompt=cfg.choice_prompt)
+                              choice_prompt=cfg.choice_prompt, hf_fields=cfg.hf_fields)
             for b in cfg.benchmarks}  # every name and file is checked before any generation
     if not sets:
         raise UserError("eval.benchmarks: name at least one benchmark (e.g. --benchmarks world,gsm8k)")

@@ -216,7 +216,7 @@ def _builtin(name: str, bench_dir, permutations: int, choice_prompt: str) -> lis
 
 def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir: str | Path | None = None,
                    limit: int | None = None, answer_type: str | None = None, choice_permutations: int = 1,
-                   choice_prompt: str = "boxed") -> list[dict]:
+                   choice_prompt: str = "boxed", hf_fields: dict | None = None) -> list[dict]:
     """A benchmark's rows (the first `limit` items; with `choice_permutations` k, a choice
     benchmark has k rows per item). `answer_type` (eval.answer_type) says how a problems file's
     answers are graded, and must agree with a built-in benchmark's own type."""
@@ -239,16 +239,83 @@ def load_benchmark(name: str, *, bench_dir: str | Path | None = None, world_dir:
         rows = load_problems(name, need_answers="a benchmark needs reference answers to grade")
         if answer_type not in (None, "math"):
             rows = _typed(rows, name, answer_type)
+    elif name.startswith("hf:"):
+        rows = _hub_benchmark(name, hf_fields or {}, answer_type or "math", limit)
     else:
         valid = ", ".join([*WORLD_BENCHMARKS, *BENCHMARKS])
-        raise UserError(f"unknown benchmark {name!r} (valid: {valid}, or a problems .jsonl file)")
+        raise UserError(f"unknown benchmark {name!r} (valid: {valid}, a problems .jsonl file or hf:DATASET[:split])")
     return rows[:limit] if limit is not None else rows
+
+
+HF_FIELDS = ("id", "question", "answer", "choices")  # eval.hf_fields: ours -> the dataset's column
+
+
+def _hub_records(dataset: str, split: str) -> list[dict]:
+    import datasets
+
+    try:
+        return datasets.load_dataset(dataset, split=split).to_list()
+    except Exception as e:  # offline, unknown name or split, unreadable files, ...
+        import huggingface_hub.constants
+
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or huggingface_hub.constants.HF_HUB_OFFLINE
+        if offline and not Path(dataset).exists():
+            raise UserError(f"hf:{dataset}: not loadable offline (HF_HUB_OFFLINE=1): download it first "
+                            f"(`hf download --repo-type dataset {dataset}`) or give a local directory") from None
+        raise UserError(f"hf:{dataset}:{split}: cannot load the dataset ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:160]})") from None
+
+
+def _hub_benchmark(name: str, fields: dict, answer_type: str, limit: int | None) -> list[dict]:
+    """`hf:DATASET[:split]` (default split: test), read with `datasets`, its columns mapped by
+    `eval.hf_fields` and graded as `eval.answer_type`; a `choices` column (a list of options) is
+    rendered as `(A) ...` lines with the boxed-letter line, and an integer answer is its index."""
+    dataset, _, split = name[3:].partition(":")
+    if unknown := sorted(set(fields) - set(HF_FIELDS)):
+        raise UserError(f"eval.hf_fields: unknown {unknown} (valid: {', '.join(HF_FIELDS)})")
+    cols = {"question": "question", "answer": "answer", **fields}
+    records = _hub_records(dataset, split or "test")[:limit]
+    if not records:
+        raise UserError(f"{name}: no rows")
+    where = f"{name} (row"
+    types = {"question": str, "answer": (str, int, float), "id": (str, int), "choices": list}
+    for i, r in enumerate(records):
+        missing = [c for k, c in cols.items() if r.get(c) is None]
+        if missing:
+            raise UserError(f"{where} {i}): missing column {missing[0]!r} (columns: {', '.join(sorted(r))}); map "
+                            "yours with eval.hf_fields.<question|answer|id|choices>=COLUMN")
+        bad = [k for k, c in cols.items() if not _type_fits(r[c], types[k])]
+        if bad:
+            raise UserError(f"{where} {i}): column {cols[bad[0]]!r} holds {json.dumps(r[cols[bad[0]]])[:40]}, not "
+                            f"a valid {bad[0]}")
+    return [_hub_row(r, i, name, cols, answer_type) for i, r in enumerate(records)]
+
+
+def _type_fits(value, types) -> bool:
+    types = types if isinstance(types, tuple) else (types,)
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def _hub_row(r: dict, i: int, name: str, cols: dict, answer_type: str) -> dict:
+    answer, question, letters = r[cols["answer"]], r[cols["question"]], LETTERS
+    if "choices" in cols:
+        letters = LETTERS[:len(r[cols["choices"]])]
+        if answer_type == "choice" and isinstance(answer, int) and 0 <= answer < len(letters):
+            answer = letters[answer]
+        question += "\n\n" + "\n".join(f"({a}) {o}" for a, o in zip(letters, r[cols["choices"]], strict=False))
+        question += f"\n\n{BOXED_LETTER}"
+    answer = _number(answer)
+    if problem := answer_problem(answer_type, answer, letters):
+        raise UserError(f"{name} (row {i}): {problem}, which eval.answer_type={answer_type} needs; set "
+                        "eval.answer_type to the type of these answers (math, choice, bbeh)")
+    row = {"id": f"{name}-{r[cols['id']] if 'id' in cols else i}", "question": question, "answer": answer}
+    return row if answer_type == "math" else {**row, "answer_type": answer_type, "letters": letters}
 
 
 def _check_type_fits(name: str, own: str, asked: str | None) -> None:
     if asked is not None and asked != own:
         raise UserError(f"eval.answer_type={asked} does not fit benchmark {name!r} (its answers are {own}); "
-                        "eval.answer_type is for problems files: leave it unset for built-in benchmarks")
+                        "eval.answer_type is for problems files and hf: benchmarks: leave it unset for built-in ones")
 
 
 def choice_letter(reference) -> str | None:
@@ -300,7 +367,10 @@ def benchmark_questions(bench_dir: str | Path | None = None) -> Iterator[tuple[s
 
 
 def benchmark_file_name(name: str) -> str:
-    """Where a benchmark's items go in an eval directory: its name, or a problems file's stem."""
+    """Where a benchmark's items go in an eval directory: its name, a problems file's stem, or
+    `hf-<dataset>_<split>` for a hub benchmark."""
+    if name.startswith("hf:"):
+        return "hf-" + re.sub(r"[^\w.-]+", "_", name[3:]).strip("_") + ".jsonl"
     return f"{Path(name).stem}.jsonl" if name.endswith(".jsonl") else f"{name}.jsonl"
 
 
