@@ -75,17 +75,18 @@ class FaultProxy(_Loopback):
     "html" (a 200 with an HTML page, as a captive proxy sends), "slow" (sleeps `slow_s`, then
     forwards), "cut" (connection closed mid-body), "down" (connection closed before any answer), "400", "401".
     Without an upstream it answers every forwarded request itself after `latency_s` with a
-    canned critique (a local endpoint of known latency, for throughput benchmarks). `bodies` keeps
-    every request body it received.
+    canned critique (a local endpoint of known latency, for throughput benchmarks), or with
+    `reply(request)` (the request's JSON body) when that is given. `bodies` keeps every request
+    body it received.
     """
 
     def __init__(self, upstream: str | None, plan=lambda i: None, slow_s: float = 5.0, latency_s: float = 0.0,
-                 retry_after: float = 0.2):
+                 retry_after: float = 0.2, reply=None):
         import threading
         from http.server import BaseHTTPRequestHandler
 
         self.upstream, self.plan, self.slow_s, self.latency_s = upstream, plan, slow_s, latency_s
-        self.retry_after = retry_after
+        self.retry_after, self.reply = retry_after, reply
         self.requests, self.lock, self.faults, self.bodies = 0, threading.Lock(), [], []
         proxy = self
 
@@ -155,7 +156,7 @@ class FaultProxy(_Loopback):
                 if proxy.upstream is None:
                     _time.sleep(proxy.latency_s)
                     req = _json.loads(body)
-                    text = "The steps are checked.\nConclusion: right [END]"
+                    text = proxy.reply(req) if proxy.reply else "The steps are checked.\nConclusion: right [END]"
                     return self._send(200, _json.dumps({
                         "id": f"c{i}", "object": "chat.completion", "created": 0, "model": req.get("model", "m"),
                         "choices": [{"index": 0, "finish_reason": "stop",

@@ -382,6 +382,29 @@ for what, model, words in [("model-missing", "{t}/nope", ["{t}/nope", "not a mod
 case("eval", "openai-unreachable", ["http://127.0.0.1:{port}/v1", "cannot connect"],
      extra=("eval.backend=openai", "eval.base_url=http://127.0.0.1:{port}/v1"), fast=True)
 case("eval", "openai-without-base-url", "eval.backend=openai needs eval.base_url", extra=("eval.backend=openai",))
+# answer types and the benchmarks beyond math (issue 26)
+case("eval", "benchmark-bogus-beyond-math", ["unknown benchmark 'gpqa'", "gpqa_diamond"], opts={"--benchmarks": "gpqa"})
+case("eval", "answer-type-does-not-fit-the-problems", ["{t}/p.jsonl:2", "answer '5' is not an option letter",
+                                                       "eval.answer_type"],
+     opts={"--benchmarks": "{t}/p.jsonl"}, extra=("eval.answer_type=choice",),
+     files={"p.jsonl": jl(row(PROBLEM, answer="B"), row(PROBLEM, id="q2"))})
+case("eval", "answer-type-does-not-fit-a-benchmark", "eval.answer_type=choice does not fit benchmark 'gsm8k'",
+     opts={"--benchmarks": "gsm8k"}, extra=("eval.answer_type=choice",))
+case("eval", "answer-type-bogus", "eval.answer_type='letters'", extra=("eval.answer_type=letters",))
+case("eval", "choice-permutations-0", "eval.choice_permutations=0: must be at least 1",
+     extra=("eval.choice_permutations=0",))
+case("eval", "choice-prompt-bogus", "eval.choice_prompt='mmlu'", extra=("eval.choice_prompt=mmlu",))
+case("eval", "hf-benchmark-offline", ["hf:critiquelab-test/no-such-set", "not loadable offline"],
+     opts={"--benchmarks": "hf:critiquelab-test/no-such-set:test"})
+case("eval", "hf-fields-bogus", "eval.hf_fields: unknown ['prompt']",
+     opts={"--benchmarks": "hf:critiquelab-test/no-such-set"}, extra=("eval.hf_fields.prompt=text",))
+case("eval", "bbeh-example-without-target", ["{t}/bm/bbeh/time_arithmetic.json: examples[1]", "'target'"],
+     opts={"--benchmarks": "bbeh_time_arithmetic", "--benchmarks-dir": "{t}/bm"},
+     files={"bm/bbeh/time_arithmetic.json": json.dumps({"examples": [{"input": "q", "target": "[a]"},
+                                                                       {"input": "q"}]})})
+case("eval", "bbeh-not-its-layout", ["{t}/bm/bbeh/disambiguation_qa.json", "expected BBEH's layout"],
+     opts={"--benchmarks": "bbeh_disambiguation_qa", "--benchmarks-dir": "{t}/bm"},
+     files={"bm/bbeh/disambiguation_qa.json": json.dumps([{"input": "q", "target": "(A)"}])})
 case("eval", "tokenizer-without-chat-template", ["{t}/m", "no chat template"], opts={"--model": "{t}/m"},
      files={"m": lambda ctx: copy_model(ctx, chat_template=False)}, needs_model=True)
 case("eval", "out-holds-a-world", ["--out {W}", "holds a critiquelab 'world' output"], opts={"--out": "{W}"})
@@ -409,6 +432,25 @@ for cmd in ("judge", "eval-critic"):
 case("eval-critic", "max-new-tokens-0", "critic.max_new_tokens=0", extra=("critic.max_new_tokens=0",))
 case("eval-critic", "correct-labels-absent", ["{t}/sol.jsonl", "no row has a 'correct' label"],
      opts={"--solutions": "{t}/sol.jsonl"}, files={"sol.jsonl": jl(row(SOL, correct=DROP), row(S2, correct=DROP))})
+PRM = {"idx": "p1", "classification": "circular", "original_question": "q", "modified_question": "q",
+       "original_process": ["1. a", "2. b", "3. c"], "modified_process": ["1. a", "2. x", "3. c"], "error_steps": [2]}
+PRM_ARGS = {"--benchmark": "prmbench", "--benchmarks-dir": "{t}/bm"}
+case("eval-critic", "prmbench-error-steps-past-the-steps", ["{t}/bm/prmbench/x.jsonl:2", "error_steps [5, 7]",
+                                                           "point past the 3 steps"],
+     opts=PRM_ARGS, drop=("--solutions",), files={"bm/prmbench/x.jsonl": jl(PRM, row(PRM, idx="p2", error_steps=[5, 7]))})
+case("eval-critic", "prmbench-error-steps-empty", ["{t}/bm/prmbench/x.jsonl:1", "'error_steps' must be a non-empty"],
+     opts=PRM_ARGS, drop=("--solutions",), files={"bm/prmbench/x.jsonl": jl(row(PRM, error_steps=[]))})
+case("eval-critic", "prmbench-row-missing-steps", ["{t}/bm/prmbench/x.jsonl:1", "missing field 'modified_process'"],
+     opts=PRM_ARGS, drop=("--solutions",), files={"bm/prmbench/x.jsonl": jl(row(PRM, modified_process=DROP))})
+case("eval-critic", "prmbench-absent", ["{t}/bm/prmbench", "no PRMBench files"], opts=PRM_ARGS, drop=("--solutions",),
+     files={"bm": None})
+case("eval-critic", "benchmark-bogus", "--benchmark prmbench2: unknown critic benchmark (valid: prmbench)",
+     opts={"--benchmark": "prmbench2"}, drop=("--solutions",))
+case("eval-critic", "benchmark-and-solutions", "give --solutions FILE (labelled solutions) or --benchmark prmbench",
+     opts={"--benchmark": "prmbench"})
+case("eval-critic", "neither-benchmark-nor-solutions", "or --benchmark prmbench, one of the two", drop=("--solutions",))
+case("eval-critic", "benchmark-limit-0", "critic.benchmark_limit=0: must be at least 1",
+     opts=PRM_ARGS, drop=("--solutions",), extra=("critic.benchmark_limit=0",))
 for what, bad, words in [
     ("correct-a-string", row(S2, correct="yes"), "field 'correct' must be true/false"),
     ("problem-id-a-list", row(S2, problem_id=["q2"]), "field 'problem_id' must be text or an integer"),

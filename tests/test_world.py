@@ -89,7 +89,7 @@ def test_write_world_writes_every_split(tmp_path):
 
 @pytest.mark.parametrize("style", ["recompute", "solve_first"])
 def test_every_critique_style_gives_the_checkers_verdict_names_the_step_and_carries_the_correction(style):
-    from critiquelab.critic import _named_step
+    from critiquelab.critic import named_step
     from critiquelab.critique import parse_verdict
     from critiquelab.world import mistaken_critique
 
@@ -102,7 +102,7 @@ def test_every_critique_style_gives_the_checkers_verdict_names_the_step_and_carr
             if not res.correct:
                 assert f"The correct answer is {p['answer']}." in res.critique  # the correction
                 if res.error_step <= len(p["steps"]):
-                    assert _named_step(res.critique) == res.error_step, res.critique
+                    assert named_step(res.critique) == res.error_step, res.critique
             mistaken = mistaken_critique(p, text, random.Random(0), style)
             assert parse_verdict(mistaken) == ("wrong" if terse.correct else "right")
     # recompute writes the step's true value before it reads the solution's

@@ -41,7 +41,7 @@ from critiquelab.io import (
     write_jsonl,
 )
 from critiquelab.methods import TABLE, names
-from critiquelab.sources import BENCHMARKS, load_benchmark
+from critiquelab.sources import benchmark_questions
 
 __all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build",
            "summary_line"]
@@ -76,13 +76,9 @@ def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 def decontaminate(rows: list[dict], n: int, threshold: float, bench_dir=None) -> tuple[list[dict], dict]:
     """Drop rows whose question shares >= `threshold` of its word n-grams with a benchmark question."""
     index: dict[tuple[str, ...], str] = {}
-    for name in BENCHMARKS:
-        try:
-            for r in load_benchmark(name, bench_dir=bench_dir):
-                for g in _ngrams(r["question"], n):
-                    index.setdefault(g, name)
-        except UserError:
-            continue  # a benchmark file that is not present cannot contaminate
+    for name, question in benchmark_questions(bench_dir):  # a benchmark file that is not present cannot contaminate
+        for g in _ngrams(question, n):
+            index.setdefault(g, name)
     kept, removed = [], {}
     for r in rows:
         grams = _ngrams(r["question"], n)

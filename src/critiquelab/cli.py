@@ -115,9 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--solutions", required=True)
     s.add_argument("--out", required=True)
 
-    s = cmd("eval-critic", "verdict accuracy on labelled solutions, and critic-filtered best-of-N")
+    s = cmd("eval-critic", "verdict accuracy on labelled solutions (or a critic benchmark), and critic-filtered "
+            "best-of-N")
     s.add_argument("--critic", required=True)
-    s.add_argument("--solutions", required=True, help="solutions.jsonl with 'correct' labels (from sample)")
+    s.add_argument("--solutions", help="solutions.jsonl with 'correct' labels (from sample)")
+    s.add_argument("--benchmark", help="a critic benchmark instead of --solutions: prmbench")
+    s.add_argument("--benchmarks-dir")
     s.add_argument("--out", required=True)
 
     s = cmd("grade", "grade a JSONL of {response, reference}", config=False, overwrite=False)
@@ -285,9 +288,18 @@ def _judge(args):
 
 
 def _eval_critic(args):
-    from critiquelab import critic
+    from critiquelab import critic, prmbench
 
+    if (args.solutions is None) == (args.benchmark is None):
+        raise UserError("give --solutions FILE (labelled solutions) or --benchmark prmbench, one of the two")
+    if args.benchmark is not None and args.benchmark not in prmbench.CRITIC_BENCHMARKS:
+        raise UserError(f"--benchmark {args.benchmark}: unknown critic benchmark (valid: "
+                        f"{', '.join(prmbench.CRITIC_BENCHMARKS)})")
     cfg = _config(args)
+    if args.benchmark is not None:
+        res = prmbench.run_prmbench(args.critic, args.out, cfg.critic, bench_dir=args.benchmarks_dir, vllm=cfg.vllm,
+                                    overwrite=args.overwrite)
+        return prmbench.summary_line(res, args.out)
     res = critic.run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm,
                                  overwrite=args.overwrite)
     return critic.summary_line(res, args.out)

@@ -274,6 +274,11 @@ class EvalConfig(_Checked):
     concurrency: int = spec(16, at_least=1)
     data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    # how a problems file's answers are graded (answers.py); unset: math. Built-in benchmarks have their own.
+    answer_type: str | None = spec(None, one_of=("math", "choice", "bbeh"))
+    choice_permutations: int = spec(1, at_least=1)  # GPQA: each item under k option orders (mean and spread)
+    choice_prompt: str = spec("boxed", one_of=("boxed", "official"))  # GPQA: ours (a boxed letter) | official
+    hf_fields: dict[str, str] = field(default_factory=dict)  # hf:DATASET benchmarks: ours -> column (question, ...)
 
 
 @dataclass
@@ -298,6 +303,7 @@ class CriticConfig(_Checked):
     split: str = spec("validation", one_of=("validation", "test"))
     data_parallel: int = spec(1, at_least=1)  # hf / vllm: generating processes, each with its own GPUs
     tensor_parallel: int = spec(0, at_least=0)  # vllm: GPUs per process (0: the visible GPUs / data_parallel)
+    benchmark_limit: int | None = spec(None, at_least=1)  # eval-critic --benchmark: the first N rows of each file
 
 
 @dataclass
@@ -445,7 +451,10 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("BuildConfig", "critiques_per_solution"): "one", ("BuildConfig", "majority"): False,
                   ("TrainConfig", "select_max_new_tokens"): 200, ("TrainConfig", "save_epochs"): False,
                   ("RLConfig", "save_minutes"): 5.0, ("PretrainConfig", "critique_style"): "terse",
-                  ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation"}
+                  ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation",
+                  ("EvalConfig", "answer_type"): None, ("EvalConfig", "choice_permutations"): 1,
+                  ("EvalConfig", "choice_prompt"): "boxed", ("EvalConfig", "hf_fields"): {},
+                  ("CriticConfig", "benchmark_limit"): None}
 
 
 def key_of(section: Any) -> dict:

@@ -95,7 +95,8 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
             bench_items += cfg.world.n_test
             continue
         try:
-            bench_items += len(load_benchmark(b, bench_dir=bench_dir, limit=cfg.eval.limit))
+            bench_items += len(load_benchmark(b, bench_dir=bench_dir, limit=cfg.eval.limit,
+                                              choice_permutations=cfg.eval.choice_permutations))
         except Exception as e:  # noqa: BLE001
             bench_note.append(f"{b}: not counted ({e})")
     rows, total_gpu_h = [], 0.0

@@ -42,7 +42,7 @@ from critiquelab.io import (
 from critiquelab.llm import Sampling, fit_note, generate_resumable
 from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 
-__all__ = ["read_judged", "run_judge", "judge", "judge_summary_line", "critic_metrics", "best_of_n",
+__all__ = ["read_judged", "run_judge", "judge", "judge_settings", "judge_summary_line", "critic_metrics", "named_step", "best_of_n",
            "run_eval_critic", "summary_line"]
 
 JUDGED_FIELDS = {"id": (str, int), "question": str, "solution": str}
@@ -62,7 +62,7 @@ def read_judged(path: str | Path, labels: bool = False) -> list[dict]:
     return rows
 
 
-def _settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
+def judge_settings(critic, cfg: CriticConfig) -> tuple[dict, Sampling]:
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, stop=["[END]"])
     return {"critic": str(critic), "backend": cfg.backend, "api_model": cfg.api_model,
             "instruction": cfg.instruction, "sampling": sampling.to_dict()}, sampling
@@ -74,7 +74,7 @@ def run_judge(critic: str | Path, solutions: list[dict], out_path: Path, cfg: Cr
     `backend` object generates in this process; the config's runs `critic.data_parallel` processes;
     `stats` gets the prompts cut and generations shortened to fit the context)."""
     cfg = cfg or CriticConfig()
-    settings, sampling = _settings(critic, cfg)
+    settings, sampling = judge_settings(critic, cfg)
     return generate_resumable(
         out_path, solutions, (lambda: backend) if backend is not None else partial(make_backend, critic, cfg, vllm),
         lambda s: [{"role": "user", "content": cft_prompt(s["question"], s["solution"], cfg.instruction)}],
@@ -89,7 +89,7 @@ def judge(critic: str | Path, solutions_path: str | Path, out_dir: str | Path, c
     """`critiquelab judge`: inputs and the critic checked first, then `out_dir/judgements.jsonl`."""
     solutions = read_judged(solutions_path)
     check_backend(critic, cfg, "critic")
-    fingerprint = stable_hash(_settings(critic, cfg)[0])
+    fingerprint = stable_hash(judge_settings(critic, cfg)[0])
     with output_dir(out_dir, "judge", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
         return run_judge(critic, solutions, out / "judgements.jsonl", cfg, vllm=vllm)
 
@@ -104,7 +104,7 @@ def judge_summary_line(judgements: list[dict]) -> str:
 _STEP = re.compile(r"Step\s+(\d+)")
 
 
-def _named_step(critique: str) -> int | None:
+def named_step(critique: str) -> int | None:
     """The step a critique blames: the first line that is not a confirmation ('is correct.', or
     ': correct.' / 'matches.' of the other critique styles), after the critic's own solution."""
     lines = critique.splitlines()
@@ -150,7 +150,7 @@ def critic_metrics(solutions: list[dict], judgements: list[dict], seed: int = 0)
         label = "right" if right == few else "wrong"
         out["imbalance"] = (f"only {few} {label} solution{'s' if few != 1 else ''} of {n}: balanced accuracy "
                             "is unreliable")
-    steps = [(s["first_error_step"], _named_step(j["critique"])) for s, j in zip(solutions, judgements, strict=True)
+    steps = [(s["first_error_step"], named_step(j["critique"])) for s, j in zip(solutions, judgements, strict=True)
              if s.get("first_error_step") and j["verdict"] == "wrong"]
     if steps:
         named = sum(a == b for a, b in steps)
@@ -177,7 +177,7 @@ def _where_it_fails(labelled: list[tuple[dict, dict]]) -> dict:
     if by_kind:
         out["recall_by_kind"] = {k: {"n": len(v), "recall": sum(v) / len(v), "ci95": list(wilson_ci(sum(v), len(v)))}
                                  for k, v in sorted(by_kind.items())}
-    located = [j["verdict"] == "wrong" and _named_step(j["critique"]) == s["first_error_step"]
+    located = [j["verdict"] == "wrong" and named_step(j["critique"]) == s["first_error_step"]
                for s, j in labelled if not s["correct"] and s.get("first_error_step")]
     if located:
         out["first_error_step_accuracy"] = sum(located) / len(located)
@@ -227,7 +227,7 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
     check_backend(critic, cfg, "critic")
     grouped = all(s.get("problem_id") is not None for s in solutions) and \
         len({s["problem_id"] for s in solutions}) < len(solutions)
-    fingerprint = stable_hash(_settings(critic, cfg)[0])
+    fingerprint = stable_hash(judge_settings(critic, cfg)[0])
     with output_dir(out_dir, "critic-eval", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
         stats: dict = {}
         judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg, vllm=vllm, stats=stats)

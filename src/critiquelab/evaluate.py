@@ -19,6 +19,9 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from critiquelab.answers import FORMAT_FAILURES, grade_as
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
 from critiquelab.grading import grade
 from critiquelab.io import (
@@ -41,8 +44,8 @@ from critiquelab.llm import (
     generate_resumable,
 )
 from critiquelab.logs import progress_bar
-from critiquelab.sources import benchmark_file_name, benchmarks_dir, load_benchmark
-from critiquelab.stats import wilson_ci
+from critiquelab.sources import LETTERS, benchmark_file_name, benchmarks_dir, load_benchmark
+from critiquelab.stats import bootstrap, weighted_mean, wilson_ci
 
 __all__ = ["PROMPTS", "conversation", "run_eval", "summarize", "summary_line"]
 
@@ -110,22 +113,51 @@ def summarize(items: list[dict]) -> dict:
     n = len(items)
     k = sum(bool(r["correct"]) for r in items)
     lo, hi = wilson_ci(k, n)
-    return {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi],
-            "no_answer": sum(r["reason"] == "no_answer" for r in items),
-            "fallback": sum(bool(r.get("fallback")) for r in items)}
+    out = {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi],
+           "no_answer": sum(r["reason"] == "no_answer" for r in items),
+           "fallback": sum(bool(r.get("fallback")) for r in items)}
+    kind = items[0].get("answer_type", "math") if items else "math"
+    if kind != "math":  # math's results keep their published keys
+        out["answer_type"] = kind
+        out["several_answers"] = sum(r["reason"] == "several_answers" for r in items)
+        out["format_failures"] = sum(r["reason"] in FORMAT_FAILURES for r in items)
+    if any(r.get("permutation") for r in items):
+        out.update(_permutation_spread(items))
+    return out
+
+
+def _permutation_spread(items: list[dict]) -> dict:
+    """Items answered under several option orders: accuracy per order (mean, min, max, standard
+    deviation) and the interval of the mean from a bootstrap over questions (a question's orders
+    resampled together)."""
+    orders = sorted({r["permutation"] for r in items})
+    acc = [float(np.mean([bool(r["correct"]) for r in items if r["permutation"] == j])) for j in orders]
+    hits = [float(bool(r["correct"])) for r in items]
+    ci = bootstrap(lambda w: weighted_mean(hits, w), len(items), clusters=[r["question_id"] for r in items])
+    return {"ci95": ci, "questions": len({r["question_id"] for r in items}),
+            "permutations": {"k": len(orders), "accuracy": acc, "min": min(acc), "max": max(acc),
+                             "std": float(np.std(acc))}}
 
 
 def _graded(row: dict, response: str) -> dict:
-    g = grade(response, row.get("answer"))
+    kind = row.get("answer_type", "math")
+    if kind == "math":  # unchanged: published results' rows depend on it
+        g = grade(response, row.get("answer"))
+        return {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
+                "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
+    g = grade_as(kind, response, row.get("answer"), row.get("letters") or LETTERS)
+    extra = {k: row[k] for k in ("question_id", "permutation") if k in row}
     return {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
-            "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
+            "correct": g.correct, "reason": g.reason, "fallback": False, "answer_type": kind, **extra}
 
 
 def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,
              bench_dir=None, backend=None, vllm=None, overwrite: bool = False) -> dict:
     """Every benchmark of `cfg.benchmarks` generated (resumably) and graded; `vllm`: the engine
     settings (VLLMConfig) when `cfg.backend` is vllm."""
-    sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit)
+    sets = {b: load_benchmark(b, bench_dir=bench_dir, world_dir=world_dir, limit=cfg.limit,
+                              answer_type=cfg.answer_type, choice_permutations=cfg.choice_permutations,
+                              choice_prompt=cfg.choice_prompt, hf_fields=cfg.hf_fields)
             for b in cfg.benchmarks}  # every name and file is checked before any generation
     if not sets:
         raise UserError("eval.benchmarks: name at least one benchmark (e.g. --benchmarks world,gsm8k)")
@@ -162,10 +194,12 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                    "seconds": round(time.time() - t0, 1), "truncated_prompts": stats.get("truncated", 0),
                    "shortened_generations": stats.get("shortened", 0)}
         write_json(out_dir / "results.json", summary)
-        lines = ["| benchmark | accuracy | 95% CI | n | no answer |", "|---|---|---|---|---|"]
+        typed = any("answer_type" in r for r in results.values())  # math alone: the table as it always was
+        lines = ["| benchmark | accuracy | 95% CI | n | no answer |" + (" several answers |" if typed else ""),
+                 "|---|---|---|---|---|" + ("---|" if typed else "")]
         for name, r in results.items():
             lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f} "
-                         f"| {r['n']} | {r['no_answer']} |")
+                         f"| {r['n']} | {r['no_answer']} |" + (f" {r.get('several_answers', 0)} |" if typed else ""))
         with atomic_write(out_dir / "results.md") as f:
             f.write("\n".join(lines) + "\n")
     return summary

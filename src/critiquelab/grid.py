@@ -215,11 +215,12 @@ def _check_benchmarks(cfg: RunConfig, bench_dir, errors: list[str]) -> None:
     for b in cfg.eval.benchmarks:
         if b in WORLD_BENCHMARKS:
             continue
-        if b not in BENCHMARKS:
+        if b not in BENCHMARKS and not b.startswith("hf:"):
             errors.append(f"eval.benchmarks: unknown {b!r} (valid: {', '.join([*WORLD_BENCHMARKS, *BENCHMARKS])})")
             continue
         try:
-            load_benchmark(b, bench_dir=bench_dir)
+            load_benchmark(b, bench_dir=bench_dir, answer_type=cfg.eval.answer_type,
+                           choice_permutations=cfg.eval.choice_permutations, choice_prompt=cfg.eval.choice_prompt, hf_fields=cfg.eval.hf_fields)
         except UserError as e:
             errors.append(str(e))
 

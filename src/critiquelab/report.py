@@ -285,8 +285,8 @@ def section_accuracy(d: Run) -> list[tuple]:
         table.append(row)
     plots.accuracy_bars(main_rows, benches, d.run_dir / "accuracy.png", **STYLE)
     return [("h", 2, "Accuracy (%), mean over seeds [95% bootstrap CI over seeds and items]"),
-            ("p", "Format failures: answers with no boxed final answer (% of items, mean over seeds); they "
-                  "count as wrong in the accuracy."),
+            ("p", "Format failures: answers with no boxed final answer (beyond math: none that can be read, or "
+                  "several options at once) (% of items, mean over seeds); they count as wrong in the accuracy."),
             ("table", ["method", "seeds", *benches, *(["average"] if len(benches) > 1 else []),
                        *[f"format failures {b} (%)" for b in benches]], table),
             ("img", "accuracy.png", "accuracy")]
