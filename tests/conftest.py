@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -13,6 +16,10 @@ import pytest
 from critiquelab.config import ModelConfig, PretrainConfig, RunConfig, WorldConfig, load_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `datasets` caches what it reads (hub benchmarks read from local files in tests): not in the home directory
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="critiquelab-test-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 REPO = Path(__file__).resolve().parents[1]
