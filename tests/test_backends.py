@@ -162,3 +162,19 @@ def test_eval_with_max_new_tokens_beyond_the_context_says_so_and_keeps_its_promp
     assert rc == 0 and "8 generations shortened to fit the model's context" in line, line
     res = json.loads((tmp_path / "e" / "results.json").read_text())
     assert res["truncated_prompts"] == 0 and res["shortened_generations"] == 8
+
+
+def test_each_benchmarks_warning_counts_its_own_generations(tiny_model, tiny_world, tmp_path, caplog):
+    """Two benchmarks of one eval: each file's warning counts that file's shortened generations (it
+    used to count every benchmark's so far), and the summary counts them all."""
+    import logging
+
+    from critiquelab.config import EvalConfig
+    from critiquelab.evaluate import run_eval
+
+    with caplog.at_level(logging.WARNING):
+        res = run_eval(tiny_model, tmp_path / "e", EvalConfig(benchmarks=["world", "world-validation"], limit=8,
+                                                             max_new_tokens=2048), world_dir=tiny_world)
+    warned = [r.getMessage() for r in caplog.records if "generations got fewer" in r.getMessage()]
+    assert len(warned) == 2 and all(": 8 generations got fewer" in m for m in warned), warned
+    assert res["shortened_generations"] == 16

@@ -467,10 +467,10 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
     todo = [(k, r) for k, r in by_key.items() if k not in done]
     if on_batch:
         on_batch(len(rows) - len(todo))
-    stats, context = ({} if stats is None else stats), None
+    own, context = {}, None  # this call's counts: its warning names this store alone
     if todo and data_parallel > 1:
         run_shards(store, [(k, conversation(r)) for k, r in todo], backend, sampling, chunk, make,
-                   data_parallel, tensor_parallel, on_batch, stats)
+                   data_parallel, tensor_parallel, on_batch, own)
         done = {k: rec for k, rec in store.read().items() if k in by_key}
     elif todo:
         model = backend()
@@ -482,9 +482,11 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
             records = [make(k, t) for (k, _), t in zip(part, texts, strict=True)]
             store.append(records)
             done.update((rec["key"], rec) for rec in records)
-        _add_stats(stats, model.name, [a - b for a, b in zip(_fit_counts(model), before, strict=True)])
+        _add_stats(own, model.name, [a - b for a, b in zip(_fit_counts(model), before, strict=True)])
     if todo:
-        _warn_fit(path, stats, sampling, context)
+        _warn_fit(path, own, sampling, context)
+        if stats is not None:  # the caller's totals over its calls
+            _add_stats(stats, own.get("backend"), [own.get("truncated", 0), own.get("shortened", 0)])
     return [done[k] for k in keys]
 
 
