@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 from critiquelab.grading import Grade, grade
-from critiquelab.sources import ANSWER_TYPES, LETTERS, choice_letter
+from critiquelab.sources import ANSWER_TYPES, LETTERS, braced, choice_letter
 
 __all__ = ["ANSWER_TYPES", "FORMAT_FAILURES", "bbeh_equal", "extract_bbeh", "extract_choice", "grade_as"]
 
@@ -88,15 +88,8 @@ def _final_line_letter(text: str, letters: str) -> str | None:
 
 def _boxes(text: str) -> list[tuple[int, str]]:
     """(position, content) of every \\boxed{} / \\fbox{}, nested braces included."""
-    out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth = 0
-        for j in range(m.end() - 1, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                out.append((m.start(), text[m.end():j].strip()))
-                break
-    return out
+    found = ((m.start(), braced(text, m.end() - 1)) for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text))
+    return [(pos, content) for pos, content in found if content is not None]
 
 
 def extract_choice(text: str, letters: str = LETTERS) -> tuple[str | None, str]:

@@ -23,7 +23,6 @@ import numpy as np
 
 from critiquelab.answers import FORMAT_FAILURES, grade_as
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
-from critiquelab.grading import grade
 from critiquelab.io import (
     UserError,
     atomic_write,
@@ -140,15 +139,14 @@ def _permutation_spread(items: list[dict]) -> dict:
 
 
 def _graded(row: dict, response: str) -> dict:
+    """An item's record; a math row keeps exactly the fields published results have."""
     kind = row.get("answer_type", "math")
-    if kind == "math":  # unchanged: published results' rows depend on it
-        g = grade(response, row.get("answer"))
-        return {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
-                "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
     g = grade_as(kind, response, row.get("answer"), row.get("letters") or LETTERS)
-    extra = {k: row[k] for k in ("question_id", "permutation") if k in row}
-    return {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
-            "correct": g.correct, "reason": g.reason, "fallback": False, "answer_type": kind, **extra}
+    rec = {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
+           "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
+    if kind != "math":
+        rec.update(answer_type=kind, **{k: row[k] for k in ("question_id", "permutation") if k in row})
+    return rec
 
 
 def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, world_dir=None,

@@ -65,14 +65,20 @@ def last_boxed(text: str) -> str | None:
         i += 1
     if i >= len(text) or text[i] != "{":
         return None
-    depth, start = 0, i
+    return braced(text, i)
+
+
+def braced(text: str, i: int) -> str | None:
+    """The content of the `{...}` group that opens at `text[i]`, nested braces included, stripped
+    (None when it never closes)."""
+    depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
             depth += 1
         elif text[j] == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1:j].strip()
+                return text[i + 1:j].strip()
     return None
 
 
