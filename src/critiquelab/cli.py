@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", help="i/n: this machine's share of the job")
     s.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing")
 
+    s = cmd("refine", "refine solutions from their critiques with a teacher (critique.refine_prompt; resumable store)")
+    s.add_argument("--input", required=True, help="the solutions the critiques are of (solutions.jsonl from sample)")
+    s.add_argument("--critiques", required=True, help="their critique store (critique/critiques.jsonl)")
+    s.add_argument("--out", required=True, help="directory for refined.jsonl and ledger.json")
+    s.add_argument("--shard", help="i/n: this machine's share of the job")
+    s.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing")
+
     s = cmd("build", "build CFT / SFT training sets, filtered, with exports")
     s.add_argument("--solutions")
     s.add_argument("--critiques", help="the critique store (critique/critiques.jsonl)")
@@ -216,12 +223,16 @@ def _seeds(args):
 
 
 def _critique(args):
+    """`critique` and `refine` (the same stage with the section's refine prompt and the critiques)."""
+    from dataclasses import replace
+
     from critiquelab import critique
 
     cfg = _config(args)
+    teacher = replace(cfg.critique, prompt=cfg.critique.refine_prompt) if args.cmd == "refine" else cfg.critique
     try:
-        s = critique.run_critique(args.input, args.out, cfg.critique, shard=args.shard, dry_run=args.dry_run,
-                                  vllm=cfg.vllm, overwrite=args.overwrite)
+        s = critique.run_critique(args.input, args.out, teacher, critiques=getattr(args, "critiques", None),
+                                  shard=args.shard, dry_run=args.dry_run, vllm=cfg.vllm, overwrite=args.overwrite)
     except Incomplete as e:  # the usual summary first, then main's "incomplete" line
         if e.summary:
             print(critique.summary_line(e.summary, args.out), file=sys.stderr)
@@ -356,7 +367,7 @@ def _experiment(args):
 
 
 _COMMANDS = {"world": _world, "pretrain": _pretrain, "sample": _sample, "seeds": _seeds, "critique": _critique,
-             "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge, "eval-critic": _eval_critic,
+             "refine": _critique, "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge, "eval-critic": _eval_critic,
              "grade": _grade, "report": _report, "experiment": _experiment, "cell": _cell, "demo": _experiment}
 
 

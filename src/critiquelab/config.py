@@ -143,6 +143,7 @@ class CritiqueConfig(_Checked):
 
     teacher: str = spec("checker", one_of=("checker", "openai", "hf", "vllm"))
     prompt: str = "critique_paper"        # a template in critiquelab/prompts/, or a path to a YAML file
+    refine_prompt: str = "refine_paper"   # `refine` (and an experiment's cgd): its `task: refine` template
     base_url: str | None = None           # openai: e.g. https://api.openai.com/v1
     model: str | None = None              # openai: model name; hf: model directory
     api_key_env: str = "OPENAI_API_KEY"   # the key is read from this variable, never stored
@@ -168,7 +169,8 @@ class CritiqueConfig(_Checked):
     batch_wait: bool = True               # batch: False returns once the batches are created; rerun to collect
     panel: dict[str, dict] = field(default_factory=dict)  # several teachers: name -> overrides of this section;
                                           # one store, the teacher in each key (one-shot CFT: 7 teachers)
-    # checker: share of items whose verdict it gets wrong (a weak teacher)
+    # checker: share of items it gets wrong (a weak teacher): the verdict of a critique, an injected
+    # error in its own solution (solve) or in its refinement (refine)
     checker_noise: float = spec(0.0, at_least=0.0, at_most=1.0)
     # checker: how it writes critiques (world.check); None: terse, or in an experiment the style its
     # base read in pretraining (pretrain.critique_style), so a model axis of styles needs no teacher axis
@@ -454,7 +456,7 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation",
                   ("EvalConfig", "answer_type"): None, ("EvalConfig", "choice_permutations"): 1,
                   ("EvalConfig", "choice_prompt"): "boxed", ("EvalConfig", "hf_fields"): {},
-                  ("CriticConfig", "benchmark_limit"): None}
+                  ("CriticConfig", "benchmark_limit"): None, ("CritiqueConfig", "refine_prompt"): "refine_paper"}
 
 
 def key_of(section: Any) -> dict:

@@ -1,21 +1,38 @@
-"""Critiques of candidate solutions by a teacher, into an append-only store that loses nothing.
+"""Critiques of candidate solutions by a teacher, into an append-only store that loses nothing;
+with other prompts the same stage has the teacher solve, or refine a solution from its critique.
 
 Teachers: `checker` (the synthetic world's exact step checker; offline and exact; with
-`checker_noise: p` a weak teacher that gets the verdict wrong on a share p of items), `openai` (any
-OpenAI-compatible endpoint through the official async client) and `hf` / `vllm` (a local model).
+`checker_noise: p` a weak teacher that gets a share p of its items wrong), `openai` (any
+OpenAI-compatible endpoint through the official async client, or its Batch API) and `hf` / `vllm`
+(a local model).
 
-Input: `solutions.jsonl` from `sample`. Output directory:
-- `critiques.jsonl`: the store, one line per attempt outcome: `key`, `id`, `problem_id`, `status`
-  (ok / failed), `critique`, `verdict` (right / wrong / None), `teacher`, `usage`, `error`.
-  The key hashes (item id, prompt, teacher, sampling settings); a rerun skips keys already `ok`,
-  retries `failed` ones, and readers take the latest record per key, so a crash or `kill -9`
-  loses nothing and duplicates nothing.
+A prompt's `task` (`TASKS`) says what the teacher writes; one code path serves all three:
+- `critique` (the default): a critique of each solution and its verdict, into `critiques.jsonl`;
+- `solve` (`solve_paper`): the teacher's own solution of each question, into `solutions.jsonl`;
+- `refine` (`refine_paper`, `critiquelab refine`): a refined solution that fixes what the critique
+  of the solution found, into `refined.jsonl` (Critique-Guided Distillation, arXiv 2505.11628). Its
+  input is the same `solutions.jsonl` plus the critique store of those solutions (`--critiques`):
+  each solution is joined with its latest ok critique of that very text (by id and the hash of
+  question + solution, as `build` pairs them), and solutions without one are skipped with a count.
+  The checker refines exactly: a solution its critique calls right is kept as it is, any other is
+  replaced by its correction (the true steps and boxed answer, `world.corrected_solution`).
+
+Input: `solutions.jsonl` from `sample` (and, to refine, `critiques.jsonl`). Output directory:
+- the store (`critiques.jsonl`, `solutions.jsonl` or `refined.jsonl`), one line per attempt
+  outcome: `key`, `id`, `input`, `problem_id`, `status` (ok / failed), `critique` and `verdict`
+  (right / wrong / None) or `solution`, `teacher`, `usage`, `error`. The key hashes (item id,
+  input hash, prompt, teacher, sampling settings); the input hash covers the question and the
+  solution, and for a refinement the critique too, so a changed text is redone, never paired with
+  an old answer. A rerun skips keys already `ok`, retries `failed` ones, and readers take the
+  latest record per key, so a crash or `kill -9` loses nothing and duplicates nothing.
 - `ledger.json`: tokens and cost (prices per model from the config), recomputed from the store.
 
 API keys are read from the environment variable named in the config and never written.
 
     critiquelab critique --input runs/x/solutions.jsonl --out runs/x/critique critique.teacher=openai \\
         critique.base_url=https://api.openai.com/v1 critique.model=gpt-4o-2024-11-20 --dry-run
+    critiquelab refine --input runs/x/solutions.jsonl --critiques runs/x/critique/critiques.jsonl \\
+        --out runs/x/refine critique.teacher=checker
 """
 
 from __future__ import annotations
@@ -26,9 +43,10 @@ import logging
 import os
 import random
 import re
+import string
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -38,6 +56,7 @@ import yaml
 from critiquelab.config import CritiqueConfig, named_sections
 from critiquelab.io import (
     Incomplete,
+    Rows,
     Store,
     UserError,
     check_rows,
@@ -59,10 +78,10 @@ from critiquelab.llm import (
     retrying,
 )
 from critiquelab.logs import progress_bar
-from critiquelab.world import CheckResult, check, mistaken_critique, noisy_solution
+from critiquelab.world import CheckResult, check, corrected_solution, mistaken_critique, noisy_solution
 
-__all__ = ["parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items", "read_store",
-           "latest_ok", "run_critique", "describe_estimate", "summary_line"]
+__all__ = ["TASKS", "Task", "parse_verdict", "load_prompt", "render", "shard_filter", "input_hash", "read_items",
+           "read_store", "read_critiques", "latest_ok", "run_critique", "describe_estimate", "summary_line"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +95,36 @@ def parse_verdict(text: str) -> str | None:
         return None
     v = found[-1].lower()
     return "right" if v in ("right", "correct") else "wrong"
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a prompt's `task` has the teacher write, and what it reads."""
+
+    store: str                 # the store's file name in the output directory
+    reads: tuple[str, ...]     # the fields of an item the teacher reads beside `question`
+    writes: str                # the record's field holding the teacher's text
+    what: str                  # the texts' name in messages
+    kind: str = "critique"     # the output directory's kind (io.output_dir)
+    required: tuple[str, ...] = ()  # placeholders its prompt must use
+
+
+TASKS = {
+    "critique": Task("critiques.jsonl", ("solution",), "critique", "critiques"),
+    "solve": Task("solutions.jsonl", (), "solution", "solutions"),
+    "refine": Task("refined.jsonl", ("solution", "critique"), "solution", "refined solutions", kind="refine",
+                   required=("question", "solution", "critique")),
+}
+
+
+def _placeholders(task: str) -> tuple[str, ...]:
+    """The placeholders a prompt of `task` may use ({solution} in any: a solve prompt may show it)."""
+    return ("question", "solution", *(f for f in TASKS[task].reads if f != "solution"))
+
+
+def _listed(names) -> str:
+    names = [f"{{{n}}}" for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
 
 
 def load_prompt(name: str) -> dict:
@@ -94,20 +143,26 @@ def load_prompt(name: str) -> dict:
     if not isinstance(prompt, dict) or not isinstance(prompt.get("user"), str) or not isinstance(
             prompt.get("system", ""), str):
         raise UserError(f"critique prompt {name!r}: needs a 'user' template text (and optionally a 'system' text)")
-    if prompt.get("task", "critique") not in ("critique", "solve"):
-        raise UserError(f"critique prompt {name!r}: task {prompt['task']!r} (use critique or solve)")
+    task = prompt.get("task", "critique")
+    if task not in TASKS:
+        raise UserError(f"critique prompt {name!r}: task {task!r} (use {', '.join(TASKS)})")
+    allowed = _placeholders(task)
     try:
-        prompt["user"].format(question="q", solution="s")
+        prompt["user"].format(**dict.fromkeys(allowed, "x"))
     except (KeyError, IndexError, ValueError) as e:
-        raise UserError(f"critique prompt {name!r}: the user template may only use {{question}} and {{solution}} "
+        raise UserError(f"critique prompt {name!r}: the user template may only use {_listed(allowed)} "
                         f"(write other braces as {{{{ and }}}}): {type(e).__name__} {e}") from None
+    used = {f for _, f, _, _ in string.Formatter().parse(prompt["user"]) if f}
+    if missing := [f for f in TASKS[task].required if f not in used]:
+        raise UserError(f"{task} prompt {name!r}: the user template never uses {_listed(missing)}; a {task} prompt "
+                        f"shows the teacher {_listed(TASKS[task].required)}")
     return prompt
 
 
 def render(prompt: dict, row: dict) -> list[dict]:
     messages = [{"role": "system", "content": prompt["system"]}] if prompt.get("system") else []
-    return messages + [{"role": "user", "content": prompt["user"].format(question=row["question"],
-                                                                          solution=row.get("solution") or "")}]
+    fields = {"question": row["question"], "solution": row.get("solution") or "", "critique": row.get("critique") or ""}
+    return messages + [{"role": "user", "content": prompt["user"].format(**fields)}]
 
 
 def shard_filter(rows: list[dict], shard: str | None) -> list[dict]:
@@ -121,10 +176,14 @@ def shard_filter(rows: list[dict], shard: str | None) -> list[dict]:
     return [r for r in rows if int(stable_hash(r["id"]), 16) % n == i]
 
 
-def input_hash(row: dict) -> str:
-    """What a critique is of: the question and the solution text. A solution changed under an
-    unchanged id gets a new hash, so it is critiqued again and never paired with the old critique."""
-    return stable_hash({"question": row["question"], "solution": row.get("solution")}, 16)
+def input_hash(row: dict, task: str = "critique") -> str:
+    """What a critique (or a teacher's solution) is of: the question and the solution text; what a
+    refinement is of: those and the critique text. A text changed under an unchanged id gets a new
+    hash, so it is done again and never paired with the old answer."""
+    fields = {"question": row["question"], "solution": row.get("solution")}
+    if "critique" in TASKS[task].reads:
+        fields["critique"] = row["critique"]
+    return stable_hash(fields, 16)
 
 
 def read_store(path: str | Path) -> dict[str, dict]:
@@ -148,19 +207,55 @@ def _sampling(cfg: CritiqueConfig) -> dict:
     return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
 
 
-def read_items(path: str | Path, task: str = "critique") -> list[dict]:
-    """Solutions to critique: every row needs a unique `id` and a `question`; a critique needs a
-    `solution` text. An empty solution (a model that wrote nothing) is skipped with a count, not
-    sent to the teacher (a teacher that solves needs none)."""
+STORE_FIELDS = {"key": str, "id": (str, int), "status": str, "input": str}
+STORES = {"--critiques": ("critique", "<critique --out>/critiques.jsonl"),  # what an ok record carries, where
+          "--teacher-solutions": ("solution", "<critique --out>/solutions.jsonl"),
+          "--refined": ("solution", "<refine --out>/refined.jsonl")}
+
+
+def read_critiques(path: str | Path, what: str = "--critiques", needed: bool = True) -> dict:
+    """The ok records of a store of this stage (`--critiques`: critiques; `--teacher-solutions`: a
+    solving run's solutions; `--refined`: a refining run's), by (id, input hash), every row checked;
+    the file must exist, and hold records when `needed`."""
+    text, where = STORES[what]
+    fix = f"expected the store written by `critiquelab {'refine' if what == '--refined' else 'critique'}`"
+    if not Path(path).exists():
+        raise UserError(f"{what} {path}: file not found (the store is {where})")
+    rows = read_jsonl(path, tolerate_torn_tail=True)
+    if not rows and needed:
+        raise UserError(f"{what} {path}: no {text}s (the store is empty)" if what != "--critiques" else
+                        f"{what} {path}: no critiques (the store is empty)")
+    check_rows(rows, path, STORE_FIELDS, optional={"critique": str, "verdict": str, "solution": str}, fix=fix)
+    ok = [(r, line) for r, line in zip(rows, rows.lines, strict=True) if r["status"] == "ok"]
+    check_rows(Rows([r for r, _ in ok], [line for _, line in ok]), path, {text: str}, fix=fix)
+    return latest_ok(path)
+
+
+def read_items(path: str | Path, task: str = "critique", critiques: str | Path | None = None) -> list[dict]:
+    """The items of `task`: every row needs a unique `id` and a `question`; a critique or a
+    refinement needs a `solution` text. An empty solution (a model that wrote nothing) is skipped
+    with a count, not sent to the teacher (a teacher that solves needs none). A refinement's items
+    are the solutions joined with their critiques (`critiques`, the critique store of this file)."""
     rows = read_jsonl(path, what=f"solutions to {task}")
-    solution = {"solution": str} if task == "critique" else {}
+    solution = {"solution": str} if "solution" in TASKS[task].reads else {}
     check_rows(rows, path, {"id": (str, int), "question": str, **solution},
                optional={"solution": str, "problem_id": (str, int)}, unique="id",
                fix="each row needs id, question and solution (see docs/formats.md)")
-    kept = [r for r in rows if task == "solve" or r["solution"].strip()]
+    kept = [r for r in rows if not solution or r["solution"].strip()]
     if len(kept) < len(rows):
-        log.warning("critique: %d empty solutions skipped", len(rows) - len(kept))
-    return kept
+        log.warning("%s: %d empty solutions skipped", task, len(rows) - len(kept))
+    if "critique" not in TASKS[task].reads:
+        return kept
+    found = read_critiques(critiques)
+    joined = [{**r, "critique": c["critique"], "verdict": c.get("verdict")}
+              for r in kept if (c := found.get((r["id"], input_hash(r))))]
+    if not joined:
+        raise UserError(f"--critiques {critiques}: none of its ok critiques is of a solution in {path} (a critique "
+                        "pairs with the very text it read: give the critique store written from this solutions file)")
+    if len(joined) < len(kept):
+        log.warning("%s: %d solutions without an ok critique in %s skipped (critique them first)", task,
+                    len(kept) - len(joined), critiques)
+    return joined
 
 
 def _check_teacher(cfg: CritiqueConfig, rows: list[dict], path, task: str) -> None:
@@ -196,8 +291,10 @@ def _panel(cfg: CritiqueConfig) -> list[tuple[str | None, CritiqueConfig]]:
 
 
 def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueConfig, *,
-                 shard: str | None = None, dry_run: bool = False, vllm=None, overwrite: bool = False) -> dict:
-    """Critique (or, with a `task: solve` prompt, solve) every item not yet done, by every teacher
+                 critiques: str | Path | None = None, shard: str | None = None, dry_run: bool = False, vllm=None,
+                 overwrite: bool = False) -> dict:
+    """Critique (or, with a `task: solve` prompt, solve; with a `task: refine` prompt, refine each
+    solution from its critique in the store `critiques`) every item not yet done, by every teacher
     of `critique.panel` (or the one teacher), into one store: the teacher is part of each item's
     key, and each record names it. Raises `Incomplete` (with the summary) when items failed: a
     rerun retries exactly those."""
@@ -205,40 +302,46 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
     teachers = _panel(cfg)
     tasks = {load_prompt(t.prompt).get("task", "critique") for _, t in teachers}
     if len(tasks) > 1:
-        raise UserError("critique.panel: every teacher's prompt must have the same task (critique or solve)")
+        raise UserError(f"critique.panel: every teacher's prompt must have the same task ({', '.join(TASKS)})")
     task = tasks.pop()
-    rows = shard_filter(read_items(solutions_path, task), shard)
+    if task == "refine" and critiques is None:
+        raise UserError(f"critique.prompt={cfg.prompt!r} is a refine prompt: it needs the critiques; run `critiquelab "
+                        "refine --input SOLUTIONS --critiques CRITIQUES --out DIR`")
+    if task != "refine" and critiques is not None:
+        raise UserError(f"--critiques: only a refine prompt reads critiques, and {cfg.prompt!r} has task {task} "
+                        "(set critique.refine_prompt to a prompt with `task: refine`, e.g. refine_paper)")
+    rows = shard_filter(read_items(solutions_path, task, critiques), shard)
     for name, t in teachers:
         _check_teacher(t, rows, solutions_path, task)
         prompt = load_prompt(t.prompt) if t.teacher != "checker" else {"user": f"exact step checker: {task}"}
         fixed = {"prompt": stable_hash(prompt), "teacher": _teacher_id(t),
                  "sampling": _sampling(t) if t.teacher != "checker" else None}
-        keyed = [(stable_hash({**fixed, "id": r["id"], "input": input_hash(r)}, 16), r) for r in rows]
+        keyed = [(stable_hash({**fixed, "id": r["id"], "input": input_hash(r, task)}, 16), r) for r in rows]
         plans.append((name, t, prompt, fixed, keyed))
     if len({p[3]["teacher"] + str(p[3]["sampling"]) + p[3]["prompt"] for p in plans}) < len(plans):
         raise UserError("critique.panel: two teachers have the same model, prompt and sampling; their critiques "
                         "would be one (change the seed or the temperature of one)")
-    store_name = "critiques.jsonl" if task == "critique" else "solutions.jsonl"
+    store_name = TASKS[task].store
     if dry_run:
         done = read_store(Path(out_dir) / store_name) if (Path(out_dir) / store_name).is_file() else {}
         ests = {name: _estimate([(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"], prompt, t,
-                                done.values()) for name, t, prompt, _, keyed in plans}
+                                done.values(), task) for name, t, prompt, _, keyed in plans}
         return ests[None] if None in ests else {"dry_run": True, **{
             k: sum(e[k] or 0 for e in ests.values()) for k in ("items_to_do", "prompt_tokens_est",
                                                                "completion_tokens_max", "cost_usd_max")},
             "teachers": ests}
     fingerprint = stable_hash(plans[0][3]) if len(plans) == 1 else stable_hash([p[3] for p in plans])
-    with output_dir(out_dir, "critique", fingerprint=fingerprint, overwrite=overwrite) as (out, _):
+    with output_dir(out_dir, TASKS[task].kind, fingerprint=fingerprint, overwrite=overwrite) as (out, _):
         store = Store(out / store_name)
         store.repair()  # even when nothing is left to do, a torn line from a kill does not stay
         summaries = {}
         for name, t, prompt, fixed, keyed in plans:
             done = store.read()
             todo = [(k, r) for k, r in keyed if done.get(k, {}).get("status") != "ok"]
-            log.info("critique%s: %d items, %d already done, %d to do", f" ({name})" if name else "", len(keyed),
+            log.info("%s%s: %d items, %d already done, %d to do", task, f" ({name})" if name else "", len(keyed),
                      len(keyed) - len(todo), len(todo))
             base = lambda k, r, f=fixed, n=name: {  # noqa: E731
-                "key": k, "id": r["id"], "input": input_hash(r), "problem_id": r.get("problem_id"),
+                "key": k, "id": r["id"], "input": input_hash(r, task), "problem_id": r.get("problem_id"),
                 "teacher": f["teacher"], **({"teacher_name": n} if n else {})}
             if t.teacher in ("hf", "vllm"):  # resumable itself (it also merges an interrupted parallel run)
                 _local_teacher(keyed, prompt, t, store.path, base, task, vllm)
@@ -255,7 +358,7 @@ def run_critique(solutions_path: str | Path, out_dir: str | Path, cfg: CritiqueC
             else:
                 asyncio.run(_api_run(todo, prompt, t, store, base, task))
             summaries[name] = _summarize(store, [k for k, _ in keyed], t, out, name)
-    summary = summaries[None] if None in summaries else _combine(summaries)
+    summary = {**(summaries[None] if None in summaries else _combine(summaries)), "task": task}
     if summary["refused"]:  # a rerun would be refused again: bad input (exit 2), not incomplete
         refused = next(r for r in Store(Path(out_dir) / store_name).read().values() if r.get("refused"))
         raise UserError(f"critique: the endpoint refused {summary['refused']} of {summary['items']} items (item "
@@ -299,9 +402,12 @@ def _checker_records(todo, cfg: CritiqueConfig, task: str, base) -> list[dict]:
     recs = []
     for k, r in todo:
         rng = random.Random(stable_hash({"seed": cfg.seed, "id": r["id"]}))
-        if task == "solve":  # the reference steps; a weak checker slips on a share of them
+        if task in ("solve", "refine"):  # exact steps; a weak checker slips on a share of them
+            # refine follows the critique: a solution it calls right is kept, any other corrected
+            exact = r["reference_solution"] if task == "solve" else r["solution"] if r.get("verdict") == "right" \
+                else corrected_solution(r, r["solution"])
             wrong = rng.random() < cfg.checker_noise
-            text = noisy_solution(r, rng)[0] if wrong else r["reference_solution"]
+            text = noisy_solution(r, rng)[0] if wrong else exact
             recs.append({**base(k, r), "status": "ok", "solution": text, "verdict": None, "usage": None})
             continue
         res = check(r, r["solution"], cfg.checker_style or "terse")
@@ -402,7 +508,7 @@ def _prompt_tokens(todo, prompt: dict, cfg: CritiqueConfig) -> tuple[int, str]:
     return n, f"counted with the tokenizer of {cfg.model}"
 
 
-def _estimate(todo, prompt: dict, cfg: CritiqueConfig, done=()) -> dict:
+def _estimate(todo, prompt: dict, cfg: CritiqueConfig, done=(), task: str = "critique") -> dict:
     """Dry run: prompt tokens counted with the teacher's tokenizer when it is at hand (else ~4
     characters a token, and said so); completions bounded by items x max_tokens, and estimated from
     the answers already in the store when there are some. The exact checker uses no LLM: no tokens."""
@@ -410,7 +516,7 @@ def _estimate(todo, prompt: dict, cfg: CritiqueConfig, done=()) -> dict:
     if cfg.teacher == "checker":
         return {"dry_run": True, "teacher": _teacher_id(cfg), "items_to_do": n, "prompt_tokens_est": 0,
                 "completion_tokens_max": 0, "cost_usd_max": 0.0,
-                "note": "the exact checker writes its critiques without an LLM: no tokens, no cost"}
+                "note": f"the exact checker writes its {TASKS[task].what} without an LLM: no tokens, no cost"}
     prompt_tokens, counted = _prompt_tokens(todo, prompt, cfg)
     factor = cfg.batch_price_factor if cfg.api_mode == "batch" else 1.0
     cost = lambda out: None if _cost(cfg, prompt_tokens, out) is None else round(  # noqa: E731
@@ -448,16 +554,18 @@ def describe_estimate(est: dict) -> str:
 
 
 def summary_line(s: dict, out: str | Path) -> str:
-    """`critique`'s one-line summary of `run_critique`'s result (or of an `Incomplete`'s): verdicts,
-    failures, tokens and cost; for a dry run, the estimate."""
+    """`critique`'s and `refine`'s one-line summary of `run_critique`'s result (or of an
+    `Incomplete`'s): verdicts (of critiques), failures, tokens and cost; for a dry run, the estimate."""
     if s.get("dry_run"):
         return f"dry run (nothing sent): {describe_estimate(s)}"
     cost = "cost unknown (set critique.price_in_per_mtok and critique.price_out_per_mtok)" \
         if s["cost_usd"] is None else f"${s['cost_usd']}"
     lost = f", {s['lost_requests']} answers lost in transit (estimated in ledger.json)" if s.get("lost_requests") else ""
-    return (f"critiques in {out}/critiques.jsonl: {s['ok']}/{s['items']} ok ({s['right']} right, {s['wrong']} wrong, "
-            f"{s['no_verdict']} without verdict), {s['failed']} failed; tokens {s['prompt_tokens']}+"
-            f"{s['completion_tokens']}, {cost}{lost}")
+    task = TASKS[s.get("task", "critique")]
+    verdicts = f" ({s['right']} right, {s['wrong']} wrong, {s['no_verdict']} without verdict)" \
+        if task.writes == "critique" else ""
+    return (f"{task.what} in {out}/{task.store}: {s['ok']}/{s['items']} ok{verdicts}, {s['failed']} failed; tokens "
+            f"{s['prompt_tokens']}+{s['completion_tokens']}, {cost}{lost}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from critiquelab.io import UserError, mark_complete, output_dir, stable_hash, wr
 
 __all__ = [
     "SPLITS", "ERROR_KINDS", "generate_world", "write_world", "summary_line", "solution_text", "noisy_solution",
-    "check", "CheckResult", "CRITIQUE_STYLES", "apply_op",
+    "check", "CheckResult", "CRITIQUE_STYLES", "apply_op", "corrected_solution",
 ]
 
 SPLITS = ("pretrain", "train", "validation", "test")
@@ -378,6 +378,15 @@ def _render(problem: dict, w: _Walk, style: str) -> CheckResult:
     step, kind, *_ = w.error
     out += [f"The correct answer is {problem['answer']}.", "Conclusion: wrong [END]"]
     return CheckResult(False, "\n".join(out), step, kind)
+
+
+def corrected_solution(problem: dict, solution: str) -> str:
+    """What the checker's critique of `solution` asks for, written out: the solution itself when
+    every step and the final answer are right, else the corrected solution (its sound steps, the
+    true steps from its first error on, and the true boxed answer). The checker teacher's refinement."""
+    if _walk(problem, solution).error is None:
+        return solution
+    return solution_text(problem["start"], [(op, n) for op, n, _ in problem["steps"]])[0]
 
 
 def mistaken_critique(problem: dict, solution: str, rng: random.Random, style: str = "terse") -> str:
