@@ -8,15 +8,37 @@ Variants, all from the same items (TRL conversational prompt-completion rows):
   prompt writes them; pass its `solutions.jsonl` as `teacher_solutions`), one per problem
 - `cft`: "critique this" + `Question:\\n{q}\\n\\nSolution:\\n{s}` -> the teacher's critique
 - `cft_sft_mix`: CFT and SFT-reference examples, `mix_ratio` of them CFT
+- `cgd` (Critique-Guided Distillation, arXiv 2505.11628): the student's own solution and the
+  teacher's critique of it -> the teacher's refined solution (`critiquelab refine` writes them;
+  pass its `refined.jsonl` as `refined`). The system prompt is SFT's (`system_prompt`); the user
+  message is `cgd_prompt`'s layout:
+
+      Question:
+      {question}
+
+      Your answer:
+      {solution}
+
+      Critique of your answer:
+      {critique}
+
+      Write a refined solution: fix what the critique found and end with the final answer in \\boxed{}.
+
+  and the completion (the only tokens with a loss) is the refined solution. At inference a cgd model
+  sees the bare question, as an SFT model does. A refined solution whose boxed answer grades wrong
+  against the reference answer is dropped unless `cgd_keep_wrong` (one without a reference answer is
+  kept, counted as unchecked); the counts are in the manifest (`cgd`).
 
 Filters, each reported with counts in `dataset/manifest.json`: dedupe (normalised question
 text), decontamination (word n-gram overlap with every benchmark test set), and verdict
 consistency (the teacher's verdict against the reference-graded correctness: keep, drop or flag).
 
-Inputs: `solutions.jsonl` and the critique store. Output: `dataset/<variant>.jsonl`, exports
-(`export.py`) and `dataset/manifest.json`.
+Inputs: `solutions.jsonl` and the critique store (and the teacher's solutions or refinements for
+sft_teacher and cgd). Output: `dataset/<variant>.jsonl`, exports (`export.py`) and
+`dataset/manifest.json`.
 
     critiquelab build --solutions runs/demo/solutions.jsonl --critiques runs/demo/critique/critiques.jsonl --out runs/demo/dataset
+    critiquelab build --solutions S --critiques C/critiques.jsonl --refined R/refined.jsonl --out D 'build.methods=[cgd]'
 """
 
 from __future__ import annotations
@@ -28,9 +50,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from critiquelab.config import BuildConfig, key_of
-from critiquelab.critique import input_hash, latest_ok, read_store
+from critiquelab.critique import input_hash, read_critiques, read_store
+from critiquelab.grading import grade
 from critiquelab.io import (
-    Rows,
     UserError,
     check_rows,
     output_dir,
@@ -43,14 +65,21 @@ from critiquelab.io import (
 from critiquelab.methods import TABLE, names
 from critiquelab.sources import benchmark_questions
 
-__all__ = ["METHODS", "cft_prompt", "cft_example", "sft_example", "decontaminate", "filter_questions", "run_build",
-           "summary_line"]
+__all__ = ["METHODS", "CGD_INSTRUCTION", "cft_prompt", "cft_example", "cgd_prompt", "cgd_example", "sft_example",
+           "decontaminate", "filter_questions", "run_build", "summary_line"]
 
-METHODS = names("sft", "cft")  # the variants built here (methods.py)
+METHODS = names("sft", "cft", "cgd")  # the variants built here (methods.py)
+CGD_INSTRUCTION = "Write a refined solution: fix what the critique found and end with the final answer in \\boxed{}."
 
 
 def cft_prompt(question: str, solution: str, instruction: str) -> str:
     return f"{instruction}\n\nQuestion:\n{question}\n\nSolution:\n{solution}"
+
+
+def cgd_prompt(question: str, solution: str, critique: str) -> str:
+    """A cgd example's user message: the question, the student's own answer, the critique of it."""
+    return (f"Question:\n{question}\n\nYour answer:\n{solution}\n\nCritique of your answer:\n{critique}\n\n"
+            f"{CGD_INSTRUCTION}")
 
 
 def sft_example(system: str, question: str, answer: str) -> dict:
@@ -62,6 +91,12 @@ def sft_example(system: str, question: str, answer: str) -> dict:
 def cft_example(instruction: str, question: str, solution: str, critique: str) -> dict:
     return {"prompt": [{"role": "user", "content": cft_prompt(question, solution, instruction)}],
             "completion": [{"role": "assistant", "content": critique}]}
+
+
+def cgd_example(system: str, question: str, solution: str, critique: str, refined: str) -> dict:
+    prompt = [{"role": "system", "content": system}] if system else []
+    return {"prompt": prompt + [{"role": "user", "content": cgd_prompt(question, solution, critique)}],
+            "completion": [{"role": "assistant", "content": refined}]}
 
 
 def _norm(q: str) -> str:
@@ -111,7 +146,6 @@ def filter_questions(solutions: list[dict], cfg: BuildConfig, bench_dir=None) ->
 
 SOLUTION_FIELDS = {"id": (str, int), "question": str, "solution": str}
 SOLUTION_OPTIONAL = {"problem_id": (str, int), "correct": bool, "reference_solution": str, "answer": (str, int, float)}
-STORE_FIELDS = {"key": str, "id": (str, int), "status": str, "input": str}
 NEEDS_CRITIQUES = tuple(m for m in METHODS if TABLE[m].needs_critiques)
 # What a method needs in the solutions beyond question and solution: (field, what it is and where it comes from).
 NEEDS_FIELD = {m: TABLE[m].needs_field for m in METHODS if TABLE[m].needs_field}
@@ -128,25 +162,6 @@ def read_solutions(path: str | Path) -> list[dict]:
     check_rows(rows, path, SOLUTION_FIELDS, optional=SOLUTION_OPTIONAL, unique="id",
                fix="expected rows of `critiquelab sample` (see docs/formats.md)")
     return rows
-
-
-def read_critiques(path: str | Path, what: str = "--critiques", needed: bool = True) -> dict:
-    """The ok records of a critique store (`--critiques`: critiques; `--teacher-solutions`: a
-    solving run's solutions), by (id, input hash); the file must exist, and hold records when
-    `needed`."""
-    fix = "expected the store written by `critiquelab critique`"
-    if not Path(path).exists():
-        raise UserError(f"{what} {path}: file not found (the store is <critique --out>/"
-                        f"{'critiques' if what == '--critiques' else 'solutions'}.jsonl)")
-    rows = read_jsonl(path, tolerate_torn_tail=True)
-    if not rows and needed:
-        raise UserError(f"{what} {path}: no critiques (the store is empty)" if what == "--critiques" else
-                        f"{what} {path}: no solutions (the store is empty)")
-    check_rows(rows, path, STORE_FIELDS, optional={"critique": str, "verdict": str, "solution": str}, fix=fix)
-    ok = [(r, line) for r, line in zip(rows, rows.lines, strict=True) if r["status"] == "ok"]
-    text = "critique" if what == "--critiques" else "solution"  # what an ok record carries
-    check_rows(Rows([r for r, _ in ok], [line for _, line in ok]), path, {text: str}, fix=fix)
-    return latest_ok(path)
 
 
 def every_critique(path: str | Path) -> dict[tuple[str, str], list[dict]]:
@@ -183,7 +198,8 @@ def _panel_examples(s: dict, critiques: list[dict], cfg: BuildConfig) -> tuple[l
 
 def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: str | Path,
               cfg: BuildConfig, bench_dir=None, teacher_solutions: str | Path | None = None,
-              allow_empty: bool = False, overwrite: bool = False, pick_methods: bool = False) -> dict:
+              allow_empty: bool = False, overwrite: bool = False, pick_methods: bool = False,
+              refined: str | Path | None = None) -> dict:
     """Write every variant in `cfg.methods`; an empty one is an error unless `allow_empty` (a grid,
     where that method's cells are skipped and the others go on). A method whose input no solution
     carries (sft_reference without reference solutions) is an error naming it and the setting, or,
@@ -199,6 +215,9 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     if (solving := [m for m in cfg.methods if TABLE[m].teacher_solves]) and not teacher_solutions:
         raise UserError(f"build: {solving[0]} needs the teacher's own solutions: run `critiquelab critique "
                         "critique.prompt=solve_paper --out T`, then build with --teacher-solutions T/solutions.jsonl")
+    if (refining := [m for m in cfg.methods if TABLE[m].teacher_refines]) and not refined:
+        raise UserError(f"build: {refining[0]} needs the teacher's refined solutions: run `critiquelab refine --input "
+                        "SOLUTIONS --critiques CRITIQUES --out R`, then build with --refined R/refined.jsonl")
     solutions = read_solutions(solutions_path)
     skipped = {} if allow_empty else unsupported_methods(cfg.methods, solutions)
     kept = [m for m in cfg.methods if m not in skipped]
@@ -210,6 +229,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     cfg = replace(cfg, methods=kept)
     critiques = read_critiques(critiques_path, needed=any(m in NEEDS_CRITIQUES for m in cfg.methods))
     solved = read_critiques(teacher_solutions, "--teacher-solutions") if teacher_solutions else {}
+    fixed = read_critiques(refined, "--refined") if refined and "cgd" in cfg.methods else {}
     panel = every_critique(critiques_path) if cfg.critiques_per_solution == "all" else None
     report: dict = {"solutions": len(solutions), **({"skipped_methods": skipped} if skipped else {})}
 
@@ -217,6 +237,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
     report.update(filtered)
 
     disagree = no_verdict = outvoted = unlabelled = 0
+    cgd = Counter()  # refined solutions: graded wrong, kept wrong, unchecked, none for a solution
     data: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     refs, cft_rows, seen_problems, seen_solved = [], [], set(), set()  # refs: one per problem
     for s in solutions:
@@ -237,6 +258,16 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
             data["sft_noisy"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
         if "sft_correct" in data and s.get("correct") is True:  # graded right against the reference answer
             data["sft_correct"].append(sft_example(cfg.system_prompt, s["question"], s["solution"]))
+        if "cgd" in data:  # the refinement of this very solution from this very critique
+            r = fixed.get((s["id"], input_hash({**s, "critique": c["critique"]}, "refine"))) if c else None
+            if r is None or not r["solution"].strip():
+                cgd["no_refinement"] += 1
+            else:
+                right = grade(r["solution"], str(s["answer"])).correct if s.get("answer") is not None else None
+                cgd["unchecked" if right is None else "right" if right else "wrong"] += 1
+                if right is not False or cfg.cgd_keep_wrong:
+                    data["cgd"].append(cgd_example(cfg.system_prompt, s["question"], s["solution"], c["critique"],
+                                                   r["solution"]))
         if panel is not None:  # every teacher's critique, each filtered on its own
             examples, dropped = _panel_examples(s, panel.get((s["id"], input_hash(s)), []), cfg)
             cft_rows += examples
@@ -261,6 +292,10 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         data["cft_sft_mix"] = mix
     report["verdict_disagreements"] = {"count": disagree, "policy": cfg.consistency, "unlabelled": unlabelled}
     report["no_critique_or_verdict"] = no_verdict
+    if "cgd" in data:
+        report["cgd"] = {"kept": len(data["cgd"]), "right": cgd["right"], "wrong": cgd["wrong"],
+                         "dropped_wrong": 0 if cfg.cgd_keep_wrong else cgd["wrong"], "unchecked": cgd["unchecked"],
+                         "no_refinement": cgd["no_refinement"], "policy": "keep" if cfg.cgd_keep_wrong else "drop"}
     if panel is not None:
         report["critiques_per_solution"] = {"policy": "all", "critiques": sum(len(v) for v in panel.values()),
                                             "majority_dropped": outvoted if cfg.majority else None}
@@ -272,7 +307,7 @@ def run_build(solutions_path: str | Path, critiques_path: str | Path, out_dir: s
         fix = f", or build the others: build.methods=[{others}]" if others else ""
         raise UserError(f"build: the {', '.join(empty)} set(s) came out empty (check the solutions, critiques "
                         f"and filters{fix}); nothing written")
-    inputs = [Path(p) for p in (solutions_path, critiques_path, teacher_solutions) if p]
+    inputs = [Path(p) for p in (solutions_path, critiques_path, teacher_solutions, refined) if p]
     fingerprint = stable_hash({"build": key_of(cfg), "inputs": [sha256_file(p) for p in inputs]})
     with output_dir(out_dir, "dataset", fingerprint=fingerprint, overwrite=overwrite) as (out_dir, _):
         for m, rows in data.items():
@@ -300,6 +335,10 @@ def summary_line(res: dict, out: str | Path) -> str:
     v = res["verdict_disagreements"]
     action = {"keep": "kept", "drop": "dropped", "flag": "kept, flagged"}[v["policy"]]
     unchecked = f", {v['unlabelled']} kept unchecked (no reference grade)" if v.get("unlabelled") else ""
+    g = res.get("cgd")
+    cgd = "" if g is None else (f", cgd: {g['wrong']} refined solutions wrong against the reference "
+                                f"({'kept' if g['policy'] == 'keep' else 'dropped'}), {g['unchecked']} unchecked (no "
+                                f"reference answer), {g['no_refinement']} solutions without a refinement")
     return (f"wrote datasets to {out}: {sets}{skipped}; filters: {duplicates}, {contamination}, "
             f"{v['count']} verdicts disagree with the reference grade ({action}){unchecked}, "
-            f"{res['no_critique_or_verdict']} solutions without a critique or verdict")
+            f"{res['no_critique_or_verdict']} solutions without a critique or verdict{cgd}")

@@ -85,11 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", help="i/n: this machine's share of the job")
     s.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; send nothing")
 
-    s = cmd("build", "build CFT / SFT training sets, filtered, with exports")
+    s = cmd("build", "build CFT / SFT / CGD training sets, filtered, with exports")
     s.add_argument("--solutions")
     s.add_argument("--critiques", help="the critique store (critique/critiques.jsonl)")
     s.add_argument("--teacher-solutions", help="for sft_teacher: solutions.jsonl of a critique run with "
                    "critique.prompt=solve_paper")
+    s.add_argument("--refined", help="for cgd: refined.jsonl of `critiquelab refine`")
     s.add_argument("--from-alpaca", help="import a WebInstruct-CFT style file (instruction/input/output)")
     s.add_argument("--out", required=True)
 
@@ -254,7 +255,7 @@ def _build(args):
         raise UserError("build needs --solutions and --critiques (or --from-alpaca FILE)")
     res = build.run_build(args.solutions, args.critiques, args.out, _config(args).build,
                           teacher_solutions=args.teacher_solutions, overwrite=args.overwrite,
-                          pick_methods=not _given(args, "build.methods"))
+                          pick_methods=not _given(args, "build.methods"), refined=args.refined)
     return build.summary_line(res, args.out)
 
 

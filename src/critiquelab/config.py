@@ -199,6 +199,7 @@ class BuildConfig(_Checked):
     critiques_per_solution: str = spec("one", one_of=("one", "all"))
     majority: bool = False        # all: drop critiques whose verdict differs from most teachers' (ties: all dropped)
     exports: list[str] = field(default_factory=list)  # messages | hf | parquet | alpaca | trl_text (trl JSONL always)
+    cgd_keep_wrong: bool = False  # cgd: keep refined solutions that grade wrong against the reference answer
     seed: int = 0
 
 
@@ -456,7 +457,8 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation",
                   ("EvalConfig", "answer_type"): None, ("EvalConfig", "choice_permutations"): 1,
                   ("EvalConfig", "choice_prompt"): "boxed", ("EvalConfig", "hf_fields"): {},
-                  ("CriticConfig", "benchmark_limit"): None, ("CritiqueConfig", "refine_prompt"): "refine_paper"}
+                  ("CriticConfig", "benchmark_limit"): None, ("CritiqueConfig", "refine_prompt"): "refine_paper",
+                  ("BuildConfig", "cgd_keep_wrong"): False}
 
 
 def key_of(section: Any) -> dict:
