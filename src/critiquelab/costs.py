@@ -26,9 +26,12 @@ ASSUMPTIONS = {
     "gpu_bf16_tflops": 989.0,      # H100 SXM dense bf16 peak (NVIDIA's datasheet)
     "train_mfu": 0.35,             # model FLOPs utilisation of a ZeRO-3 full fine-tune at 7B
     "decode_tokens_per_s_7b": 2500.0,  # vLLM batched decoding of a 7B model on one H100 (scales as 7B / params)
-    "example_tokens": {"cft": 1150, "sft": 700},  # a training example with no data at hand (~3.5 chars a token)
-    "teacher_prompt_tokens": 650,  # a critique request: template + question + candidate solution
+    # a training example with no data at hand (~3.5 chars a token); cgd: question + solution + critique + refinement
+    "example_tokens": {"cft": 1150, "sft": 700, "cgd": 1750},
+    "teacher_prompt_tokens": 650,  # a critique (or solve) request: template + question + candidate solution
     "teacher_completion_tokens": 800,  # a critique with its corrected solution (GPT-4o in the paper: 500-1000)
+    "refine_prompt_tokens": 1450,  # a refine request: a critique request's prompt + the critique it carries
+    "refine_completion_tokens": 600,  # a refined solution (a corrected solution, without the critique around it)
     "eval_output_share": 0.5,      # generated tokens per item, as a share of max_new_tokens
     "rl_generated_share": 0.3,     # RL: generated share of generated + trained tokens (world, measured: 91K of 303K)
 }
@@ -108,7 +111,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
         eval_h = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"] / decode / 3600 if decode else None
         for method in dict.fromkeys(c.method for c in cells):
             mine = [c for c in cells if c.method == method]
-            per = a["example_tokens"]["cft" if TABLE[method].kind == "cft" else "sft"]
+            per = a["example_tokens"].get(TABLE[method].kind, a["example_tokens"]["sft"])
 
             def tokens(c, per=per) -> float:  # one fine-tune of cell c (RL: generated + trained tokens)
                 if c.method == "base":
@@ -148,7 +151,24 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                          "train_gpu_hours_per_run": _r(train_h / len(runs)) if params else None,
                          "select_gpu_hours_per_run": _r(select_h / len(runs)) if params else None,
                          "eval_gpu_hours_per_run": _r(eval_h), "gpu_hours": _r(gpu_h)})
+    sampling = []  # the noisy solutions a model source writes (the student's own answers), per model x source
+    for name, spec in plan.models.items():
+        for src, scfg in plan.sources.items():
+            writer = spec.base_model if scfg.model in (None, "@base") else scfg.model
+            if scfg.source != "model" or scfg.generators or writer is None or writer.startswith("@"):
+                continue  # (generators and aux models: not planned)
+            params, _ = param_count(writer)
+            answers = questions[src][0] * scfg.n_per_problem
+            hours = answers * scfg.max_new_tokens * a["eval_output_share"] / (
+                a["decode_tokens_per_s_7b"] * 7e9 / params) / 3600 if params else None
+            total_gpu_h += hours or 0.0
+            sampling.append({"model": name, "source": src, "writer": writer, "answers": answers, "gpu_hours": _r(hours)})
     api = []
+    passes = [("critiques", a["teacher_prompt_tokens"], a["teacher_completion_tokens"])]  # the teacher's passes
+    if any(TABLE[m].teacher_solves for m in cfg.build.methods if m in TABLE):  # its own solutions
+        passes.append(("own solutions", a["teacher_prompt_tokens"], a["teacher_completion_tokens"]))
+    if any(TABLE[m].teacher_refines for m in cfg.build.methods if m in TABLE):  # refinements from its critiques
+        passes.append(("refinements", a["refine_prompt_tokens"], a["refine_completion_tokens"]))
     for src, scfg in plan.sources.items():
         per_problem = _per_problem(scfg)
         teachers = []  # a panel's teachers one by one
@@ -160,22 +180,23 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 continue
             items = questions[src][0] * per_problem
             per_model = scfg.source != "import" and len(plan.models) > 1  # imported rows are critiqued once
-            solves = any(TABLE[m].teacher_solves for m in cfg.build.methods)  # a second pass: its own solutions
-            calls = items * (2 if solves else 1) * (len(plan.models) if per_model else 1)
-            p_tok, c_tok = calls * a["teacher_prompt_tokens"], calls * a["teacher_completion_tokens"]
+            calls = items * (len(plan.models) if per_model else 1)
             known = tcfg.price_in_per_mtok is not None and tcfg.price_out_per_mtok is not None
             factor = tcfg.batch_price_factor if tcfg.api_mode == "batch" else 1.0  # the Batch API's discount
-            cost = factor * (p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok) \
-                if known else None
-            api.append({"source": src, "teacher": tch, "model": tcfg.model, "requests": calls,
-                        "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": _r(cost, 2),
-                        "price_per_mtok": [tcfg.price_in_per_mtok, tcfg.price_out_per_mtok], "api_mode": tcfg.api_mode,
-                        "batch_price_factor": tcfg.batch_price_factor if tcfg.api_mode == "batch" else None,
-                        "price_source": tcfg.price_source or ("not given" if known else "price unknown")})
+            for what, p_each, c_each in passes:
+                p_tok, c_tok = calls * p_each, calls * c_each
+                cost = factor * (p_tok / 1e6 * tcfg.price_in_per_mtok + c_tok / 1e6 * tcfg.price_out_per_mtok) \
+                    if known else None
+                api.append({"source": src, "teacher": tch, "model": tcfg.model, "pass": what, "requests": calls,
+                            "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": _r(cost, 2),
+                            "price_per_mtok": [tcfg.price_in_per_mtok, tcfg.price_out_per_mtok],
+                            "api_mode": tcfg.api_mode,
+                            "batch_price_factor": tcfg.batch_price_factor if tcfg.api_mode == "batch" else None,
+                            "price_source": tcfg.price_source or ("not given" if known else "price unknown")})
     return {"cells": len(plan.cells), "trained_cells": len(trained), "gpus_per_cell": gpus, "rows": rows,
             "gpu_hours": round(total_gpu_h, 1), "benchmark_items": bench_items, "benchmark_notes": bench_note,
             "questions": {s: {"n": n, "from": how} for s, (n, how) in questions.items()},
-            "api": api, "api_cost_usd": _r(sum(x["cost_usd"] for x in api if x["cost_usd"] is not None), 2),
+            "sampling": sampling, "api": api, "api_cost_usd": _r(sum(x["cost_usd"] for x in api if x["cost_usd"] is not None), 2),
             "assumptions": ASSUMPTIONS}
 
 
@@ -199,11 +220,13 @@ def describe_plan(cfg: RunConfig, plan, bench_dir=None) -> str:
         lines.append(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
                      f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
                      f"{r['gpu_hours']}")
+    lines += [f"  sampling: {s['writer']} writes {s['answers']:,} answers for source {s['source']} (model {s['model']}): "
+              f"{s['gpu_hours']} GPU-h (sample.max_new_tokens x eval_output_share)" for s in est["sampling"]]
     lines.append(f"  estimated GPU-hours in all: {est['gpu_hours']:,} (H100-equivalent; assumptions below)")
     for a in est["api"]:
         cost = f"${a['cost_usd']:,}" if a["cost_usd"] is not None else "cost unknown (set critique.price_*_per_mtok)"
-        lines.append(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}: {a['requests']:,} requests, "
-                     f"~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
+        lines.append(f"  teacher {a['teacher']} ({a['model']}) on source {a['source']}, {a['pass']}: "
+                     f"{a['requests']:,} requests, ~{a['prompt_tokens']:,} prompt + ~{a['completion_tokens']:,} completion tokens, {cost} at "
                      f"${a['price_per_mtok'][0]}/${a['price_per_mtok'][1]} per 1M tokens"
                      + (f" x {a['batch_price_factor']} (Batch API)" if a["batch_price_factor"] else "")
                      + f" (price source: {a['price_source']})")

@@ -660,8 +660,8 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
 
     t0 = time.monotonic()
     try:
-        with store.writer() as write, progress_bar("critique", "rate", elapsed=True) as progress:
-            task = progress.add_task("critique", total=len(todo), rate="")
+        with store.writer() as write, progress_bar(kind, "rate", elapsed=True) as progress:
+            task = progress.add_task(kind, total=len(todo), rate="")
 
             async def tick():
                 while True:

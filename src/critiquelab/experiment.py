@@ -17,6 +17,7 @@ Run directory (stages hand off through these files):
     data/[<model>/]<source>/solutions.jsonl  noisy solutions, one file per source (per model when several)
     data/<source>/<teacher>/critique/        the critique store of that source x teacher
     data/<source>/<teacher>/solve/           the teacher's own solutions (only for sft_teacher)
+    data/<source>/<teacher>/refine/          the teacher's refinements of the solutions from their critiques (only for cgd)
     data/<source>/<teacher>/<size>/          training sets `<method>.jsonl` on the first <size> questions
     models/<cell>[-lr<rate>]/  eval/<cell>/  critic/<cell>/
     jobs/<cell>.json  jobs/<cell>.result.json  a cell's job spec and result (executors.py); logs/, slurm/
@@ -203,7 +204,7 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
     stages.timings["total"] = round(time.time() - t_start, 1)
     sha = {f"world/{f.name}": sha256_file(f) for f in sorted(world_dir.glob("*.jsonl"))}
     sha.update({str(f.relative_to(run_dir)): sha256_file(f) for f in sorted((run_dir / "data").rglob("*.jsonl"))
-                if f.parent.name not in ("critique", "solve") and not f.name.endswith(".solutions.jsonl")})
+                if f.parent.name not in ("critique", "solve", "refine") and not f.name.endswith(".solutions.jsonl")})
     sha.update({k: v for k, v in (old_manifest.get("sha256") or {}).items() if k.startswith("base_model-")
                 and k.removeprefix("base_model-") not in active})
     for mdl, base in bases.items():
@@ -275,11 +276,19 @@ def _data(r: Run, mdl: str, src: str, scfg: SampleConfig, tch: str, tcfg: Critiq
         r.stages.run(f"solve-{t}{src}-{tch}", {**k_crit, "solve": key_of(solver)},
                      lambda: run_critique(sols, tdir / "solve", solver, vllm=r.cfg.vllm), outputs=(tdir / "solve",))
         solved = tdir / "solve" / "solutions.jsonl"
+    refined = None
+    if any(TABLE[m].teacher_refines for m in r.cfg.build.methods):  # the same teacher refines from its critiques
+        refiner, critiques = replace(tcfg, prompt=tcfg.refine_prompt), tdir / "critique" / "critiques.jsonl"
+        r.stages.run(f"refine-{t}{src}-{tch}", {**k_crit, "refine": key_of(refiner)},
+                     lambda: run_critique(sols, tdir / "refine", refiner, critiques=critiques, vllm=r.cfg.vllm),
+                     outputs=(tdir / "refine",))
+        refined = tdir / "refine" / "refined.jsonl"
     build = replace(r.cfg.build, methods=[m for m in r.cfg.build.methods if m in METHODS])  # (RL: no dataset)
     k_build = {"critique": k_crit, "build": key_of(build), "size": size}
     r.stages.run(f"build-{t}{src}-{tch}-{label}", k_build, lambda: run_build(
         _subset(sols, size, tdir / f"{label}.solutions.jsonl"), tdir / "critique" / "critiques.jsonl", tdir / label,
-        build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True), outputs=(tdir / label,))
+        build, bench_dir=r.bench_dir, teacher_solutions=solved, allow_empty=True, refined=refined),
+        outputs=(tdir / label,))
     if set(r.cfg.build.methods) & set(RL_METHODS):  # RL's fixed pool: the setting's solutions through build's filters
         pool = tdir / label / "rl_pool.jsonl"
         r.stages.run(f"rl-pool-{t}{src}-{tch}-{label}", {"build": k_build}, lambda: write_jsonl(

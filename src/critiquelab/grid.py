@@ -30,7 +30,7 @@ from critiquelab.config import (
     named_sections,
     with_overrides,
 )
-from critiquelab.io import UserError
+from critiquelab.io import UserError, read_jsonl
 from critiquelab.llm import check_model, visible_gpus
 from critiquelab.methods import TABLE
 from critiquelab.rl import RL_METHODS, check_groups
@@ -108,6 +108,13 @@ def _available_questions(s: SampleConfig, cfg: RunConfig, offline: bool, missing
         return n, "counted in the import file"
     if s.seed_problem or s.problem_ids:
         return len(s.problem_ids) or 1, "sample.problem_ids / seed_problem"
+    if s.problems:  # the source's own problems file, not the world's train split
+        if Path(s.problems).is_file():
+            return min(s.n_problems, len(read_jsonl(s.problems, what="problems"))), "counted in sample.problems"
+        if not offline:
+            raise UserError(f"sample.problems={s.problems}: file not found (a problems JSONL: id, question, answer)")
+        missing.append(f"sample.problems={s.problems}: not here; planned with sample.n_problems")
+        return s.n_problems, "sample.n_problems (the problems file is not here)"
     return min(s.n_problems, cfg.world.n_train), "world.n_train / sample.n_problems"
 
 

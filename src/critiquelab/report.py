@@ -315,24 +315,25 @@ def section_regime(d: Run) -> list[tuple]:
 def section_vs_best_sft(d: Run) -> list[tuple]:
     if not d.vs_best:
         return []
+    names = " and ".join(dict.fromkeys(r["method"].upper() for r in d.vs_best))  # CFT, CGD
     blocks: list[tuple] = [
-        ("h", 2, "CFT minus the best SFT"),
+        ("h", 2, f"{names} minus the best SFT"),
         ("p", "The best SFT variant of each setting is chosen on the validation split (mean over seeds of "
               "each run's selected checkpoint), never on test; delta in points on the same test items "
               "with a 95% bootstrap CI over items."
               + (" Here the benchmark is the validation split itself: the best SFT is chosen on the items it is "
                  "measured on, so this is exploration, not a test result."
                  if any(r["benchmark"] == "world-validation" for r in d.vs_best) else "")),
-        ("table", ["model", "params (M)", "base acc. (%)", "setting", "benchmark", "best SFT",
-                   "chosen on", "CFT - best SFT", "95% CI", "p", "seeds"],
-         [[r["model"] or "-", "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}",
+        ("table", ["method", "model", "params (M)", "base acc. (%)", "setting", "benchmark", "best SFT",
+                   "chosen on", "method - best SFT", "95% CI", "p", "seeds"],
+         [[r["method"], r["model"] or "-", "-" if r["params"] is None else f"{r['params'] / 1e6:.2f}",
            "-" if r["base_accuracy"] is None else _pct(r["base_accuracy"]),
            _label((None, r["source"], r["teacher"], r["data_size"])), r["benchmark"], r["best_sft"],
            r["chosen_on"], f"{100 * r['delta']:+.1f}", _ci(r["ci95"], True), f"{r['p_value']:.4f}",
            r["seeds"]] for r in d.vs_best])]
-    axis = [r for r in d.vs_best if r["benchmark"] == d.benches[0]
+    axis = [r for r in d.vs_best if r["method"] == "cft" and r["benchmark"] == d.benches[0]
             and (r["source"], r["teacher"], r["data_size"]) == d.main[1:]]
-    if len({r["model"] for r in d.vs_best}) > 1 and all(r["params"] for r in axis):
+    if len({r["model"] for r in axis}) > 1 and all(r["params"] for r in axis):
         plots.size_axis(axis, d.run_dir / "size_axis.png")
         blocks.append(("img", "size_axis.png", "CFT minus best SFT by model"))
     return blocks

@@ -2,8 +2,10 @@
 into a `Run`, with every interval and comparison the report shows (report.py renders them).
 
 Statistics: a method's score on an item is its mean correctness over seeds; comparisons pair items
-(CFT and the CFT+SFT mix against every other method of the same data setting and the base): the
-mean difference, a 95% bootstrap CI over items and a two-sided sign-flip permutation p-value.
+(each `compared` method of methods.py, e.g. CFT, the CFT+SFT mix and CGD, against every other method
+of the same data setting and the base): the mean difference, a 95% bootstrap CI over items and a
+two-sided sign-flip permutation p-value. CFT and CGD are also set against the best SFT variant of
+their setting (`vs_best_sft`).
 Critics are compared on the same judged solutions, clustered by problem (stats.py).
 """
 
@@ -20,12 +22,13 @@ from critiquelab.io import UserError, check_rows, read_json, read_jsonl
 from critiquelab.methods import TABLE, Method, kind_of, names
 from critiquelab.stats import REPS, balanced_accuracy, bootstrap, sign_flip_p, weighted_mean
 
-__all__ = ["GROUP", "Run", "cft_vs_best_sft", "collect_runs", "comparisons", "critic_comparisons", "group_of",
+__all__ = ["GROUP", "Run", "vs_best_sft", "collect_runs", "comparisons", "critic_comparisons", "group_of",
            "item_table", "load_cells", "load_run", "method_rank", "paired_comparison", "seed_means"]
 
 METHOD_ORDER = list(TABLE)  # methods.py: base, SFT, CFT, RL
 RL = names("rl")
 COMPARED = tuple(m.name for m in TABLE.values() if m.compared)  # the methods compared with the others of their setting
+VS_BEST = tuple(m.name for m in TABLE.values() if m.vs_best_sft)  # ... and with the best SFT variant of it
 GROUP = ("model", "source", "teacher", "data_size")   # a cell's setting; methods compare within one
 SOLUTIONS = Method.loss_panel  # what a method's loss is on (a panel each in loss.png): solutions unless
 LOSS_TASKS = {m.name: m.loss_panel for m in TABLE.values() if m.loss_panel != SOLUTIONS}  # methods.py says other
@@ -173,7 +176,7 @@ def seed_means(items: dict[tuple, list[dict[str, bool]]], reps: int = REPS, seed
 
 
 def comparisons(items: dict[tuple, list[dict[str, bool]]]) -> list[dict]:
-    """CFT (and the CFT+SFT mix) against every other method of the same setting, and its model's base;
+    """CFT (and the CFT+SFT mix, and CGD) against every other method of the same setting, and its model's base;
     each RL method against the methods before it in METHOD_ORDER (base, SFT, CFT, earlier RL)."""
     out = []
     for (a, *group_a, bench), runs_a in sorted(items.items(), key=lambda kv: (method_rank(kv[0][0]), str(kv[0]))):
@@ -241,21 +244,21 @@ def critic_comparisons(run_dir: Path, cells: list[dict], reps: int = REPS, seed:
     return out
 
 
-def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], models: dict) -> list[dict]:
-    """Per setting and benchmark: CFT minus the best SFT variant, the paired comparison of the two from
-    `comparisons`. The best SFT is the one with the highest mean validation accuracy over seeds (the
-    checkpoint-selection score, never the test split); without validation scores it is the best on the
-    benchmark itself, which favours SFT, and the row says so."""
+def vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], models: dict) -> list[dict]:
+    """Per method of VS_BEST (CFT, CGD), setting and benchmark: the method minus the best SFT variant,
+    the paired comparison of the two from `comparisons`. The best SFT is the one with the highest mean
+    validation accuracy over seeds (the checkpoint-selection score, never the test split); without
+    validation scores it is the best on the benchmark itself, which favours SFT, and the row says so."""
     val = defaultdict(list)
     for c in cells:
         if c.get("validation_accuracy") is not None:
             val[(c["method"], group_of(c))].append(c["validation_accuracy"])
-    vs_sft = defaultdict(list)  # (setting, benchmark) -> CFT's comparisons with each SFT variant
+    vs_sft = defaultdict(list)  # (method, setting, benchmark) -> its comparisons with each SFT variant
     for c in comps:
-        if c["a"] == "cft" and kind_of(c["b"]) == "sft":
-            vs_sft[(tuple(c[k] for k in GROUP), c["benchmark"])].append(c)
+        if c["a"] in VS_BEST and kind_of(c["b"]) == "sft":
+            vs_sft[(c["a"], tuple(c[k] for k in GROUP), c["benchmark"])].append(c)
     out = []
-    for (group, bench), rows in vs_sft.items():
+    for (method, group, bench), rows in sorted(vs_sft.items(), key=lambda kv: method_rank(kv[0][0])):
         on_val = all(val.get((c["b"], group)) for c in rows)
         test_mean = {r["method"]: r["mean_accuracy"] for r in summary if r["benchmark"] == bench and group_of(r) == group}
         score = {c["b"]: sum(val[(c["b"], group)]) / len(val[(c["b"], group)]) if on_val else test_mean.get(c["b"], 0.0)
@@ -264,7 +267,7 @@ def cft_vs_best_sft(cells: list[dict], comps: list[dict], summary: list[dict], m
         info = models.get(group[0]) or {}
         base = next((r["mean_accuracy"] for r in summary if r["method"] == "base" and r["model"] == group[0]
                      and r["benchmark"] == bench), None)
-        out.append({**dict(zip(GROUP, group, strict=True)), "benchmark": bench, "best_sft": best["b"],
+        out.append({"method": method, **dict(zip(GROUP, group, strict=True)), "benchmark": bench, "best_sft": best["b"],
                     "chosen_on": "validation" if on_val else "test (favours SFT)", "params": info.get("params"),
                     "critique_share": info.get("critique_share"), "base_accuracy": base,
                     "seeds": min(best["seeds_a"], best["seeds_b"]),
@@ -355,13 +358,15 @@ def load_run(run_dir: Path) -> Run:
     d.sizes = sorted({c["data_size"] for c in trained if c["data_size"] is not None})
     d.by_size = [r for r in summary if r["method"] != "base" and (r["model"], r["source"], r["teacher"]) == main[:3]
                  and r["data_size"] is not None] if len(d.sizes) > 1 else []
-    d.vs_best = cft_vs_best_sft(cells, d.comps, summary, d.manifest.get("models") or {})
+    d.vs_best = vs_best_sft(cells, d.comps, summary, d.manifest.get("models") or {})
     d.regime = read_json(run_dir / "regime.json") if (run_dir / "regime.json").is_file() else []
     d.critic_comps = critic_comparisons(run_dir, cells)
     d.report = {"runs": runs, "summary": summary, "comparisons": d.comps, "by_data_size": d.by_size,
                 "critics": d.critics, "critic_comparisons": d.critic_comps,
                 "rl": {name: {k: v for k, v in r.items() if k != "config"} for name, r in d.rl_logs.items()},
-                "cft_vs_best_sft": d.vs_best, "regime": d.regime, "training": d.training, "cells": cells,
+                "vs_best_sft": d.vs_best,  # and CFT's rows alone under the key earlier reports used:
+                "cft_vs_best_sft": [r for r in d.vs_best if r["method"] == "cft"],
+                "regime": d.regime, "training": d.training, "cells": cells,
                 "main_group": dict(zip(GROUP, main, strict=True)), "manifest": d.manifest,
                 "timings": manifest.get("timings", {})}
     return d
