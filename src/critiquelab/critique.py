@@ -610,8 +610,8 @@ def _maybe_billed(e: BaseException) -> bool:
 
 def _response(task: str, text: str) -> dict:
     """The fields of a record holding the teacher's text: a critique and its verdict, or a solution."""
-    return {"critique": text, "verdict": parse_verdict(text)} if task == "critique" else \
-        {"solution": text, "verdict": None}
+    writes = TASKS[task].writes
+    return {writes: text, "verdict": parse_verdict(text) if writes == "critique" else None}
 
 
 async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, kind: str) -> None:
