@@ -70,6 +70,8 @@ def tiny_model(tmp_path_factory, tiny_world, tiny_cfg) -> Path:
 # `pytest --durations=0`: each took > 10 s of one core (up to 6 min under load).
 HEAVY = (
     "test_critique_api.py::",  # a real `transformers serve` teacher behind a fault proxy
+    "test_refine_api.py::",  # the same for the refine task, and kill -9
+    "test_cgd.py::test_refine_against_an_endpoint_from_the_cli", "test_cgd.py::test_a_cgd_grid",
     "test_executors.py::",  # grids in child processes, accelerate launch
     "test_interrupts.py::",
     "test_readme.py::",

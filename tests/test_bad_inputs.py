@@ -87,6 +87,7 @@ BASE = {
     "pretrain": ["pretrain", "--world", "{W}", "--out", "{t}/out", "pretrain.tokens=200"],
     "sample": ["sample", "--problems", "{W}/train.jsonl", "--out", "{t}/out.jsonl", "sample.source=synthetic"],
     "critique": ["critique", "--input", "{S}", "--out", "{t}/out"],
+    "refine": ["refine", "--input", "{S}", "--critiques", "{K}", "--out", "{t}/out"],
     "build": ["build", "--solutions", "{S}", "--critiques", "{K}", "--out", "{t}/out", "build.decontaminate=false"],
     "train": ["train", "--model", "{M}", "--data", "{D}", "--out", "{t}/out"],
     "eval": ["eval", "--model", "{M}", "--world", "{W}", "--out", "{t}/out"],
@@ -97,7 +98,7 @@ BASE = {
     "experiment": ["experiment", "--config", "{E}", "--out", "{t}/out", "--dry-run"],
     "demo": ["demo", "--out", "{t}/out"],
 }
-CONFIG_CMDS = ["world", "pretrain", "sample", "critique", "build", "train", "eval", "judge", "eval-critic",
+CONFIG_CMDS = ["world", "pretrain", "sample", "critique", "refine", "build", "train", "eval", "judge", "eval-critic",
                "experiment", "demo"]
 
 
@@ -260,6 +261,8 @@ case("critique", "hf-teacher-model-broken", ["{BM}/config.json:1", "invalid JSON
 case("critique", "hf-teacher-hub-not-cached", [HUB, "HF_HUB_OFFLINE"], extra=("critique.teacher=hf", f"critique.model={HUB}"))
 for what, shard in [("shard-3-of-3", "3/3"), ("shard-x", "x"), ("shard-1-of-0", "1/0"), ("shard-5-of-2", "5/2")]:
     case("critique", what, [f"--shard '{shard}'", "expected i/n"], opts={"--shard": shard})
+case("critique", "refine-prompt-without-critiques", ["critique.prompt='refine_paper' is a refine prompt",
+                                                     "critiquelab refine"], extra=("critique.prompt=refine_paper",))
 
 # -- build: solutions, critique rows, settings, import
 reader_cases("build", "solutions", "--solutions", "sol.jsonl", SOL, "no solutions")
@@ -298,6 +301,11 @@ case("build", "ngram-0", "build.ngram=0: must be at least 1", extra=("build.ngra
 case("build", "consistency-bogus", "build.consistency='maybe'", extra=("build.consistency=maybe",))
 case("build", "sft-teacher-without-teacher-solutions", "--teacher-solutions",
      extra=("build.methods=[sft_teacher]",))
+case("build", "cgd-without-refined", ["cgd needs the teacher's refined solutions", "--refined"],
+     extra=("build.methods=[cgd]",))
+case("build", "refined-path-mistyped", ["--refined {t}/r/refined.jsnol", "not found", "<refine --out>/refined.jsonl"],
+     opts={"--refined": "{t}/r/refined.jsnol"}, extra=("build.methods=[cgd]",))
+case("build", "cgd-keep-wrong-not-a-bool", "build.cgd_keep_wrong: expected bool", extra=("build.cgd_keep_wrong=maybe",))
 case("build", "teacher-solutions-mistyped", ["--teacher-solutions {t}/solve/solutions.jsonl", "not found"],
      opts={"--teacher-solutions": "{t}/solve/solutions.jsonl"}, extra=("build.methods=[sft_teacher]",))
 ALPACA = {"instruction": "Critique this.", "input": "Q: 2 + 3? S: 5", "output": "Conclusion: right [END]"}
@@ -314,6 +322,34 @@ case("build", "from-alpaca-out-foreign-dir", ["--out {t}/out", "not made by crit
      opts={"--from-alpaca": "{t}/a.jsonl"}, files={"a.jsonl": jl(ALPACA), "out/mine.txt": "keep me"})
 case("build", "from-alpaca-out-is-a-file", ["--out {t}/out", "exists and is not a directory"],
      opts={"--from-alpaca": "{t}/a.jsonl"}, files={"a.jsonl": jl(ALPACA), "out": "x"})
+
+# -- refine: solutions, their critique store (rows, pairing), the refine template, teachers
+reader_cases("refine", "input", "--input", "in.jsonl", SOL, "no solutions")
+reader_cases("refine", "critiques", "--critiques", "k.jsonl", STORE, "no critiques")
+for what, bad, words in [
+    ("critique-row-missing-critique", row(K2, critique=DROP), "missing field 'critique'"),
+    ("critique-row-critique-a-number", row(K2, critique=3), "field 'critique' must be text"),
+    ("critique-row-missing-input", row(K2, input=DROP), "missing field 'input'"),
+    ("critique-row-status-a-number", row(K2, status=1), "field 'status' must be text"),
+]:
+    field_case("refine", what, "--critiques", "k.jsonl", [STORE, bad], 2, words)
+case("refine", "critiques-of-other-solutions", ["--critiques {t}/k.jsonl", "none of its ok critiques is of a solution"],
+     opts={"--critiques": "{t}/k.jsonl"}, files={"k.jsonl": jl(STORE, K2)})
+case("refine", "solutions-not-a-store", ["{S}:1", "missing field 'status'", "critiquelab critique"],
+     opts={"--critiques": "{S}"})
+case("refine", "prompt-without-critique", ["{t}/p.yaml", "never uses {{critique}}"],
+     extra=("critique.refine_prompt={t}/p.yaml",),
+     files={"p.yaml": 'task: refine\nuser: "Q: {question} S: {solution}"\n'})
+case("refine", "prompt-unknown-placeholder", ["{t}/p.yaml", "{{question}}, {{solution}} and {{critique}}"],
+     extra=("critique.refine_prompt={t}/p.yaml",),
+     files={"p.yaml": 'task: refine\nuser: "{question} {solution} {critique} {hint}"\n'})
+case("refine", "prompt-a-critique-prompt", ["only a refine prompt reads critiques", "'critique_paper' has task critique"],
+     extra=("critique.refine_prompt=critique_paper",))
+case("refine", "openai-unreachable", ["critique.base_url=http://127.0.0.1:{port}/v1", "cannot connect"],
+     extra=("critique.teacher=openai", "critique.base_url=http://127.0.0.1:{port}/v1", "critique.model=gpt-x"),
+     fast=True)
+case("refine", "openai-remote-without-key", "OPENAI_API_KEY",
+     extra=("critique.teacher=openai", "critique.base_url=https://api.example.invalid/v1", "critique.model=gpt-x"))
 
 # -- train: dataset rows, model, settings
 reader_cases("train", "data", "--data", "data.jsonl", EXAMPLE, "empty")
@@ -599,7 +635,8 @@ case("demo", "num-heads-3", "model.num_heads=3", extra=("model.num_heads=3",))
 case("demo", "batch-size-0", "eval.batch_size=0", extra=("eval.batch_size=0",))
 
 # -- output paths of every directory-writing stage (inputs valid, so only --out is wrong)
-for cmd in ("world", "pretrain", "critique", "build", "train", "eval", "judge", "eval-critic", "experiment", "demo"):
+for cmd in ("world", "pretrain", "critique", "refine", "build", "train", "eval", "judge", "eval-critic", "experiment",
+            "demo"):
     label = "--out"  # the option the user passed (train too, not train.output_dir)
     drop = ("--dry-run",) if cmd == "experiment" else ()
     case(cmd, "out-is-a-file", [f"{label} {{t}}/out", "exists and is not a directory"], drop=drop, files={"out": "x"})
@@ -609,7 +646,8 @@ for cmd in ("world", "pretrain", "critique", "build", "train", "eval", "judge", 
          files={"out/mine.txt": "keep me", "out/sub/notes.md": "mine too"})
 
 # -- every config-taking subcommand: the config file and the overrides
-SECTION = {"world": "world", "pretrain": "pretrain", "sample": "sample", "critique": "critique", "build": "build",
+SECTION = {"world": "world", "pretrain": "pretrain", "sample": "sample", "critique": "critique", "refine": "critique",
+           "build": "build",
            "train": "train", "eval": "eval", "judge": "critic", "eval-critic": "critic", "experiment": "train",
            "demo": "train"}
 for cmd in CONFIG_CMDS:
@@ -783,7 +821,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(c: Case, fx, tmp_path, 
 
 def test_the_sweep_covers_every_subcommand():
     per_cmd = Counter(c.cmd for c in CASES)
-    assert set(per_cmd) == {"world", "pretrain", "sample", "critique", "build", "train", "eval", "judge",
+    assert set(per_cmd) == {"world", "pretrain", "sample", "critique", "refine", "build", "train", "eval", "judge",
                             "eval-critic", "grade", "report", "experiment", "demo"}
     assert len(CASES) >= 150, per_cmd
 
