@@ -164,6 +164,11 @@ def test_cli_dry_run_and_bad_config(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "13 cells" in r.stdout and "cft-n1000-s2" in r.stdout and not (tmp_path / "x").exists()
+    exp.write_text(yaml.safe_dump({"world": {"n_validation": 70, "n_test": 900},
+                                   "eval": {"benchmarks": ["world-validation"]}}))
+    r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x"), "--dry-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "evaluation: 70 items per model (world-validation" in r.stdout, r.stdout + r.stderr
     exp.write_text(yaml.safe_dump({"data_sizes": [99999], "build": {"methods": ["cft", "dpo"]}}))
     r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)

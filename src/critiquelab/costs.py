@@ -92,7 +92,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
     bench_items, bench_note = 0, []
     for b in cfg.eval.benchmarks:
         if b in WORLD_BENCHMARKS:
-            bench_items += cfg.world.n_test
+            bench_items += cfg.world.n_validation if b == "world-validation" else cfg.world.n_test
             continue
         try:
             bench_items += len(load_benchmark(b, bench_dir=bench_dir, limit=cfg.eval.limit,
