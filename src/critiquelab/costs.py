@@ -195,7 +195,9 @@ def describe_plan(cfg: RunConfig, plan, bench_dir=None) -> str:
     lines.append("  model\tmethod\truns\tparams\ttrain tokens/run\ttrain GPU-h/run\tselection GPU-h/run\t"
                  "eval GPU-h/run\tGPU-h")
     for r in est["rows"]:
-        params = f"{r['params'] / 1e9:.2f}B ({r['params_from']})" if r["params"] else "unknown"
+        n = r["params"] or 0
+        params = f"{n / 1e9:.2f}B ({r['params_from']})" if n >= 1e8 else \
+            f"{n / 1e6:.2f}M ({r['params_from']})" if n else "unknown"
         lines.append(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
                      f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
                      f"{r['gpu_hours']}")
