@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -164,6 +165,12 @@ def test_cli_dry_run_and_bad_config(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "13 cells" in r.stdout and "cft-n1000-s2" in r.stdout and not (tmp_path / "x").exists()
+    exp.write_text(yaml.safe_dump({"world": {"n_validation": 70, "n_test": 900},
+                                   "eval": {"benchmarks": ["world-validation"]}}))
+    r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x"), "--dry-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "evaluation: 70 items per model (world-validation" in r.stdout, r.stdout + r.stderr
+    assert re.search(r"\tbase\t1\t0\.\d\dM \(config\.json\)\t", r.stdout), r.stdout  # a miniature in millions
     exp.write_text(yaml.safe_dump({"data_sizes": [99999], "build": {"methods": ["cft", "dpo"]}}))
     r = subprocess.run([*cli, "experiment", "--config", str(exp), "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)
@@ -375,7 +382,7 @@ def test_paper_table1_dry_run_prints_the_job_plan_offline(tmp_path):
     assert "8 GPU(s) per cell" in out and "world: none" in out
     assert "MISSING: sample.import_path=data/webinstruct-50k.jsonl" in out
     rows = [line.split("\t") for line in out.splitlines() if line.startswith("  qwen2.5_math_7b\tcft")]
-    assert len(rows) == 1 and float(rows[0][-1]) > 0  # GPU-hours estimated
+    assert len(rows) == 1 and float(rows[0][-1]) > 0 and rows[0][3].startswith("7.")  # GPU-hours; 7.xB params
     assert "teacher default (gpt-4o-2024-11-20)" in out and "price source: openai.com/api/pricing" in out
     cost = float(out.split("estimated API cost in all: $")[1].split()[0].replace(",", ""))
     assert 100 < cost < 10_000

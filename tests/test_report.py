@@ -46,20 +46,22 @@ def _items(n: int, right: int) -> list[dict]:
     return [{"id": f"q{i}", "correct": i < right} for i in range(n)]
 
 
-def _fixture_run(root, *, sizes=(None,), sources=("default",)):
+def _fixture_run(root, *, sizes=(None,), sources=("default",), models=("default",)):
     """A run of base, sft_reference, sft_noisy and cft (two seeds each) on 40 world items, with training
-    logs, critics of cft and the base on 10 problems x 2 solutions, a regime, a manifest and timings."""
+    logs, critics of cft and the base on 10 problems x 2 solutions, a regime, a manifest and timings.
+    A second model's fine-tunes solve 4 more items each."""
     from critiquelab.io import write_json, write_jsonl
 
     cells = [{"name": "base", "method": "base", "seed": None, "model": "default", "source": None, "teacher": None,
               "data_size": None, "status": "ok"}]
     right = {"sft_reference": 20, "sft_noisy": 16, "cft": 30}
-    for source in sources:
+    for model, source in [(m, s) for m in models for s in sources]:
         for size in sizes:
             for method, k in right.items():
                 for seed in (0, 1):
-                    name = f"{method}-{source}-{size}-s{seed}"
-                    cells.append({"name": name, "method": method, "seed": seed, "model": "default", "source": source,
+                    name = f"{method}-{model}-{source}-{size}-s{seed}" if len(models) > 1 else \
+                        f"{method}-{source}-{size}-s{seed}"
+                    cells.append({"name": name, "method": method, "seed": seed, "model": model, "source": source,
                                   "teacher": "default", "data_size": size, "status": "ok", "lr": 1e-4,
                                   "lr_scores": {"0.0001": 0.5, "0.001": 0.4}, "validation_accuracy": k / 40,
                                   "model_dir": f"models/{name}"})
@@ -67,7 +69,8 @@ def _fixture_run(root, *, sizes=(None,), sources=("default",)):
                   "teacher": "default", "data_size": None, "status": "failed", "error": "out of memory"})
     for c in cells:
         k = 12 if c["method"] == "base" else right[c["method"]] + (c["seed"] or 0) - (5 if (c["data_size"] or 0) == 10
-                                                                                   else 0)
+                                                                                   else 0) \
+            + (4 if len(models) > 1 and c["model"] == models[-1] else 0)
         if c["status"] == "ok":
             write_json(root / "eval" / c["name"] / "results.json",
                        {"benchmarks": {"world": {"accuracy": k / 40, "n": 40, "ci95": [0.0, 1.0], "no_answer": 1}}})
@@ -178,6 +181,11 @@ def test_section_ablation_only_with_several_sources(tmp_path, run):
     md = _md(section_ablation(load_run(_fixture_run(tmp_path / "two", sources=("base", "teacher")))))
     assert "| source | teacher | sft_reference | sft_noisy | cft |" in md
     assert "| base | default | 51.2 [" in md and "| teacher | default | 51.2 [" in md
+    # with a model axis, each model's row shows its own numbers (they were the first model's for every row)
+    two = load_run(_fixture_run(tmp_path / "models", sources=("base", "teacher"), models=("a", "b")))
+    md = _md(section_ablation(two))
+    assert "| model | source | teacher | sft_reference | sft_noisy | cft |" in md
+    assert "| a | base | default | 51.2 [" in md and "| b | teacher | default | 61.3 [" in md
 
 
 def test_section_critics_and_their_paired_comparison(run):

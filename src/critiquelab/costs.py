@@ -95,7 +95,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
     bench_items, bench_note = 0, []
     for b in cfg.eval.benchmarks:
         if b in WORLD_BENCHMARKS:
-            bench_items += cfg.world.n_test
+            bench_items += cfg.world.n_validation if b == "world-validation" else cfg.world.n_test
             continue
         try:
             bench_items += len(load_benchmark(b, bench_dir=bench_dir, limit=cfg.eval.limit,
@@ -216,7 +216,9 @@ def describe_plan(cfg: RunConfig, plan, bench_dir=None) -> str:
     lines.append("  model\tmethod\truns\tparams\ttrain tokens/run\ttrain GPU-h/run\tselection GPU-h/run\t"
                  "eval GPU-h/run\tGPU-h")
     for r in est["rows"]:
-        params = f"{r['params'] / 1e9:.2f}B ({r['params_from']})" if r["params"] else "unknown"
+        n = r["params"] or 0
+        params = f"{n / 1e9:.2f}B ({r['params_from']})" if n >= 1e8 else \
+            f"{n / 1e6:.2f}M ({r['params_from']})" if n else "unknown"
         lines.append(f"  {r['model']}\t{r['method']}\t{r['runs']}\t{params}\t{r['train_tokens_per_run']:,}\t"
                      f"{r['train_gpu_hours_per_run']}\t{r['select_gpu_hours_per_run']}\t{r['eval_gpu_hours_per_run']}\t"
                      f"{r['gpu_hours']}")

@@ -376,18 +376,21 @@ def section_data_size(d: Run) -> list[tuple]:
 
 
 def section_ablation(d: Run) -> list[tuple]:
-    settings = sorted({(c["source"], c["teacher"]) for c in d.trained}, key=str)
-    if len(settings) <= 1:
+    """Each source x teacher setting's accuracy per method; with a model axis, a row per model and setting."""
+    settings = sorted({(c["model"], c["source"], c["teacher"]) for c in d.trained}, key=str)
+    if len({s[1:] for s in settings}) <= 1:
         return []
+    many = len({s[0] for s in settings}) > 1
     bench = d.benches[0]
     largest = max(d.sizes) if d.sizes else None
     rows_s = [r for r in d.summary if r["benchmark"] == bench and r["method"] != "base" and r["data_size"] == largest]
     methods = sorted({r["method"] for r in rows_s}, key=method_rank)
     return [("h", 2, f"Ablation: noisy-solution source x teacher ({bench}, {largest or 'all'} questions)"),
-            ("table", ["source", "teacher", *methods],
-             [[s, t, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_s
-                             if (r["method"], r["source"], r["teacher"]) == (meth, s, t)), "-")
-                       for meth in methods]] for s, t in settings])]
+            ("table", ["model"] * many + ["source", "teacher", *methods],
+             [[m] * many + [s, t, *[next((f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows_s
+                                          if (r["method"], r["model"], r["source"], r["teacher"]) == (meth, m, s, t)),
+                                         "-")
+                                    for meth in methods]] for m, s, t in settings])]
 
 
 def section_critics(d: Run) -> list[tuple]:
