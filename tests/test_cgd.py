@@ -82,6 +82,16 @@ def test_a_panel_of_refiners_writes_one_store_with_a_ledger_each(critiqued, tmp_
     assert (tmp_path / "r" / "ledger-exact.json").is_file() and (tmp_path / "r" / "ledger-weak.json").is_file()
 
 
+def test_a_new_refine_prompt_redoes_the_refinements_not_the_critiques():
+    from dataclasses import replace
+
+    from critiquelab.config import CritiqueConfig, key_of
+
+    old, new = CritiqueConfig(), CritiqueConfig(refine_prompt="my_refine.yaml")
+    assert key_of(new) == key_of(old)  # the critique stage's key
+    assert key_of(replace(new, prompt=new.refine_prompt)) != key_of(replace(old, prompt=old.refine_prompt))
+
+
 def test_a_refine_prompt_shows_question_solution_and_critique():
     prompt = load_prompt("refine_paper")
     assert prompt["task"] == "refine"

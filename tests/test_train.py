@@ -150,8 +150,10 @@ def test_bad_input_fails_before_training(tiny_model, cft_data, tmp_path):
         run_train(tiny_train(tiny_model, empty, tmp_path / "o"))
     with pytest.raises(UserError, match="unknown key"):
         load_config(RunConfig, None, ["train.learning_rate=1"])
-    with pytest.raises(UserError, match="every example is longer"):
+    with pytest.raises(UserError, match="every example is longer.*raise train.max_length"):
         run_train(tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=8, too_long="drop"))
+    with pytest.raises(UserError, match="every example's prompt fills max_length=8.*raise train.max_length"):
+        run_train(tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=8))  # truncate: no completion left
     assert not (tmp_path / "o").exists()
 
 
@@ -166,6 +168,19 @@ def test_too_long_examples_are_counted_and_dropped(tiny_model, cft_data, tmp_pat
     stats = run_train(cfg)
     n = len(read_jsonl(cft_data))
     assert 0 < stats["too_long"] < n and stats["examples"] == n - stats["too_long"]
+
+
+def test_truncation_drops_examples_whose_prompt_fills_max_length(tiny_model, cft_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rows = read_jsonl(cft_data)
+    prompts = sorted(len(tok.apply_chat_template(r["prompt"], add_generation_prompt=True, return_dict=False))
+                     for r in rows)
+    cut = prompts[len(prompts) // 2]  # half the prompts fill it: they would train on no completion token
+    stats = run_train(tiny_train(tiny_model, cft_data, tmp_path / "o", max_length=cut, max_steps=2, token_budget=0))
+    assert stats["prompt_fills_max_length"] == sum(p >= cut for p in prompts) > 0
+    assert stats["examples"] == len(rows) - stats["prompt_fills_max_length"]
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,

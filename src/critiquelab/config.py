@@ -444,9 +444,11 @@ def to_dict(cfg: Any) -> dict:
 
 # Fields that say how work is run or accounted for, not what it computes, and fields added after
 # results were published (keyed only when changed from their default). Results are keyed with
-# `key_of`, so a run resumes across executors, parallelism and releases.
+# `key_of`, so a run resumes across executors, parallelism and releases. `refine_prompt` is keyed where
+# it acts: the refine stage runs with it as its `prompt`, so a new one redoes the refinements, not the critiques.
 NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
-               "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait"}
+               "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait",
+               "refine_prompt"}
 LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {},
                   ("SampleConfig", "problems"): None, ("SampleConfig", "problem_ids"): [],
                   ("SampleConfig", "seed_problem"): None,
@@ -457,7 +459,7 @@ LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generator
                   ("CritiqueConfig", "checker_style"): None, ("CriticConfig", "split"): "validation",
                   ("EvalConfig", "answer_type"): None, ("EvalConfig", "choice_permutations"): 1,
                   ("EvalConfig", "choice_prompt"): "boxed", ("EvalConfig", "hf_fields"): {},
-                  ("CriticConfig", "benchmark_limit"): None, ("CritiqueConfig", "refine_prompt"): "refine_paper",
+                  ("CriticConfig", "benchmark_limit"): None,
                   ("BuildConfig", "cgd_keep_wrong"): False}
 
 

@@ -63,6 +63,14 @@ def _count_tokens(tokenizer, row: dict) -> int:
     return len(ids)
 
 
+def _prompt_tokens(tokenizer, row: dict) -> int:
+    """The tokens before the completion starts (0 for a plain-text row)."""
+    if "prompt" not in row:
+        return 0
+    return len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True,
+                                             return_dict=False))
+
+
 def select_by_budget(rows: list[dict], lengths: list[int], budget: int, seed: int,
                      repeat: bool) -> tuple[list[dict], int]:
     """Shuffle, then take rows until their tokens reach `budget` (cycling if `repeat`)."""
@@ -92,14 +100,27 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
         raise UserError(f"{desc}: the training set is empty")
     lengths = [_count_tokens(tokenizer, r) for r in rows]
     too_long = sum(n > cfg.max_length for n in lengths)
+    no_room = 0
     if too_long:
         log.warning("%s: %d of %d examples exceed max_length=%d and are %s", desc, too_long, len(rows),
                     cfg.max_length, "dropped" if cfg.too_long == "drop" else "truncated")
+        fix = f"raise train.max_length (now {cfg.max_length}) or shorten the prompts"
         if cfg.too_long == "drop":
-            kept = [(r, n) for r, n in zip(rows, lengths, strict=True) if n <= cfg.max_length]
-            if not kept:
-                raise UserError(f"{desc}: every example is longer than max_length={cfg.max_length}")
-            rows, lengths = [r for r, _ in kept], [n for _, n in kept]
+            keep = [n <= cfg.max_length for n in lengths]
+            if not any(keep):
+                raise UserError(f"{desc}: every example is longer than max_length={cfg.max_length}; {fix}")
+        else:  # truncation cuts the completion's end; a prompt that fills max_length leaves nothing to learn
+            keep = [n <= cfg.max_length or _prompt_tokens(tokenizer, r) < cfg.max_length
+                    for r, n in zip(rows, lengths, strict=True)]
+            no_room = keep.count(False)
+            if no_room:
+                log.warning("%s: %d examples dropped: their prompt alone fills max_length=%d, so no completion "
+                            "token would be trained on", desc, no_room, cfg.max_length)
+            if not any(keep):
+                raise UserError(f"{desc}: every example's prompt fills max_length={cfg.max_length}, so truncation "
+                                f"leaves no completion to train on; {fix}")
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        lengths = [n for n, k in zip(lengths, keep, strict=True) if k]
     if cfg.token_budget > 0:
         chosen, tokens = select_by_budget(rows, lengths, cfg.token_budget, cfg.seed, repeat)
     else:
@@ -112,6 +133,7 @@ def prepare_rows(rows: list[dict], tokenizer, cfg: TrainConfig, desc: str, repea
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(epochs * per_epoch))
     return chosen, {"examples": len(chosen), "unique_examples": len({id(r) for r in chosen}),
                     "planned_tokens": int(tokens * epochs), "too_long": too_long, "too_long_policy": cfg.too_long,
+                    "prompt_fills_max_length": no_room,
                     "global_batch": per_step, "world_size": _world_size(), "planned_steps": steps}
 
 
