@@ -11,7 +11,7 @@
    directory repeats them exactly; data_parallel=2 repeats them too, merged without duplicates; kill -9
    in the middle of a generation, then a rerun: nothing lost or repeated, same texts), seeds, eval
    (vllm; greedy outputs compared with the HF backend's, fp32 both, differences explained by the HF
-   logits where the texts part), judge, eval-critic, critique (critique.teacher=vllm), a prompt longer
+   logits where the texts part), judge, eval-critic, critique and refine (critique.teacher=vllm), a prompt longer
    than vllm.max_model_len (cut and counted), an engine that cannot start (one line), and a real vLLM
    OpenAI-compatible server on 127.0.0.1 as critique.teacher=openai and eval.backend=openai (always
    stopped at the end).
@@ -384,6 +384,17 @@ def check_critique(c: Check, data: Path) -> None:
         rows = read_jsonl(out / "critiques.jsonl")
         c.record("critique (critique.teacher=vllm)", len({r["key"] for r in rows}) == n,
                  f"{len(rows)} records for {n} solutions")
+        ok = sum(r["status"] == "ok" for r in rows)
+        refined = WORK / "refine-vllm"  # the same stage with the refine task: a solution from its critique
+        shutil.rmtree(refined, ignore_errors=True)
+        if c.step("refine-vllm", ["refine", "--input", str(data / "solutions.jsonl"), "--critiques",
+                                  str(out / "critiques.jsonl"), "--out", str(refined), "critique.teacher=vllm",
+                                  f"critique.model={data / 'base'}", "critique.max_tokens=96", *ENGINE]):
+            got = read_jsonl(refined / "refined.jsonl")
+            texts = [r.get("solution") for r in got if r["status"] == "ok"]
+            c.record("refine (critique.teacher=vllm)", len({r["key"] for r in got}) == ok and len(texts) == ok
+                     and all(isinstance(t, str) for t in texts),
+                     f"{len(got)} records, {len(texts)} refined solutions for {ok} ok critiques")
 
 
 def check_limits(c: Check, data: Path) -> None:
