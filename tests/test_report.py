@@ -224,3 +224,14 @@ def test_write_report_is_its_sections_in_order(tmp_path):
     md = write_report(_fixture_run(tmp_path)).read_text()
     assert md == _md([b for s in SECTIONS for b in s(load_run(tmp_path))])
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 2  # accuracy, loss
+
+
+def test_section_models_shows_every_model_of_the_axis(tmp_path, run):
+    from critiquelab.report import section_models
+    from critiquelab.results import load_run
+
+    assert section_models(run) == []  # one model: the accuracy table is enough
+    md = _md(section_models(load_run(_fixture_run(tmp_path / "models", models=("a", "b")))))
+    assert "| model | base | sft_reference | sft_noisy | cft |" in md
+    assert "| a | - | 51.2 [" in md and "| 76.2 [" in md.split("| a |")[1].split("\n")[0]
+    assert "| 86.2 [" in md.split("| b |")[1].split("\n")[0]

@@ -292,6 +292,21 @@ def section_accuracy(d: Run) -> list[tuple]:
             ("img", "accuracy.png", "accuracy")]
 
 
+def section_models(d: Run) -> list[tuple]:
+    """With a model axis (sizes, pretraining, critique styles): every model's methods on the first
+    benchmark, in the main setting's source, teacher and data size (the accuracy table shows one model)."""
+    bench, (_, *setting) = d.benches[0], d.main
+    rows = [r for r in d.summary if r["benchmark"] == bench and (r["method"] == "base" or
+                                                                  [r[k] for k in GROUP[1:]] == setting)]
+    models = sorted({r["model"] for r in rows}, key=str)
+    if len(models) <= 1:
+        return []
+    methods = sorted({r["method"] for r in rows}, key=method_rank)
+    cell = {(r["model"], r["method"]): f"{_pct(r['mean_accuracy'])} {_ci(r['ci95'])}" for r in rows}
+    return [("h", 2, f"Accuracy (%) per model ({bench}), mean over seeds [95% CI]"),
+            ("table", ["model", *methods], [[m, *[cell.get((m, meth), "-") for meth in methods]] for m in models])]
+
+
 def section_comparisons(d: Run) -> list[tuple]:
     if not d.comps:
         return []
@@ -534,7 +549,7 @@ def section_provenance(d: Run) -> list[tuple]:
     return blocks
 
 
-SECTIONS = (section_title, section_accuracy, section_comparisons, section_regime, section_vs_best_sft,
+SECTIONS = (section_title, section_accuracy, section_models, section_comparisons, section_regime, section_vs_best_sft,
             section_learning_rates, section_data_size, section_ablation, section_critics, section_critic_comparisons,
             section_rl, section_training, section_unfinished, section_provenance)
 
