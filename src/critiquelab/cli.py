@@ -368,8 +368,9 @@ def _experiment(args):
 
 
 _COMMANDS = {"world": _world, "pretrain": _pretrain, "sample": _sample, "seeds": _seeds, "critique": _critique,
-             "refine": _critique, "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge, "eval-critic": _eval_critic,
-             "grade": _grade, "report": _report, "experiment": _experiment, "cell": _cell, "demo": _experiment}
+             "refine": _critique, "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge,
+             "eval-critic": _eval_critic, "grade": _grade, "report": _report, "experiment": _experiment,
+             "cell": _cell, "demo": _experiment}
 
 
 def _parse(argv: list[str] | None):

@@ -86,6 +86,14 @@ def _gpus_per_cell(cfg: RunConfig) -> int:
     return max(1, ex.gpus_per_cell)
 
 
+def _generation_hours(prompts: float, max_new_tokens: int, params: float | None) -> float | None:
+    """GPU-hours to generate for `prompts` prompts of up to `max_new_tokens` new tokens (eval_output_share
+    of them on average) with a model of `params` parameters (None: unknown)."""
+    a = ASSUMPTIONS
+    return prompts * max_new_tokens * a["eval_output_share"] / (a["decode_tokens_per_s_7b"] * 7e9 / params) / 3600 \
+        if params else None
+
+
 def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_dir=None) -> dict:
     """The job plan of `plan` (experiment.Plan): per model x method the cells, GPUs, training
     tokens and GPU-hours; per source x teacher the API requests, tokens and cost. `questions`:
@@ -108,7 +116,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
         params, how = param_count(spec.base_model or "", spec if not spec.base_model else None)
         cells = [c for c in plan.cells if c.model == name]
         decode = a["decode_tokens_per_s_7b"] * 7e9 / params if params else None
-        eval_h = bench_items * cfg.eval.max_new_tokens * a["eval_output_share"] / decode / 3600 if decode else None
+        eval_h = _generation_hours(bench_items, cfg.eval.max_new_tokens, params)
         for method in dict.fromkeys(c.method for c in cells):
             mine = [c for c in cells if c.method == method]
             per = a["example_tokens"].get(TABLE[method].kind, a["example_tokens"]["sft"])
@@ -142,8 +150,8 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                     steps = t / per / (cfg.train.batch_size * cfg.train.grad_accum * gpus)  # every checkpoint scored
                     checkpoints = max(1, round(cfg.train.epochs) if cfg.train.save_epochs and not cfg.train.token_budget
                                       else int(steps // max(cfg.train.save_steps, 1)))
-                    select_h += (checkpoints * (cfg.train.select_limit or 500) * cfg.train.select_max_new_tokens
-                                 * a["eval_output_share"] / decode / 3600)
+                    select_h += _generation_hours(checkpoints * (cfg.train.select_limit or 500),
+                                                  cfg.train.select_max_new_tokens, params)
             gpu_h = train_h + select_h + eval_h * len(mine) if params and eval_h is not None else None
             total_gpu_h += gpu_h or 0.0
             rows.append({"model": name, "method": method, "runs": len(runs), "params": params, "params_from": how,
@@ -159,8 +167,7 @@ def estimate(cfg: RunConfig, plan, questions: dict[str, tuple[int, str]], bench_
                 continue  # (generators and aux models: not planned)
             params, _ = param_count(writer)
             answers = questions[src][0] * scfg.n_per_problem
-            hours = answers * scfg.max_new_tokens * a["eval_output_share"] / (
-                a["decode_tokens_per_s_7b"] * 7e9 / params) / 3600 if params else None
+            hours = _generation_hours(answers, scfg.max_new_tokens, params)
             total_gpu_h += hours or 0.0
             sampling.append({"model": name, "source": src, "writer": writer, "answers": answers, "gpu_hours": _r(hours)})
     api = []
