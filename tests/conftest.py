@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -125,6 +128,38 @@ def wait_until(done, what: str, seconds: float = 300, proc=None, poll: float = 0
         time.sleep(poll)
     return True
 
+
+
+def complete_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def kill_at_random_moments(args: list[str], store: Path, total: int, kills: int, seed: int, env=None) -> list[int]:
+    """Start `critiquelab ARGS` `kills` times, each time SIGKILL it once the store holds a random number
+    of complete lines (beyond what it had), then append a torn fragment as a crash mid-write leaves
+    one. Returns the store's complete lines at each kill that landed before the command finished."""
+    rng = random.Random(seed)
+    env = env or {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    landed = []
+    for _ in range(kills):
+        before = complete_lines(store)
+        if before >= total:
+            break
+        target = before + rng.randint(1, max(1, (total - before) // 2))
+        proc = subprocess.Popen([sys.executable, "-m", "critiquelab.cli", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the command may finish before the target (then no kill lands); it must not stall
+        wait_until(lambda t=target: complete_lines(store) >= t, f"{target} complete lines in {store.name}",
+                   proc=proc, poll=0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            landed.append(complete_lines(store))
+        proc.wait()
+        if store.exists():
+            with open(store, "ab") as f:
+                f.write(b'{"key": "torn", "id": "half-writ')
+    return landed
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import replace
 
 import pytest
 
-from conftest import wait_until
+from conftest import kill_at_random_moments
 from critiquelab.config import CritiqueConfig
 from critiquelab.critique import latest_ok, read_store, run_critique, shard_filter
 from critiquelab.io import Incomplete, UserError, read_jsonl, write_jsonl
@@ -116,21 +115,15 @@ def test_api_key_is_never_written(server, tiny_model, solutions, tmp_path, monke
 def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tiny_model, solutions, tmp_path):
     out = tmp_path / "c"
     with FaultProxy(None, latency_s=0.3) as proxy:
-        args = [sys.executable, "-m", "critiquelab.cli", "critique", "--input", str(solutions), "--out", str(out),
-                "critique.teacher=openai", f"critique.base_url={proxy.url}/v1", f"critique.model={tiny_model}",
-                "critique.concurrency=2"]
+        args = ["critique", "--input", str(solutions), "--out", str(out), "critique.teacher=openai",
+                f"critique.base_url={proxy.url}/v1", f"critique.model={tiny_model}", "critique.concurrency=2"]
         env = {**os.environ, "OPENAI_API_KEY": "local"}
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         store = out / "critiques.jsonl"
-        wait_until(lambda: store.exists() and len(store.read_text().splitlines()) >= 6,
-                   "6 critiques in the store before the kill", seconds=120, proc=proc, poll=0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        assert kill_at_random_moments(args, store, 24, kills=1, seed=5, env=env), "the run ended before the kill"
         done_before = len(latest_ok(store))
         assert 0 < done_before < 24
-        with open(store, "ab") as f:  # what a kill in the middle of a write leaves
-            f.write(b'{"key": "torn", "id": "p1')
-        subprocess.run(args, env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "critiquelab.cli", *args], env=env, check=True, capture_output=True,
+                       timeout=300)
     assert store.read_bytes().endswith(b"\n")  # the torn line was cut before the rerun appended
     ok_lines = [r for r in read_jsonl(store) if r["status"] == "ok"]
     assert sorted(r["id"] for r in ok_lines) == sorted(r["id"] for r in read_jsonl(solutions))  # 0 lost, 0 dup

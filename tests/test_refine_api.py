@@ -3,13 +3,12 @@ fault proxy, and kill -9 in the middle of a run (the critique stage's own guaran
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from conftest import wait_until
+from conftest import kill_at_random_moments
 from critiquelab.config import CritiqueConfig
 from critiquelab.critique import read_store, run_critique
 from critiquelab.io import read_jsonl, write_jsonl
@@ -67,22 +66,16 @@ def test_refine_killed_mid_run_then_rerun_loses_and_duplicates_nothing(tiny_mode
     sols, crits = critiqued
     out = tmp_path / "r"
     with FaultProxy(None, latency_s=0.3, reply=lambda req: "Step 1: 1 + 1 = 2\nThe answer is \\boxed{2}.") as proxy:
-        args = [sys.executable, "-m", "critiquelab.cli", "refine", "--input", str(sols), "--critiques", str(crits),
-                "--out", str(out), "critique.teacher=openai", f"critique.base_url={proxy.url}/v1",
-                f"critique.model={tiny_model}", "critique.concurrency=2"]
+        args = ["refine", "--input", str(sols), "--critiques", str(crits), "--out", str(out), "critique.teacher=openai",
+                f"critique.base_url={proxy.url}/v1", f"critique.model={tiny_model}", "critique.concurrency=2"]
         env = {**os.environ, "OPENAI_API_KEY": "local"}
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         store = out / "refined.jsonl"
-        wait_until(lambda: store.exists() and len(store.read_text().splitlines()) >= 4,
-                   "4 refinements in the store before the kill", seconds=120, proc=proc, poll=0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        assert kill_at_random_moments(args, store, 16, kills=1, seed=4, env=env), "the run ended before the kill"
         done_before = len(read_store(store))
         assert 0 < done_before < 16
-        with open(store, "ab") as f:  # what a kill in the middle of a write leaves
-            f.write(b'{"key": "torn", "id": "p1')
         sent_before = proxy.requests
-        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run([sys.executable, "-m", "critiquelab.cli", *args], env=env, capture_output=True, text=True,
+                           timeout=300)
         assert r.returncode == 0, r.stderr
         assert proxy.requests - sent_before <= 16 - done_before + 2  # only what was not done (+ lost in flight)
     assert store.read_bytes().endswith(b"\n")  # the torn line was cut before the rerun appended

@@ -4,23 +4,17 @@ lost or duplicated, no torn line. And the store itself: a torn tail is cut befor
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import kill_at_random_moments
 from critiquelab.io import Store, UserError, read_jsonl, write_jsonl
 
 CLI = [sys.executable, "-m", "critiquelab.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def complete_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def assert_clean_jsonl(path: Path) -> list[dict]:
@@ -28,32 +22,6 @@ def assert_clean_jsonl(path: Path) -> list[dict]:
     raw = path.read_bytes()
     assert raw.endswith(b"\n"), f"{path} ends with a torn line"
     return [json.loads(line) for line in raw.decode().splitlines()]
-
-
-def kill_at_random_moments(args: list[str], store: Path, total: int, kills: int, seed: int) -> int:
-    """Start the command `kills` times, each time SIGKILL it once the store holds a random number of
-    complete lines (beyond what it had), then append a torn fragment as a crash mid-write leaves
-    one. Returns the store's complete lines at each kill that landed before the command finished."""
-    rng = random.Random(seed)
-    landed = []
-    for _ in range(kills):
-        before = complete_lines(store)
-        if before >= total:
-            break
-        target = before + rng.randint(1, max(1, (total - before) // 2))
-        proc = subprocess.Popen([*CLI, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # the command may finish before the target (then no kill lands); it must not stall
-        wait_until(lambda t=target: complete_lines(store) >= t, f"{target} complete lines in {store.name}",
-                   proc=proc, poll=0.01)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            landed.append(complete_lines(store))
-        proc.wait()
-        if store.exists():
-            with open(store, "ab") as f:
-                f.write(b'{"key": "torn", "id": "half-writ')
-    return landed
 
 
 def test_store_cuts_a_torn_tail_before_appending(tmp_path):
