@@ -162,6 +162,19 @@ def kill_at_random_moments(args: list[str], store: Path, total: int, kills: int,
     return landed
 
 
+def checker_critiqued(world: Path, out: Path, n: int) -> tuple[Path, Path]:
+    """Injected-error solutions (error rate 0.5) of the first `n` training problems of `world` and the
+    exact checker's critiques of them: (out/solutions.jsonl, out/critique/critiques.jsonl)."""
+    from critiquelab.config import CritiqueConfig, SampleConfig
+    from critiquelab.critique import run_critique
+    from critiquelab.sample import run_sample
+
+    sols = out / "solutions.jsonl"
+    run_sample(world / "train.jsonl", sols, SampleConfig(source="synthetic", n_problems=n, error_rate=0.5))
+    run_critique(sols, out / "critique", CritiqueConfig())
+    return sols, out / "critique" / "critiques.jsonl"
+
+
 @pytest.fixture(scope="session")
 def cft_data(tiny_world, tmp_path_factory) -> Path:
     """CFT examples (question + injected-error solution -> the checker's critique) of the tiny world."""

@@ -5,6 +5,7 @@ import json
 import pytest
 from datasets import load_from_disk
 
+from conftest import checker_critiqued
 from critiquelab.build import decontaminate, run_build
 from critiquelab.config import BuildConfig, CritiqueConfig, SampleConfig
 from critiquelab.critique import run_critique
@@ -16,10 +17,7 @@ from critiquelab.sources import load_benchmark
 
 @pytest.fixture()
 def items(tmp_path, tiny_world):
-    sols = tmp_path / "solutions.jsonl"
-    run_sample(tiny_world / "train.jsonl", sols, SampleConfig(source="synthetic", n_problems=40, error_rate=0.5))
-    run_critique(sols, tmp_path / "critique", CritiqueConfig())
-    return sols, tmp_path / "critique" / "critiques.jsonl"
+    return checker_critiqued(tiny_world, tmp_path, 40)
 
 
 def test_all_variants_and_exports(items, tmp_path):

@@ -8,13 +8,12 @@ import sys
 
 import pytest
 
-from conftest import REPO, tiny_run_config
+from conftest import REPO, checker_critiqued, tiny_run_config
 from critiquelab.build import CGD_INSTRUCTION, run_build
-from critiquelab.config import BuildConfig, CritiqueConfig, SampleConfig
+from critiquelab.config import BuildConfig, CritiqueConfig
 from critiquelab.critique import input_hash, load_prompt, read_store, render, run_critique
 from critiquelab.grading import grade
 from critiquelab.io import UserError, read_jsonl, write_jsonl
-from critiquelab.sample import run_sample
 from tests.servers import FaultProxy
 
 REFINER = CritiqueConfig(prompt="refine_paper")
@@ -28,10 +27,7 @@ def run_cli(*args, env=None):
 @pytest.fixture()
 def critiqued(tmp_path, tiny_world):
     """Injected-error solutions of 30 world problems (about half right) and the exact checker's critiques."""
-    sols = tmp_path / "solutions.jsonl"
-    run_sample(tiny_world / "train.jsonl", sols, SampleConfig(source="synthetic", n_problems=30, error_rate=0.5))
-    run_critique(sols, tmp_path / "critique", CritiqueConfig())
-    return sols, tmp_path / "critique" / "critiques.jsonl"
+    return checker_critiqued(tiny_world, tmp_path, 30)
 
 
 def test_the_checker_refines_exactly_and_follows_its_critique(critiqued, tmp_path):

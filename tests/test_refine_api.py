@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from conftest import kill_at_random_moments
+from conftest import checker_critiqued, kill_at_random_moments
 from critiquelab.config import CritiqueConfig
 from critiquelab.critique import read_store, run_critique
-from critiquelab.io import read_jsonl, write_jsonl
+from critiquelab.io import read_jsonl
 from tests.servers import FaultProxy, transformers_serve
 
 
@@ -23,19 +23,8 @@ def server(tiny_model, tmp_path_factory):
 
 @pytest.fixture()
 def critiqued(tmp_path, tiny_world):
-    """16 world solutions (every other one with an injected error) and the exact checker's critiques."""
-    import random
-
-    from critiquelab.world import noisy_solution
-
-    rng = random.Random(0)
-    rows = [{"id": f"p{i}-s0", "problem_id": f"p{i}", "question": p["question"], "answer": p["answer"],
-             "solution": noisy_solution(p, rng)[0] if i % 2 else p["solution"], "start": p["start"], "steps": p["steps"]}
-            for i, p in enumerate(read_jsonl(tiny_world / "train.jsonl")[:16])]
-    sols = tmp_path / "solutions.jsonl"
-    write_jsonl(sols, rows)
-    run_critique(sols, tmp_path / "critique", CritiqueConfig())
-    return sols, tmp_path / "critique" / "critiques.jsonl"
+    """Injected-error solutions of 16 world problems (about half right) and the exact checker's critiques."""
+    return checker_critiqued(tiny_world, tmp_path, 16)
 
 
 def refiner(url, model, **kw) -> CritiqueConfig:
