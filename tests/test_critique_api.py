@@ -341,3 +341,17 @@ def test_dry_run_says_when_it_guesses_and_the_checker_costs_nothing(solutions, t
     assert "24 items, the exact checker writes its critiques without an LLM: no tokens, no cost" in r.stdout
     checker = run_critique(solutions, tmp_path / "k", CritiqueConfig(), dry_run=True)
     assert checker["completion_tokens_max"] == checker["prompt_tokens_est"] == 0 and checker["cost_usd_max"] == 0
+
+
+@pytest.mark.parametrize("message", [
+    "The prompt has 698 tokens, but the model takes at most 512, prompt and answer (`--max-model-len`).",
+    "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
+    "Error code: context_length_exceeded",
+])
+def test_a_context_refusal_is_explained_as_one(message):
+    from critiquelab.io import refused_hint
+
+    hint = refused_hint(400, "http://127.0.0.1:9/v1", "critique.model", why=f"HTTP 400: {message}",
+                        max_tokens_key="critique.max_tokens")
+    assert "do not fit the served model's context" in hint and "critique.max_tokens" in hint
+    assert "model id" not in hint

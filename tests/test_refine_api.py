@@ -3,6 +3,7 @@ fault proxy, and kill -9 in the middle of a run (the critique stage's own guaran
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,8 +17,21 @@ from tests.servers import FaultProxy, transformers_serve
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    with transformers_serve(tiny_model, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+def long_model(tiny_model, tmp_path_factory):
+    """The tiny model with a 4096-token context: a refine prompt (question, solution and critique) of the
+    tiny world's character-level vocabulary runs to 500-800 tokens, beyond the 512 it was built with,
+    and transformers serve (5.25 on) refuses a prompt beyond the context. (RoPE positions past those
+    it was trained on are fine for a test of the request path.)"""
+    d = tmp_path_factory.mktemp("long") / "model"
+    shutil.copytree(tiny_model, d)
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(long_model, tmp_path_factory):
+    with transformers_serve(long_model, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url
 
 
@@ -33,12 +47,20 @@ def refiner(url, model, **kw) -> CritiqueConfig:
     return CritiqueConfig(**{**settings, **kw})
 
 
-def test_refine_from_a_real_server_survives_429_and_5xx(server, tiny_model, critiqued, tmp_path):
+def test_refine_from_a_real_server_survives_429_and_5xx(server, long_model, critiqued, tmp_path):
     sols, crits = critiqued
+    # the inputs fit the served context, whatever the machine: the prompts are counted, not assumed
+    from critiquelab.critique import load_prompt, read_items, render
+    from critiquelab.llm import load_tokenizer
+
+    tok, prompt = load_tokenizer(long_model), load_prompt("refine_paper")
+    lengths = [len(tok.apply_chat_template(render(prompt, r), add_generation_prompt=True, tokenize=True,
+                                           return_dict=False)) for r in read_items(sols, "refine", crits)]
+    assert max(lengths) + 16 <= 4096, max(lengths)
     faults = ["429", "500", "429", "500"]
     plan = lambda i: faults[i // 2] if i < 2 * len(faults) and i % 2 == 0 else None  # noqa: E731
     with FaultProxy(server, plan) as proxy:
-        s = run_critique(sols, tmp_path / "r", refiner(proxy.url, tiny_model), critiques=crits)
+        s = run_critique(sols, tmp_path / "r", refiner(proxy.url, long_model), critiques=crits)
     assert sorted(proxy.faults) == sorted(faults)  # every injected fault was met, and retried
     assert s["ok"] == s["items"] == 16 and s["failed"] == 0 and s["task"] == "refine"
     store = read_jsonl(tmp_path / "r" / "refined.jsonl")
@@ -71,3 +93,29 @@ def test_refine_killed_mid_run_then_rerun_loses_and_duplicates_nothing(tiny_mode
     ok = [r for r in read_jsonl(store) if r["status"] == "ok"]
     assert sorted(r["id"] for r in ok) == sorted(r["id"] for r in read_jsonl(sols))  # none lost, none twice
     assert "refined solutions in" in r.stdout and "16/16 ok" in r.stdout
+
+
+def test_a_prompt_beyond_the_served_context_is_named(tiny_model, critiqued, tmp_path):
+    """transformers serve refuses the 512-token model's over-long refine prompts: the one line names the
+    context and the setting to change, not the model id (which is right)."""
+    from critiquelab.io import UserError
+
+    sols, crits = critiqued
+    with transformers_serve(tiny_model, tmp_path / "serve.log") as url, pytest.raises(UserError) as e:
+        run_critique(sols, tmp_path / "r", refiner(url, tiny_model, max_attempts=1), critiques=crits)
+    assert "do not fit the served model's context" in str(e.value) and "critique.max_tokens" in str(e.value)
+    assert "must be a model id" not in str(e.value)
+
+
+def test_a_listed_context_is_checked_before_anything_is_sent(tiny_model, critiqued, tmp_path, monkeypatch):
+    """Where the endpoint lists the model's context (vLLM's max_model_len), a prompt that cannot fit is
+    one line before the first request: no request is sent, nothing is spent."""
+    import critiquelab.critique as critique
+    from critiquelab.io import UserError
+
+    sols, crits = critiqued
+    monkeypatch.setattr(critique, "served_context", lambda base_url, model, key=None: 512)
+    with FaultProxy(None, reply=lambda req: "Step 1: 1 + 1 = 2") as proxy, pytest.raises(UserError) as e:
+        run_critique(sols, tmp_path / "r", refiner(proxy.url, tiny_model), critiques=crits)
+    assert proxy.requests == 0
+    assert "context of 512 tokens (max_model_len)" in str(e.value) and "nothing was sent" in str(e.value)

@@ -95,7 +95,7 @@ def run_batches(todo, render, cfg: CritiqueConfig, store: Store, base, record, o
     except openai.APIError as e:
         if why := refusal(e):  # 400/401/403/404/422: a rerun would be refused the same way
             hint = refused_hint(e.status_code, cfg.base_url, "critique.model", cfg.api_key_env,
-                                os.environ.get(cfg.api_key_env))
+                                os.environ.get(cfg.api_key_env), why, "critique.max_tokens")
             raise UserError(f"critique: the batch endpoint refused the request ({why}); {hint}. A rerun would be "
                             f"refused the same way; every step done so far is recorded in {path}") from None
         raise Incomplete(f"critique: the Batch API failed ({type(e).__name__}: {str(e)[:200]}); every step done "

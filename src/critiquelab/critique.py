@@ -64,6 +64,7 @@ from critiquelab.io import (
     read_jsonl,
     read_text,
     refused_hint,
+    served_context,
     stable_hash,
     write_json,
 )
@@ -508,6 +509,22 @@ def _prompt_tokens(todo, prompt: dict, cfg: CritiqueConfig) -> tuple[int, str]:
     return n, f"counted with the tokenizer of {cfg.model}"
 
 
+def _check_context(todo, prompt: dict, cfg: CritiqueConfig) -> None:
+    """Before any request: when the endpoint lists the model's context (vLLM's `max_model_len`) and
+    the teacher's tokenizer is at hand, the longest prompt plus `max_tokens` must fit in it."""
+    context = served_context(cfg.base_url, cfg.model, os.environ.get(cfg.api_key_env))
+    tok = _tokenizer(cfg.model) if context else None
+    if tok is None or not tok.chat_template:
+        return
+    longest, item = max((len(tok.apply_chat_template(render(prompt, r), add_generation_prompt=True, tokenize=True,
+                                                     return_dict=False)), r["id"]) for _, r in todo)
+    if longest + cfg.max_tokens > context:
+        raise UserError(f"critique: the prompt of item {item} has {longest} tokens and critique.max_tokens is "
+                        f"{cfg.max_tokens}, but {cfg.base_url} serves {cfg.model} with a context of {context} "
+                        "tokens (max_model_len): shorten the inputs, lower critique.max_tokens, or serve the model "
+                        "with a longer context (vLLM: --max-model-len); nothing was sent")
+
+
 def _estimate(todo, prompt: dict, cfg: CritiqueConfig, done=(), task: str = "critique") -> dict:
     """Dry run: prompt tokens counted with the teacher's tokenizer when it is at hand (else ~4
     characters a token, and said so); completions bounded by items x max_tokens, and estimated from
@@ -618,6 +635,7 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
     from critiquelab.io import refusal
 
     check_endpoint(cfg.base_url, "critique.base_url")
+    _check_context(todo, prompt, cfg)
     client = openai_client(cfg.base_url, cfg.api_key_env, cfg.timeout)
     gate, limiter = asyncio.Semaphore(cfg.concurrency), _Limiter(cfg.requests_per_minute, cfg.tokens_per_minute)
     fatal: list[tuple[str, str, int]] = []  # (item id, the refusal, its status): stops the run
@@ -676,6 +694,7 @@ async def _api_run(todo, prompt: dict, cfg: CritiqueConfig, store: Store, base, 
         await client.close()
     if fatal:
         item, why, status = fatal[0]
-        hint = refused_hint(status, cfg.base_url, "critique.model", cfg.api_key_env, os.environ.get(cfg.api_key_env))
+        hint = refused_hint(status, cfg.base_url, "critique.model", cfg.api_key_env, os.environ.get(cfg.api_key_env),
+                            why, "critique.max_tokens")
         raise UserError(f"critique: the endpoint refused the request for item {item} ({why}); {hint}. A rerun would "
                         "be refused the same way; finished items are kept.")

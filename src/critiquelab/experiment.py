@@ -62,6 +62,7 @@ from critiquelab.io import (
     write_jsonl,
 )
 from critiquelab.methods import TABLE
+from critiquelab.machine import differences, weights_key
 from critiquelab.pretrain import cached_base_model, critique_style_of
 from critiquelab.regime import regime_stats, setting_solutions
 from critiquelab.report import write_report
@@ -129,8 +130,15 @@ def _bases(cfg: RunConfig, plan: Plan, world_dir: Path, stages: Stages,
             stages.timings["pretrain" + (f"-{name}" if len(plan.models) > 1 else "")] = (
                 0.0 if cached else round(time.time() - t0, 1))
         stats_file = Path(bases[name]) / "critiquelab_pretrain.json"
-        stats = read_json(stats_file)["stats"] if stats_file.is_file() else {}
+        record = read_json(stats_file) if stats_file.is_file() else {}
+        stats, built_with = record.get("stats", {}), record.get("built_with")
+        # a base built with other versions or CPU kernels than this run's is said, never passed over
+        elsewhere = differences(built_with, weights_key()) if built_with else []
+        if elsewhere:
+            log.warning("base model %s was built with other versions or CPU kernels than this run's (%s): its "
+                        "weights are not the ones this machine would pretrain", name, "; ".join(elsewhere))
         info[name] = {"base": bases[name], "cached": cached, "params": stats.get("params"),
+                      "built_with": built_with, "built_elsewhere": elsewhere,
                       "pretrain_tokens": None if spec.base_model else spec.pretrain.tokens,
                       "critique_share": None if spec.base_model else spec.pretrain.critique_share,
                       "model": None if spec.base_model else asdict(spec.model),

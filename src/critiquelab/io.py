@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ __all__ = [
     "refusal",
     "refused_hint",
     "served_models",
+    "served_context",
     "atomic_write",
     "write_jsonl",
     "write_json",
@@ -100,22 +102,47 @@ def refusal(e: BaseException) -> str | None:
     return f"HTTP {status}: {' '.join(body.split())[:300]}"
 
 
-def served_models(base_url: str, api_key: str | None = None) -> list[str] | None:
-    """The model ids an OpenAI-compatible endpoint lists at /models (None if it cannot be read)."""
+def _models_listing(base_url: str, api_key: str | None = None) -> list[dict] | None:
+    """The entries an OpenAI-compatible endpoint lists at /models (None if it cannot be read)."""
     import urllib.request
 
     req = urllib.request.Request(base_url.rstrip("/") + "/models",
                                  headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
-            return [m["id"] for m in json.loads(r.read())["data"]]
+            return [m for m in json.loads(r.read())["data"] if isinstance(m, dict)]
     except Exception:  # noqa: BLE001  (only a hint)
         return None
 
 
+def served_models(base_url: str, api_key: str | None = None) -> list[str] | None:
+    """The model ids an OpenAI-compatible endpoint lists at /models (None if it cannot be read)."""
+    listing = _models_listing(base_url, api_key)
+    return None if listing is None else [m["id"] for m in listing if "id" in m]
+
+
+def served_context(base_url: str, model: str, api_key: str | None = None) -> int | None:
+    """The context (prompt + answer tokens) the endpoint lists for `model` (vLLM: `max_model_len`),
+    or None when it lists none."""
+    for m in _models_listing(base_url, api_key) or []:
+        if m.get("id") == model and isinstance(m.get("max_model_len"), int):
+            return m["max_model_len"]
+    return None
+
+
+# How servers word "the prompt does not fit the context": vLLM, transformers serve, OpenAI
+_CONTEXT = re.compile(r"context[_ ]length|context window|max[-_ ]model[-_ ]len|prompt has \d+ tokens|"
+                      r"(maximum|at most) \d+ tokens|too many tokens|prompt is too long", re.IGNORECASE)
+
+
 def refused_hint(status: int | None, base_url: str, model_key: str, key_env: str | None = None,
-                 api_key: str | None = None) -> str:
-    """What to check after a refusal: the key (401/403), or the model id the server lists."""
+                 api_key: str | None = None, why: str = "", max_tokens_key: str = "max_new_tokens") -> str:
+    """What to check after a refusal (`why`: the server's own message, from `refusal`): the prompt's
+    length against the server's context, the key (401/403), or the model id the server lists."""
+    if _CONTEXT.search(why or ""):
+        return (f"the prompt and the answer ({max_tokens_key}) do not fit the served model's context: shorten "
+                f"the inputs, lower {max_tokens_key}, or serve the model with a longer context (vLLM: "
+                "--max-model-len)")
     if status in (401, 403):
         return f"check the API key in ${key_env}" if key_env else "check the API key"
     served = served_models(base_url, api_key)
@@ -572,7 +599,8 @@ def _git(*args: str) -> str | None:
 
 
 def provenance() -> dict:
-    """Git commit + dirty flag, package versions, hardware: what a number needs beside it."""
+    """Git commit + dirty flag, package versions, hardware (the CPU and the kernels torch runs on it):
+    what a number needs beside it."""
     versions = {pkg: _version(pkg) for pkg in ["critiquelab", "torch", "transformers", "trl", "peft",
                                                 "accelerate", "datasets", "tokenizers", "math-verify", "openai"]}
     status = _git("status", "--porcelain", "--untracked-files=no")
@@ -583,6 +611,8 @@ def provenance() -> dict:
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:  # pragma: no cover - torch is a dependency
         threads, cuda = None, None
+    from critiquelab.machine import cpu_facts
+
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
@@ -590,6 +620,7 @@ def provenance() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
+        **cpu_facts(),  # the CPU, torch's kernels for it (cpu_capability), the BLAS, kernel env settings
         "gpu": cuda,
         "versions": versions,
     }

@@ -342,7 +342,7 @@ class OpenAIBackend:
 
             if why := refusal(e):  # 400/401/403/404/422, with the server's message: a rerun cannot fix it
                 hint = refused_hint(e.status_code, self.base_url, "the model name",
-                                    api_key=os.environ.get(self.api_key_env))
+                                    api_key=os.environ.get(self.api_key_env), why=why)
                 raise UserError(f"{self.base_url}: the endpoint refused the request ({why}); {hint}; a rerun "
                                 "would be refused the same way") from None
             raise Incomplete(f"{self.base_url}: a request failed after retries ({_one_line(e)}); finished "

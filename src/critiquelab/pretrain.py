@@ -35,6 +35,7 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
+from critiquelab.machine import cpu_facts, weights_key
 from critiquelab.world import check, noisy_solution
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain", "summary_line",
@@ -157,8 +158,10 @@ def pretrain(world_dir: str | Path, out_dir: str | Path, model_cfg: ModelConfig,
         stats = fit(model, tokenizer, rows, out, train_cfg, desc="pretrain", repeat=True)
         stats.pop("config", None)
         stats["params"] = n_params
+        # what else decided these weights (versions, CPU kernels), so a user can tell which model this is
         write_json(out / "critiquelab_pretrain.json", {"model": asdict(model_cfg), "pretrain": asdict(cfg),
-                                                       "stats": stats})
+                                                       "stats": stats, "built_with": weights_key(),
+                                                       "machine": cpu_facts()})
         mark_complete(out)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return stats
@@ -178,9 +181,11 @@ def critique_style_of(base: str | Path) -> str | None:
 
 def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: ModelConfig,
                       cfg: PretrainConfig) -> tuple[Path, bool]:
-    """Return (path, was_cached) of the base model for these configs, pretraining if needed."""
+    """Return (path, was_cached) of the base model for these configs, pretraining if needed. The key
+    holds what else changes the weights (library versions, the CPU's kernels: machine.weights_key), so
+    a base built on another kind of CPU or install is never taken for this one's."""
     key = stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
-                       "pretrain": key_of(cfg)})
+                       "pretrain": key_of(cfg), "built_with": weights_key()})
     path = cache_dir() / "models" / f"base-{key}"
     finished = (read_marker(path) or {}).get("complete") or (path / "critiquelab_pretrain.json").is_file()
     if finished and (path / "config.json").is_file():  # (a cache from before markers has no marker)

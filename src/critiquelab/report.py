@@ -183,10 +183,20 @@ def _regime_blocks(regime: list[dict], summary: list[dict], model, bench: str) -
                                                                                                       strict=True))])]
 
 
+def _built_with(b: dict) -> str:
+    """What decided a base's weights beyond its configs, in a few words."""
+    env = " ".join(f"{k}={v}" for k, v in (b.get("kernel_env") or {}).items())
+    return (f"built with torch {b.get('torch')}, transformers {b.get('transformers')}, {b.get('machine')} "
+            f"{b.get('cpu_capability')} kernels, {b.get('blas')}" + (f", {env}" if env else ""))
+
+
 def _base_models(models: dict) -> str:
     """Where each model's base is: given, or pretrained on the world and kept in the cache."""
     parts = [f"{'' if name == 'default' else name + ': '}`{info.get('base')}`"
-             + ("" if info.get("pretrain") is None else " (pretrained on the world, kept in the cache)")
+             + ("" if info.get("pretrain") is None else " (pretrained on the world, kept in the cache"
+                + (f"; {_built_with(info['built_with'])}" if info.get("built_with") else "") + ")")
+             + (f" — built with other versions or kernels than this run's: {'; '.join(info['built_elsewhere'])}"
+                if info.get("built_elsewhere") else "")
              for name, info in models.items()]
     cached = any(info.get("pretrain") is not None for info in models.values())
     return ("Base model" + ("s: " if len(parts) > 1 else ": ") + "; ".join(parts)
