@@ -61,8 +61,8 @@ from critiquelab.io import (
     write_json,
     write_jsonl,
 )
-from critiquelab.methods import TABLE
 from critiquelab.machine import differences, weights_key
+from critiquelab.methods import TABLE
 from critiquelab.pretrain import cached_base_model, critique_style_of
 from critiquelab.regime import regime_stats, setting_solutions
 from critiquelab.report import write_report
