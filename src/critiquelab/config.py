@@ -96,6 +96,9 @@ class PretrainConfig(_Checked):
     warmup_ratio: float = spec(0.05, at_least=0.0, at_most=1.0)
     weight_decay: float = spec(0.01, at_least=0.0)
     seed: int = 0
+    # take the base shipped with critiquelab for exactly these settings (the fast demo's; checked by
+    # sha256) instead of pretraining one on this machine, whose CPU kernels would give other weights
+    shipped: bool = True
 
 
 @dataclass
@@ -448,7 +451,7 @@ def to_dict(cfg: Any) -> dict:
 # it acts: the refine stage runs with it as its `prompt`, so a new one redoes the refinements, not the critiques.
 NOT_IN_KEYS = {"launcher", "accelerate_config", "num_processes", "data_parallel", "tensor_parallel", "price_source",
                "api_mode", "batch_price_factor", "batch_max_requests", "batch_poll_seconds", "batch_wait",
-               "refine_prompt"}
+               "refine_prompt", "shipped"}
 LATER_DEFAULTS = {("SampleConfig", "backend"): "hf", ("SampleConfig", "generators"): {},
                   ("SampleConfig", "problems"): None, ("SampleConfig", "problem_ids"): [],
                   ("SampleConfig", "seed_problem"): None,

@@ -63,7 +63,7 @@ from critiquelab.io import (
 )
 from critiquelab.machine import differences, weights_key
 from critiquelab.methods import TABLE
-from critiquelab.pretrain import cached_base_model, critique_style_of
+from critiquelab.pretrain import SHIPPED, cached_base_model, critique_style_of
 from critiquelab.regime import regime_stats, setting_solutions
 from critiquelab.report import write_report
 from critiquelab.rl import RL_METHODS
@@ -139,6 +139,7 @@ def _bases(cfg: RunConfig, plan: Plan, world_dir: Path, stages: Stages,
                         "weights are not the ones this machine would pretrain", name, "; ".join(elsewhere))
         info[name] = {"base": bases[name], "cached": cached, "params": stats.get("params"),
                       "built_with": built_with, "built_elsewhere": elsewhere,
+                      "shipped": Path(bases[name]).parent == SHIPPED,
                       "pretrain_tokens": None if spec.base_model else spec.pretrain.tokens,
                       "critique_share": None if spec.base_model else spec.pretrain.critique_share,
                       "model": None if spec.base_model else asdict(spec.model),

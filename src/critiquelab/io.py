@@ -564,12 +564,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(path: str | Path) -> str:
-    """Hash of every file's relative name and content under `path` (the marker left out)."""
+def sha256_dir(path: str | Path, skip: tuple[str, ...] = ()) -> str:
+    """Hash of every file's relative name and content under `path` (the marker and `skip` left out)."""
     h = hashlib.sha256()
     root = Path(path)
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MARKER:
+        if p.is_file() and p.name != MARKER and p.name not in skip and "__pycache__" not in p.parts:
             h.update(str(p.relative_to(root)).encode())
             h.update(sha256_file(p).encode())
     return h.hexdigest()

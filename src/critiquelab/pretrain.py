@@ -26,12 +26,14 @@ from critiquelab.config import (
     key_of,
 )
 from critiquelab.io import (
+    UserError,
     check_rows,
     mark_complete,
     output_dir,
     read_json,
     read_jsonl,
     read_marker,
+    sha256_dir,
     stable_hash,
     write_json,
 )
@@ -40,7 +42,7 @@ from critiquelab.world import check, noisy_solution
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "build_model", "pretrain", "summary_line",
            "critique_style_of",
-           "cached_base_model", "cache_dir"]
+           "cached_base_model", "cache_dir", "config_key", "shipped_base", "SHIPPED"]
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +181,38 @@ def critique_style_of(base: str | Path) -> str | None:
     return None if style == "terse" else style
 
 
+SHIPPED = Path(__file__).parent / "bases"  # bases built once and shipped, each with its shipped.json
+
+
+def config_key(world_cfg: WorldConfig, model_cfg: ModelConfig, cfg: PretrainConfig) -> str:
+    """The key of the settings a base is pretrained from (the machine's part is added by the cache)."""
+    return stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
+                        "pretrain": key_of(cfg)})
+
+
+def shipped_base(key: str) -> Path | None:
+    """The shipped base pretrained from the settings `key`, its files checked against the sha256
+    recorded when it was built (None: none is shipped for them)."""
+    for record in sorted(SHIPPED.glob("*/shipped.json")):
+        meta = read_json(record)
+        if meta.get("key") != key:
+            continue
+        if sha256_dir(record.parent, skip=("shipped.json",)) != meta["sha256"]:
+            raise UserError(f"{record.parent}: the shipped base's files do not match their sha256 in shipped.json; "
+                            "reinstall critiquelab, or set pretrain.shipped=false to pretrain one on this machine")
+        return record.parent
+    return None
+
+
 def cached_base_model(world_dir: str | Path, world_cfg: WorldConfig, model_cfg: ModelConfig,
                       cfg: PretrainConfig) -> tuple[Path, bool]:
-    """Return (path, was_cached) of the base model for these configs, pretraining if needed. The key
-    holds what else changes the weights (library versions, the CPU's kernels: machine.weights_key), so
-    a base built on another kind of CPU or install is never taken for this one's."""
+    """Return (path, was_cached) of the base model for these configs: the shipped one for exactly
+    these settings (`pretrain.shipped`), else one pretrained on this machine and cached. The cache's key
+    holds what else changes the weights (library versions, the CPU's kernels: machine.weights_key),
+    so a base built on another kind of CPU or install is never taken for this one's."""
+    key = config_key(world_cfg, model_cfg, cfg)
+    if cfg.shipped and (shipped := shipped_base(key)) is not None:
+        return shipped, True
     key = stable_hash({"v": FORMAT_VERSION, "world": asdict(world_cfg), "model": asdict(model_cfg),
                        "pretrain": key_of(cfg), "built_with": weights_key()})
     path = cache_dir() / "models" / f"base-{key}"

@@ -193,7 +193,9 @@ def _built_with(b: dict) -> str:
 def _base_models(models: dict) -> str:
     """Where each model's base is: given, or pretrained on the world and kept in the cache."""
     parts = [f"{'' if name == 'default' else name + ': '}`{info.get('base')}`"
-             + ("" if info.get("pretrain") is None else " (pretrained on the world, kept in the cache"
+             + ("" if info.get("pretrain") is None else
+                (" (pretrained on the world once and shipped with critiquelab, checked by sha256" if info.get("shipped")
+                 else " (pretrained on the world, kept in the cache")
                 + (f"; {_built_with(info['built_with'])}" if info.get("built_with") else "") + ")")
              + (f" — built with other versions or kernels than this run's: {'; '.join(info['built_elsewhere'])}"
                 if info.get("built_elsewhere") else "")
