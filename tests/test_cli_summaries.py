@@ -55,3 +55,13 @@ def test_failed_cells_exit_1_with_the_line_on_stderr(monkeypatch, capsys):
     monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: {"report": None, "failed": [], "pending": ["x"]})
     assert main(["demo", "--out", "o"]) == 0
     assert capsys.readouterr().out.startswith("1 cell(s) queued or running on Slurm (o/jobs/*.slurm.json)")
+
+
+def test_the_experiment_line_names_a_base_built_with_other_kernels():
+    from critiquelab import experiment
+
+    res = {"report": "run/report.md", "failed": [], "pending": [],
+           "bases_built_elsewhere": {"default": ["cpu_capability: AVX512 -> AVX2"]}}
+    line = experiment.summary_line(res, "run")
+    assert line.endswith("; base default was built with other versions or CPU kernels (cpu_capability: AVX512 -> AVX2)")
+    assert "built with other" not in experiment.summary_line({**res, "bases_built_elsewhere": {}}, "run")

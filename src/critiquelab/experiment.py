@@ -227,7 +227,8 @@ def _run_grid(cfg: RunConfig, plan: Plan, run_dir: Path, bench_dir, t_start: flo
                      "lr_grid": cfg.lr_grid, "sha256": sha, "config": asdict(cfg)},
         "timings": {**{k: v for k, v in old_timings.items() if k != "total"}, **stages.timings}})
     failed = [c.name for c in plan.cells if c.model in active and status.get(c.name, {}).get("status") == "failed"]
-    return {"report": write_report(run_dir), "failed": failed, "pending": []}
+    elsewhere = {m: i["built_elsewhere"] for m, i in models_info.items() if i.get("built_elsewhere")}
+    return {"report": write_report(run_dir), "failed": failed, "pending": [], "bases_built_elsewhere": elsewhere}
 
 
 def summary_line(res: dict, out: str | Path) -> str:
@@ -241,6 +242,8 @@ def summary_line(res: dict, out: str | Path) -> str:
     if res["failed"]:
         line += (f"; {len(res['failed'])} cell(s) FAILED: {', '.join(res['failed'])} "
                  f"(errors in {report.parent / 'cells.json'}; rerun to retry them)")
+    for model, diffs in (res.get("bases_built_elsewhere") or {}).items():
+        line += f"; base {model} was built with other versions or CPU kernels ({'; '.join(diffs)})"
     return line
 
 
