@@ -147,11 +147,6 @@ def _critique_row(s: int | None, text: str | None, verdict=None, **extra) -> dic
     return {"s": s, "c": text, "v": verdict, "n": named, "p": p, **{k: v for k, v in extra.items() if v is not None}}
 
 
-def _missing(page: Page, sid, note: str) -> int:
-    """A solution not among the given ones: its card says so (the critique is still shown)."""
-    return page.solution(sid, sid, None, None, None, generator=None) if note else 0
-
-
 def _latest(rows: list[dict]) -> list[dict]:
     """A store's latest row per key (later rows replace earlier ones)."""
     out: dict = {}
@@ -160,9 +155,10 @@ def _latest(rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
-def _join(page: Page, path: Path, sid) -> int:
+def _join(page: Page, sid) -> int:
+    """The solution a row is of; one not among the given ones gets a card saying so (its critique is shown)."""
     s = page.by_id.get(str(sid))
-    return s if s is not None else _missing(page, sid, f"{path}: not among the solutions given")
+    return s if s is not None else page.solution(sid, sid, None, None, None)
 
 
 def _check_joined(page: Page, path: Path, rows: list[dict], what: str) -> None:
@@ -181,7 +177,7 @@ def load_critiques(page: Page, path: Path, tab: dict) -> None:
     for r in rows:
         failed = r.get("status") == "failed"
         tab["rows"].append(_critique_row(
-            _join(page, path, r.get("id")), None if failed else r.get("critique"), r.get("verdict"),
+            _join(page, r.get("id")), None if failed else r.get("critique"), r.get("verdict"),
             p="failed" if failed else None, w=r.get("teacher_name") or r.get("teacher"), m=r.get("teacher"),
             x=(r.get("error") or "")[:300] if failed else None))
 
@@ -197,7 +193,7 @@ def load_refined(page: Page, path: Path, critiques: Path | None, tab: dict) -> N
     rows = _latest(read_jsonl(path, tolerate_torn_tail=True))
     _check_joined(page, path, rows, "refinements")
     for r in rows:
-        s = _join(page, path, r.get("id"))
+        s = _join(page, r.get("id"))
         c = crit.get(str(r.get("id")), {})
         ref = page.problems[page.solutions[s]["p"]]["a"]
         refined = r.get("solution") if r.get("status") == "ok" else None
@@ -212,7 +208,7 @@ def load_judgements(page: Page, path: Path, tab: dict, who: str | None, model: s
     rows = _latest(read_jsonl(path, tolerate_torn_tail=True))
     _check_joined(page, path, rows, "judgements")
     for r in rows:
-        tab["rows"].append(_critique_row(_join(page, path, r.get("id")), r.get("critique") or "", r.get("verdict"),
+        tab["rows"].append(_critique_row(_join(page, r.get("id")), r.get("critique") or "", r.get("verdict"),
                                          w=who, m=model, seed=seed))
 
 
@@ -300,6 +296,12 @@ def load_critic_dir(page: Page, d: Path, tab: dict, bench_dir: str | None, who: 
             page.add_solutions(read_jsonl(sols))
             break
     load_judgements(page, d / "judgements.jsonl", tab, who, record.get("critic"), seed)
+
+
+def _critic_title(d: Path) -> str:
+    record = read_json(d / "critic.json") if (d / "critic.json").is_file() else {}
+    name = Path(str(record.get("critic") or d.name)).name
+    return f"critic: {name}" + (" on PRMBench" if record.get("benchmark") == "prmbench" else "")
 
 
 def load_run(page: Page, run: Path, bench_dir: str | None) -> None:
@@ -421,7 +423,7 @@ def collect(paths: list[str | Path], bench_dir: str | None = None) -> Page:
             beside = p.parent.parent / "critique" / "critiques.jsonl"
             load_refined(page, p, stores[0] if stores else beside, page.tab(f"refine/{p}", f"refined: {p}", "refine"))
         elif kind == "critic-dir":
-            load_critic_dir(page, p, page.tab(f"critic/{p}", f"critic: {p.name}", "critic", "critic"), bench_dir)
+            load_critic_dir(page, p, page.tab(f"critic/{p}", _critic_title(p), "critic", "critic"), bench_dir)
         elif kind == "judgements":
             load_judgements(page, p, page.tab(f"critic/{p}", f"judgements: {p}", "critic", "critic"), p.parent.name)
         elif kind == "eval":
