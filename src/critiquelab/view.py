@@ -42,7 +42,7 @@ KINDS = "a run directory, solutions, a critique or refine store, a built dataset
 # ---------------------------------------------------------------------------------------------
 # Solutions as numbered steps
 
-_STEP = re.compile(r"^[ \t]*(?:\*\*)?Step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*[:.)][ \t]*(?:\*\*)?", re.IGNORECASE | re.M)
+_STEP = re.compile(r"^[ \t]*(?:\*\*)?Step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*[:.)][ \t]*(?:\*\*)?[ \t]*", re.IGNORECASE | re.M)
 _ANSWER_LINE = re.compile(r"^\s*((the |so the |my )?(final )?answer\b|\\boxed|####|conclusion\b)", re.IGNORECASE)
 
 
@@ -138,11 +138,12 @@ def _version() -> str | None:
     return v("critiquelab")
 
 
-def _critique_row(s: int | None, text: str | None, verdict=None, **extra) -> dict:
-    """A card's critique fields; the verdict parsed when not given, the blamed step from the text."""
+def _critique_row(s: int | None, text: str | None, verdict=None, named=None, **extra) -> dict:
+    """A card's critique fields; the verdict parsed when not given, the blamed step (when the teacher
+    did not record it, as the checker does) read from the text as eval-critic reads it."""
     if text is not None and verdict is None and extra.get("p") != "failed":
         verdict = parse_verdict(text)
-    named = named_step(text) if text else None
+    named = named if named is not None else named_step(text) if text else None
     p = extra.pop("p", None) or ("parsed" if verdict else "no verdict" if text is not None else "failed")
     return {"s": s, "c": text, "v": verdict, "n": named, "p": p, **{k: v for k, v in extra.items() if v is not None}}
 
@@ -177,7 +178,7 @@ def load_critiques(page: Page, path: Path, tab: dict) -> None:
     for r in rows:
         failed = r.get("status") == "failed"
         tab["rows"].append(_critique_row(
-            _join(page, r.get("id")), None if failed else r.get("critique"), r.get("verdict"),
+            _join(page, r.get("id")), None if failed else r.get("critique"), r.get("verdict"), r.get("error_step"),
             p="failed" if failed else None, w=r.get("teacher_name") or r.get("teacher"), m=r.get("teacher"),
             x=(r.get("error") or "")[:300] if failed else None))
 
