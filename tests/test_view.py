@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import json
 import re
-import shutil
 from dataclasses import replace
 
 import pytest
@@ -16,9 +15,9 @@ import pytest
 from conftest import checker_critiqued
 from critiquelab.config import BuildConfig, CriticConfig, CritiqueConfig, EvalConfig
 from critiquelab.critique import run_critique
-from critiquelab.io import UserError, read_jsonl, write_json
+from critiquelab.io import UserError, read_jsonl
 from critiquelab.view import GENERATOR, collect, render, split_steps, write_view
-from view_pages import PAYLOADS, payload_store, two_teachers
+from view_pages import PAYLOADS, payload_store, run_dir, two_teachers
 
 
 def _rows(page, tab_id):
@@ -166,33 +165,10 @@ def test_a_prmbench_eval_critic_output(tiny_model, tmp_path):
         assert r["v"] == item["verdict"] and len(s["steps"]) >= (s["fe"] or 1)
 
 
-def _run_dir(world, model, root):
-    """A run directory laid out as an experiment's: world, data (solutions, a critique store), a critic
-    of held-out solutions and an evaluation, cells.json."""
-    from critiquelab.critic import run_eval_critic
-    from critiquelab.evaluate import run_eval
-    from critiquelab.sample import run_sample
-
-    shutil.copytree(world, root / "world")
-    checker_critiqued(world, root / "data" / "default", 10)
-    (root / "data" / "default" / "critique").rename(root / "data" / "default" / "critique.tmp")
-    (root / "data" / "default" / "default").mkdir()
-    (root / "data" / "default" / "critique.tmp").rename(root / "data" / "default" / "default" / "critique")
-    from critiquelab.config import SampleConfig
-
-    run_sample(world / "validation.jsonl", root / "critic" / "solutions.jsonl",
-               SampleConfig(source="synthetic", n_problems=8, n_per_problem=2, error_rate=0.5))
-    run_eval_critic(model, root / "critic" / "solutions.jsonl", root / "critic" / "base", CriticConfig(max_new_tokens=16))
-    run_eval(model, root / "eval" / "base", EvalConfig(limit=8, max_new_tokens=24), world_dir=world)
-    write_json(root / "cells.json", [{"name": "base", "method": "base", "seed": None, "model": "default",
-                                      "source": None, "teacher": None, "data_size": None, "status": "ok"}])
-    return root
-
-
 def test_a_run_directory_and_the_reports_links(tiny_world, tiny_model, tmp_path):
     from critiquelab.report import write_report
 
-    run = _run_dir(tiny_world, tiny_model, tmp_path / "run")
+    run = run_dir(tiny_world, tiny_model, tmp_path / "run")
     page = collect([run])
     assert [t["id"] for t in page.tabs] == ["critic/base", "eval/base/world", "critiques/default"]
     assert [len(t["rows"]) for t in page.tabs] == [16, 8, 10]

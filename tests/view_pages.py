@@ -3,11 +3,12 @@ holding what a model may write (markup, script, control characters, 100 KB)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from critiquelab.config import CritiqueConfig, SampleConfig
+from critiquelab.config import CriticConfig, CritiqueConfig, EvalConfig, SampleConfig
 from critiquelab.critique import run_critique
-from critiquelab.io import read_jsonl, write_jsonl
+from critiquelab.io import read_jsonl, write_json, write_jsonl
 from critiquelab.sample import run_sample
 
 TITLE_PAYLOAD = "document.title='pwned'"
@@ -51,3 +52,23 @@ def payload_store(sols: Path, store: Path, out: Path) -> tuple[Path, dict]:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "critiques.jsonl", rows)
     return out / "critiques.jsonl", where
+
+
+def run_dir(world, model, root):
+    """A run directory laid out as an experiment's: world, data (solutions, a critique store), a critic
+    of held-out solutions and an evaluation, cells.json."""
+    from conftest import checker_critiqued
+    from critiquelab.critic import run_eval_critic
+    from critiquelab.evaluate import run_eval
+
+    shutil.copytree(world, root / "world")
+    checker_critiqued(world, root / "data" / "default", 10)
+    (root / "data" / "default" / "default").mkdir()  # data/<source>/<teacher>/critique/
+    (root / "data" / "default" / "critique").rename(root / "data" / "default" / "default" / "critique")
+    run_sample(world / "validation.jsonl", root / "critic" / "solutions.jsonl",
+               SampleConfig(source="synthetic", n_problems=8, n_per_problem=2, error_rate=0.5))
+    run_eval_critic(model, root / "critic" / "solutions.jsonl", root / "critic" / "base", CriticConfig(max_new_tokens=16))
+    run_eval(model, root / "eval" / "base", EvalConfig(limit=8, max_new_tokens=24), world_dir=world)
+    write_json(root / "cells.json", [{"name": "base", "method": "base", "seed": None, "model": "default",
+                                      "source": None, "teacher": None, "data_size": None, "status": "ok"}])
+    return root
