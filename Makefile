@@ -37,7 +37,7 @@ test: $(STAMP)  ## the complete default suite (what CI runs)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)  ## the inner loop: `make test` without the tests marked heavy (tests/conftest.py HEAVY)
-	$(PY) -m pytest -q -m 'not slow and not slurm and not heavy'
+	$(PY) -m pytest -q -m 'not slow and not slurm and not heavy and not browser'
 
 # DeepSpeed (the `sharded` extra) for tests/test_zero3.py; it builds against the installed torch
 $(VENV)/.sharded: $(STAMP)
@@ -52,6 +52,11 @@ test-slurm: $(STAMP)  ## opt-in: the Slurm executor against a real single-node S
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+
+.PHONY: check-browser
+check-browser: $(STAMP)  ## opt-in, not in `make test`: the view page in headless Chromium (apt-get install chromium chromium-driver)
+	$(PY) -m pip install -q -e ".[browser]"
+	$(PY) -m pytest -q -m browser tests/test_view_browser.py
 
 .PHONY: check-clients
 check-clients: $(STAMP)  ## opt-in, not in `make test`: train 2 CPU steps from each export with LLaMA-Factory, ms-swift (own venvs in runs/clients/) and TRL

@@ -134,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd("grade", "grade a JSONL of {response, reference}", config=False, overwrite=False)
     s.add_argument("--responses", required=True)
 
+    s = cmd("view", "one self-contained HTML page of the samples: solutions with their critiques, datasets, "
+            "judgements, eval items or a whole run (opens from disk)", config=False, overwrite=False)
+    s.add_argument("paths", nargs="+", metavar="PATH", help="files or output directories critiquelab wrote; several "
+                   "are joined by id (e.g. solutions.jsonl critique/critiques.jsonl)")
+    s.add_argument("--out", required=True, help="the HTML file to write (never one critiquelab did not write)")
+    s.add_argument("--benchmarks-dir", help="the folder holding prmbench/ (for a PRMBench eval-critic output)")
+
     s = cmd("report", "(re)write the report of a run directory", config=False)
     s.add_argument("run_dir")
     s.add_argument("--publish", metavar="DIR", help="also copy the report (md, html, json, PNGs, cells, manifest) "
@@ -339,6 +346,12 @@ def _report(args):
     return report.summary_line(path, published)
 
 
+def _view(args):
+    from critiquelab import view
+
+    return view.summary_line(view.write_view(args.paths, args.out, bench_dir=args.benchmarks_dir), args.out)
+
+
 def _cell(args):
     from critiquelab import cell
 
@@ -369,7 +382,7 @@ def _experiment(args):
 
 _COMMANDS = {"world": _world, "pretrain": _pretrain, "sample": _sample, "seeds": _seeds, "critique": _critique,
              "refine": _critique, "build": _build, "train": _train, "rl": _rl, "eval": _eval, "judge": _judge,
-             "eval-critic": _eval_critic, "grade": _grade, "report": _report, "experiment": _experiment,
+             "eval-critic": _eval_critic, "grade": _grade, "view": _view, "report": _report, "experiment": _experiment,
              "cell": _cell, "demo": _experiment}
 
 

@@ -23,6 +23,7 @@ import html
 import re
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import urlencode
 
 from critiquelab import plots
 from critiquelab.io import (
@@ -110,8 +111,9 @@ def _markdown(blocks: list[tuple]) -> str:
 
 
 def _html(blocks: list[tuple], run_dir: Path, title: str) -> str:
-    def inline(text: str) -> str:
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    def inline(text: str) -> str:  # `code`, and Markdown links into the run's sample page
+        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+        return re.sub(rf"\[([^\[\]]+)\]\(({re.escape(VIEW)}#[^()\s]*)\)", r'<a href="\2">\1</a>', text)
 
     body = []
     for kind, *args in blocks:
@@ -144,6 +146,16 @@ def _label(group: tuple) -> str:
              f"source {source}" if source not in (None, "default") else "",
              f"teacher {teacher}" if teacher not in (None, "default") else "", f"{size} questions" if size else ""]
     return ", ".join(p for p in parts if p) or "all"
+
+
+VIEW = "view.html"  # the run's sample page (`critiquelab view RUN --out RUN/view.html`), linked when present
+
+
+def _view_link(run_dir: Path, text: str, **fragment) -> str:
+    """A Markdown link to the cards of the sample page that `fragment` picks (tab, filters), or the text alone."""
+    if not (run_dir / VIEW).is_file():
+        return text
+    return f"[{text}]({VIEW}#{urlencode(fragment, safe='/')})"
 
 
 REPORT_FILES = ("report.md", "report.html", "report.json", "accuracy.png", "data_size.png", "loss.png",
@@ -304,6 +316,19 @@ def section_accuracy(d: Run) -> list[tuple]:
             ("img", "accuracy.png", "accuracy")]
 
 
+def section_samples(d: Run) -> list[tuple]:
+    """Links to each method's answers and each critic's critiques in the run's sample page."""
+    if not (d.run_dir / VIEW).is_file():
+        return []
+    methods = sorted({(r["cell"], r["benchmark"]) for r in d.runs}, key=lambda x: (x[1], x[0]))
+    return [("h", 2, "Samples"),
+            ("p", f"Card by card in `{VIEW}` (`critiquelab view`), each method's answers: "
+                  + ", ".join(_view_link(d.run_dir, f"{cell} ({bench})", tab=f"eval/{cell}/{bench}")
+                              for cell, bench in methods)
+                  + ("; each critic's critiques: " + ", ".join(_view_link(d.run_dir, c["cell"], tab=f"critic/{c['cell']}")
+                                                              for c in d.critics) if d.critics else "") + ".")]
+
+
 def section_models(d: Run) -> list[tuple]:
     """With a model axis (sizes, pretraining, critique styles): every model's methods on the first
     benchmark, in the main setting's source, teacher and data size (the accuracy table shows one model)."""
@@ -453,14 +478,15 @@ def section_critics(d: Run) -> list[tuple]:
                              "names 1st wrong step (%) [95% CI]",
                              "best-of-N: first / majority / critic-majority / oracle (%)"], rows))
     first_seed = min((x["seed"] for x in critics if x["seed"] is not None), default=None)
-    return blocks + _where_critics_fail(critics, many_models) + [
+    return blocks + _where_critics_fail(critics, many_models, d.run_dir) + [
         ("img", c["plot"], f"best-of-N {c['method']}") for c in critics
         if c["plot"] and c["model"] == d.main[0] and c["seed"] in (None, first_seed)]
 
 
-def _where_critics_fail(critics: list[dict], many_models: bool) -> list[tuple]:
+def _where_critics_fail(critics: list[dict], many_models: bool, run_dir: Path) -> list[tuple]:
     """False alarms on right solutions; on wrong ones, recall per error kind (the world's labels)
-    and the share flagged with their first wrong step named; Wilson intervals."""
+    and the share flagged with their first wrong step named; Wilson intervals. The worst kind links
+    to its missed solutions' cards in the sample page, when there is one."""
     kinds = sorted({k for c in critics for k in c.get("recall_by_kind") or {}})
     if not kinds and not any("false_alarm_rate" in c for c in critics):
         return []
@@ -476,11 +502,17 @@ def _where_critics_fail(critics: list[dict], many_models: bool) -> list[tuple]:
                      cell(c.get("first_error_step_accuracy"), c.get("first_error_step_ci95")),
                      *[f"{_pct(by_kind[k]['recall'])} {_ci(by_kind[k]['ci95'])} (n={by_kind[k]['n']})"
                        if k in by_kind else "-" for k in kinds]])
+        if kinds:
+            worst = min(by_kind, key=lambda k: (by_kind[k]["recall"], k)) if by_kind else None
+            rows[-1].append("-" if worst is None else _view_link(
+                run_dir, f"{worst} ({_pct(by_kind[worst]['recall'])})", tab=f"critic/{c['cell']}", kind=worst,
+                label="wrong", agree="disagree,no verdict"))
     return [("p", "Where the critics fail: false alarms are right solutions called wrong; 'flags and locates' is the "
                   "share of wrong solutions called wrong with their first wrong step named; the recall of each error "
                   "kind (labelled by the world's exact checker) is the share of those solutions called wrong."),
             ("table", [*(["model"] if many_models else []), "critic", "seed", "false alarms (%) [95% CI]",
-                       "flags and locates 1st error (%) [95% CI]", *[f"recall: {k} (%)" for k in kinds]], rows)]
+                       "flags and locates 1st error (%) [95% CI]", *[f"recall: {k} (%)" for k in kinds],
+                       *(["worst kind (its misses)"] if kinds else [])], rows)]
 
 
 def section_critic_comparisons(d: Run) -> list[tuple]:
@@ -561,7 +593,7 @@ def section_provenance(d: Run) -> list[tuple]:
     return blocks
 
 
-SECTIONS = (section_title, section_accuracy, section_models, section_comparisons, section_regime, section_vs_best_sft,
+SECTIONS = (section_title, section_accuracy, section_samples, section_models, section_comparisons, section_regime, section_vs_best_sft,
             section_learning_rates, section_data_size, section_ablation, section_critics, section_critic_comparisons,
             section_rl, section_training, section_unfinished, section_provenance)
 
@@ -596,7 +628,7 @@ def publish(run_dir: str | Path, dest: str | Path, *, overwrite: bool = False) -
     run_dir = Path(run_dir)
     if not (run_dir / "report.md").exists():
         raise UserError(f"{run_dir}: no report.md to publish (run `critiquelab report {run_dir}` first)")
-    files = [f for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json",
+    files = [f for f in [*run_dir.glob("report.*"), *run_dir.glob("*.png"), run_dir / "cells.json", run_dir / VIEW,
                          run_dir / "manifest.json", *run_dir.glob("critic/*/best_of_n.png")] if f.is_file()]
     fingerprint = _publish_fingerprint(run_dir)
     with output_dir(dest, "report", fingerprint=fingerprint, overwrite=overwrite, label="--publish") as (dest, _):

@@ -421,7 +421,8 @@ def _load_critics(run_dir: Path, cells: list[dict]) -> list[dict]:
             check_rows([r["metrics"]], f, {"n": int, "accuracy": float, "balanced_accuracy": float,
                                            "balanced_accuracy_ci95": list, "wrong_f1": float,
                                            "unparseable_rate": float}, fix=fix)
-            critics.append({"method": c["method"], "seed": c["seed"], "model": c.get("model"), **r["metrics"],
+            critics.append({"method": c["method"], "seed": c["seed"], "model": c.get("model"), "cell": c["name"],
+                            **r["metrics"],
                             "judged": _judged(r, cells_file=(run_dir / "cells.json").is_file()),
                             "best_of_n": r.get("best_of_n"),
                             "plot": str(f.parent.relative_to(run_dir) / "best_of_n.png") if r.get("best_of_n") else None})
