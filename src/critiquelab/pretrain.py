@@ -11,7 +11,6 @@ reuses the first one's base model.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from critiquelab.config import (
 )
 from critiquelab.io import (
     UserError,
+    cache_dir,
     check_rows,
     mark_complete,
     output_dir,
@@ -57,10 +57,6 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
 )
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CRITIQUELAB_CACHE", Path.home() / ".cache" / "critiquelab"))
 
 
 def corpus_messages(problem: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:

@@ -449,6 +449,8 @@ def plan(cfg: TrainConfig, examples: int | None = None) -> dict:
     `examples` rows of the median CFT length it assumes instead."""
     from transformers import AutoTokenizer
 
+    from critiquelab.gguf import resolve
+
     missing = []
     try:
         rows = _check_inputs(cfg, need_model=False)
@@ -461,7 +463,7 @@ def plan(cfg: TrainConfig, examples: int | None = None) -> dict:
         rows = [{"prompt": [{"role": "user", "content": "x" * 2400}],
                  "completion": [{"role": "assistant", "content": "x" * 1600}]}] * examples
     try:
-        tokenizer, counted = AutoTokenizer.from_pretrained(cfg.model), "tokenizer"
+        tokenizer, counted = AutoTokenizer.from_pretrained(resolve(cfg.model, "train.model") or cfg.model), "tokenizer"
     except Exception:  # not cached, offline, not a model: estimate
         tokenizer, counted = _CharTokenizer(), "estimated (~3.5 characters a token; the tokenizer is not available)"
         missing.append(f"train.model={cfg.model}: tokenizer not available here")
