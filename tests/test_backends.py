@@ -24,6 +24,23 @@ def test_batched_generation_matches_batch_size_one(tiny_model, tiny_world):
     assert HFBackend(tiny_model, batch_size=8).generate(convs, s) == HFBackend(tiny_model, batch_size=1).generate(convs, s)
 
 
+def test_generations_that_reach_max_new_tokens_are_counted_per_backend(served, tiny_model, tiny_world, tmp_path):
+    """A generation cut by max_new_tokens (no end-of-turn token) is counted, by HF from the token ids and
+    by the server's finish_reason; eval reports it in results.json and its summary line."""
+    from critiquelab.evaluate import summary_line
+
+    convs = [conversation(p["question"]) for p in read_jsonl(tiny_world / "test.jsonl")[:6]]
+    short = HFBackend(tiny_model, batch_size=4)
+    short.generate(convs, Sampling(max_new_tokens=3, stop=[]))
+    assert short.ran_to_max == 6  # no world answer fits in 3 tokens
+    remote = OpenAIBackend(served, str(tiny_model), concurrency=3)
+    remote.generate(convs, Sampling(max_new_tokens=3, stop=[]))
+    assert remote.ran_to_max == 6
+    res = run_eval(tiny_model, tmp_path / "eval", EvalConfig(limit=5, max_new_tokens=3), world_dir=tiny_world)
+    assert res["ran_to_max_new_tokens"] == 5
+    assert "5 generations ran to max_new_tokens without ending their turn" in summary_line(res, tmp_path / "eval")
+
+
 def test_openai_backend_against_real_server_matches_local_greedy(served, tiny_model, tiny_world):
     problems = read_jsonl(tiny_world / "test.jsonl")[:4]
     convs = [conversation(p["question"]) for p in problems]

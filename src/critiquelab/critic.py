@@ -234,7 +234,8 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
         result = {"critic": str(critic), "solutions": str(Path(solutions_path).resolve()), "config": asdict(cfg),
                   "metrics": critic_metrics(solutions, judgements),
                   "generation": {"truncated_prompts": stats.get("truncated", 0),
-                                 "shortened_generations": stats.get("shortened", 0)}}
+                                 "shortened_generations": stats.get("shortened", 0),
+                                 "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}}
         if grouped:
             result["best_of_n"] = best_of_n(solutions, judgements)
             plots.best_of_n(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")

@@ -245,6 +245,7 @@ class _LocalModel:
     context: int | None = None
     truncated = 0  # prompts cut to fit the context window
     shortened = 0  # generations shortened to fit it
+    ran_to_max = 0  # generations that reached their token limit before the end-of-turn token
 
     def _fit(self, conversations: list[list[dict]], max_new_tokens: int) -> Fitted:
         fit = fit_context(_encode(self.tokenizer, conversations), max_new_tokens, self.context)
@@ -312,7 +313,10 @@ class HFBackend(_LocalModel):
                     **batch, max_new_tokens=min(fit.new_tokens[i] for i in idx), use_cache=True,
                     pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
                     **kwargs)
-            texts = self.tokenizer.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            new = seqs[:, batch["input_ids"].shape[1]:]
+            self.ran_to_max += int((~(new == self.tokenizer.eos_token_id).any(dim=1)).sum()) \
+                if new.shape[1] >= min(fit.new_tokens[i] for i in idx) else 0
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, t in zip(idx, texts, strict=True):
                 out[i] = _cut_at_stop(t, sampling.stop)
             if on_batch:
@@ -331,6 +335,7 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
         self.name = f"openai:{model}@{base_url}"
+        self.ran_to_max = 0  # answers the server ended for length (finish_reason "length")
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
 
@@ -368,6 +373,7 @@ class OpenAIBackend:
                     temperature=sampling.temperature, top_p=sampling.top_p, seed=seed, stop=sampling.stop or None)
             if on_batch:
                 on_batch(1)
+            self.ran_to_max += resp.choices[0].finish_reason == "length"
             return _cut_at_stop(resp.choices[0].message.content or "", sampling.stop)
 
         try:
@@ -430,6 +436,7 @@ class VLLMBackend(_LocalModel):
                              "items are kept; rerun the same command to resume") from None
         if on_batch:
             on_batch(len(conversations))
+        self.ran_to_max += sum(o.outputs[0].finish_reason == "length" for o in outputs)
         return [_cut_at_stop(o.outputs[0].text, sampling.stop) for o in outputs]
 
     def close(self) -> None:
@@ -494,25 +501,30 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
     if todo:
         _warn_fit(path, own, sampling, context)
         if stats is not None:  # the caller's totals over its calls
-            _add_stats(stats, own.get("backend"), [own.get("truncated", 0), own.get("shortened", 0)])
+            _add_stats(stats, own.get("backend"), [own.get(k, 0) for k in ("truncated", "shortened", "ran_to_max")])
     return [done[k] for k in keys]
 
 
 def fit_note(stats: dict) -> str:
-    """What a stage's summary line adds when generations did not fit the context ("" when all did)."""
+    """What a stage's summary line adds when generations did not fit the context, and how many ran to
+    their token limit without the end-of-turn token (a real model's sign that max_new_tokens is too low;
+    "" when all fit and ended)."""
     parts = [f"{n} {what}" for n, what in ((stats.get("truncated_prompts", 0), "prompts cut"),
                                            (stats.get("shortened_generations", 0), "generations shortened"))
              if n]
-    return f"; {' and '.join(parts)} to fit the model's context (see the warning)" if parts else ""
+    fit = f"; {' and '.join(parts)} to fit the model's context (see the warning)" if parts else ""
+    n = stats.get("ran_to_max_new_tokens", 0)
+    return fit + (f"; {n} generations ran to max_new_tokens without ending their turn" if n else "")
 
 
 def _fit_counts(model) -> list[int]:
-    return [getattr(model, "truncated", 0), getattr(model, "shortened", 0)]
+    return [getattr(model, "truncated", 0), getattr(model, "shortened", 0), getattr(model, "ran_to_max", 0)]
 
 
 def _add_stats(stats: dict, name: str, counts: list[int]) -> None:
     stats.update(backend=name, truncated=stats.get("truncated", 0) + counts[0],
-                 shortened=stats.get("shortened", 0) + counts[1])
+                 shortened=stats.get("shortened", 0) + counts[1],
+                 ran_to_max=stats.get("ran_to_max", 0) + (counts[2] if len(counts) > 2 else 0))
 
 
 def _warn_fit(path: Path, stats: dict, sampling: Sampling, context: int | None) -> None:

@@ -169,7 +169,8 @@ def run_prmbench(critic: str | Path, out_dir: str | Path, cfg: CriticConfig | No
                   "data": data, "prmbench": prmbench_metrics(items, judgements),
                   "metrics": critic_metrics(items, judgements),
                   "generation": {"truncated_prompts": stats.get("truncated", 0),
-                                 "shortened_generations": stats.get("shortened", 0)}}
+                                 "shortened_generations": stats.get("shortened", 0),
+                                 "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}}
         write_json(out / "critic.json", result)
     return result
 

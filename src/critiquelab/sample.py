@@ -237,7 +237,7 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
     if not imported:
         store.path.unlink(missing_ok=True)
         return {**_summary(rows, problems), "truncated_prompts": fit.get("truncated", 0),
-                "shortened_generations": fit.get("shortened", 0)}
+                "shortened_generations": fit.get("shortened", 0), "ran_to_max_new_tokens": fit.get("ran_to_max", 0)}
     return _summary(rows, problems)
 
 
