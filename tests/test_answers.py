@@ -96,15 +96,17 @@ def test_bbeh_without_an_answer_is_a_format_failure():
     assert extract_bbeh("\\boxed{No}, on reflection the answer is: Yes") == "Yes"  # the last one given
 
 
-def test_math_is_the_grader_it_always_was():
+def test_math_is_grading_grade_and_keeps_its_record_fields():
     from critiquelab.evaluate import _graded, summarize
     from critiquelab.grading import grade
 
-    for text, ref in [("so \\boxed{\\frac{1}{2}}", "0.5"), ("The total is 7 apples", "7"), ("nothing", "3")]:
+    for text, ref in [("so \\boxed{\\frac{1}{2}}", "0.5"), ("The total is 7 apples.", "7"), ("nothing", "3")]:
         assert grade_as("math", text, ref) == grade(text, ref)
-    row = _graded({"id": "q", "question": "?", "answer": "7"}, "The total is 7 apples")
+    row = _graded({"id": "q", "question": "?", "answer": "7"}, "The total is 7 apples.")
     assert list(row) == ["id", "reference", "response", "extracted", "correct", "reason", "fallback"]
-    assert list(summarize([row])) == ["accuracy", "n", "correct", "ci95", "no_answer", "fallback"]
+    assert row["fallback"] and row["correct"]
+    # the published keys, and how many of the fallback's answers were right
+    assert list(summarize([row])) == ["accuracy", "n", "correct", "ci95", "no_answer", "fallback", "fallback_correct"]
 
 
 def test_answer_types_are_the_ones_config_allows():

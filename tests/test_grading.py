@@ -60,7 +60,8 @@ EXTRACT = [
     ("The answer is: $\\frac{3}{4}$", "\\frac{3}{4}", False),
     ("Natalia sold 48/2 = <<48/2=24>>24 clips\n#### 72", "72", False),
     ("Q: ...\nA: 35", "35", False),
-    ("We get 12 apples and then 15 more", "15", True),
+    ("We get 12 apples and then 15 more", None, False),  # a relation, cut off: the fallback reads nothing
+    ("We get 12 apples and then 15 more, so she has 27 apples.", "27", True),
     ("no numbers here", None, False),
 ]
 
@@ -77,7 +78,9 @@ def test_grade_records_reasons():
     assert not g.correct and g.reason == "no_reference"
     g = grade("thus \\boxed{\\dfrac{1}{2}}", "0.5")
     assert g.correct and g.extracted == "\\dfrac{1}{2}"
-    assert grade("The total is 7 apples", "7").fallback
+    assert grade("The total is 7 apples.", "7").fallback
+    assert extract("We get 12 apples and then 15 more", fallback="last_number") == ("15", True)  # the old rule
+    assert extract("The total is 7 apples.", fallback="off") == (None, False)
 
 
 def test_model_output_is_never_executed(tmp_path):
