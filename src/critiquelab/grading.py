@@ -52,7 +52,13 @@ _ANSWER_IS = re.compile(r"(?:answer is|(?:correct|right) (?:option|choice) is|fi
                         re.IGNORECASE | re.MULTILINE)
 _HEADING = re.compile(r"^#+[ \t]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*\n\s*\$?([^\n$]+?)\$?[ \t]*$",  # PRM800K's
                       re.IGNORECASE | re.MULTILINE)
-_HASH_COLON = re.compile(r"^#+[ \t]*(?:final[ \t]+)?answer[ \t]*:[ \t]*\$?([^\n$]+?)\$?[ \t]*$", re.I | re.M)
+_HASH_COLON = re.compile(r"^#+[ \t]*(?:final[ \t]+)?answer\b[ \t]*:?[ \t]*\$?([^\n$]+?)\$?[ \t]*$", re.I | re.M)
+_EMPTY_HEADING = re.compile(r"\n[ \t]*#+[ \t]*(?:final[ \t]+)?(?:answer|conclusion)[ \t]*:?[ \t]*$", re.IGNORECASE)
+# "our answer is correct" judges an answer, it gives none
+_NOT_AN_ANSWER = re.compile(r"(?:correct|right|wrong|incorrect|indeed|valid|consistent|reasonable|confirmed|verified|"
+                            r"not\b|also\b|the same|yes|no)\b", re.IGNORECASE)
+_IS_OUR_ANSWER = re.compile(r"[,;]?\s*(?:and\s+)?(?:(?:that|this|which|it)\s+is|that's|this's|is|was)\s+"
+                            r"(?:our|the|my)\s+(?:final\s+)?answer\b(?!\s+(?:is|to|of|for)\b)", re.IGNORECASE)
 _HASHES = re.compile(r"####\s*(" + _NUM + ")")
 _A_COLON = re.compile(r"(?:^|\n)\s*A:\s*(" + _NUM + ")")
 _LAST_NUM = re.compile(_NUM)
@@ -67,7 +73,10 @@ def extract(text: str, question: str | None = None, fallback: str = FALLBACK) ->
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed, False
-    for pattern in (_ANSWER_IS, _HEADING, _HASH_COLON, _HASHES, _A_COLON):
+    said = _stated(text)
+    if said is not None:
+        return said, False
+    for pattern in (_HEADING, _HASH_COLON, _HASHES, _A_COLON):
         found = pattern.findall(text)
         if found and found[-1].strip():
             return found[-1].strip(), False
@@ -78,6 +87,21 @@ def extract(text: str, question: str | None = None, fallback: str = FALLBACK) ->
         return (nums[-1].rstrip(".,"), True) if nums else (None, False)
     value = conclusion_value(text, question)
     return (value, True) if value is not None else (None, False)
+
+
+def _stated(text: str) -> str | None:
+    """The answer a phrase states, the last one given: "the answer is X", "Final answer: X", or X
+    followed by "is our (final) answer" / "that is the answer" (X read as the fallback reads a
+    conclusion, from the same line or, for "That is our answer." alone, the sentence before)."""
+    found = [(m.start(), m[1].strip()) for m in _ANSWER_IS.finditer(text)
+             if m[1].strip() and not _NOT_AN_ANSWER.match(m[1].strip())]
+    for m in _IS_OUR_ANSWER.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        before = text[line_start:m.start()]
+        value = _last_value(before) if _HAS_VALUE.search(before) else conclusion_value(text[:m.start()])
+        if value is not None:
+            found.append((m.start(), value))
+    return max(found)[1] if found else None
 
 
 def extract_answer(text: str, question: str | None = None, fallback: str = FALLBACK) -> str | None:
@@ -104,19 +128,23 @@ _RUN = re.compile(rf"{_ITEM}(?:\s*{_OP}\s*{_ITEM})*(?:\s*(?:\\?pi|\u03c0)\b)?(?!
                   re.IGNORECASE)
 _HAS_VALUE = re.compile(rf"\d|\x00|{_SPELLED}", re.IGNORECASE)
 _VERB = re.compile(r"(?:(?<![\w\\])(?:is|are|was|were|be|equals?|becomes?|gives?|gets?|got|yields?|makes?|costs?|"
-                   r"has|have|had|weighs?|takes?|needs?|earns?|pays?|spends?|spent|totals?|remains?|or)|[=:\u2248]|"
+                   r"has|have|had|weighs?|takes?|needs?|earns?|pays?|spends?|spent|totals?|remains?|approaches|or|"
+                   r"lead(?:s|ing)\s+to|giving|yielding|resulting\s+in)|[=:\u2248]|"
                    r"\\approx)(?:\s+(?:just|exactly|simply|then|now|still|therefore|thus|only|about|approximately|"
                    r"roughly|always|also|indeed|clearly|equal\s+to|a\s+total\s+of|given\s+by))*\s*\\?\$?\s*$",
                    re.IGNORECASE)
 _RELATION = re.compile(r"\b(?:more|less|than|times|fewer|greater|smaller|larger|bigger|higher|lower|multiples?|"
                        r"factors?|divisors?|divisible|before|after|apart|away|ratio|out)\b", re.IGNORECASE)
 _TRAILING = re.compile(r",?\s+(?:which|since|because|where|when|if|that|who|given\s+that|assuming)\b", re.IGNORECASE)
+_WHICH_IS = re.compile(r"\s+(?:is|equals?|gives|simplifies\s+to|makes)\s+(?:just\s+|exactly\s+|simply\s+)?(?:\x00|-?\d)")
 _CLAUSE = re.compile(r"[;,]\s*(?:and\s+)?(?:so|thus|hence|therefore)\b|\s(?:so|thus|hence|therefore),?\s",
                      re.IGNORECASE)
 _RESTATE = re.compile(r"^(?:(?:so|now|first|then|here),?\s+)?(?:we\s+(?:need|want|have)\s+to|we\s+are\s+(?:asked|told|"
                       r"given)|the\s+(?:problem|question)\s+(?:asks|says|states|tells|gives)|(?:let'?s|let\s+us)\s+"
                       r"(?:find|compute|calculate|determine|figure)|to\s+find|find|determine|compute|calculate|"
                       r"what\s+is|how\s+(?:many|much))\b", re.IGNORECASE)
+_CUE = re.compile(r"^(?:(?:right|yes|ok(?:ay)?),?\s+)?(?:so|thus|hence|therefore|finally|in\s+(?:conclusion|total|all)|"
+                  r"overall|altogether|this\s+means|that\s+means)\b", re.IGNORECASE)
 _CONCLUDES = re.compile(r"^(?:so|thus|hence|therefore|finally|in\s+(?:conclusion|total|all)|overall|altogether|"
                         r"the\s+(?:final\s+)?(?:answer|result))\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]{3,}")
@@ -134,6 +162,7 @@ def conclusion_value(text: str, question: str | None = None) -> str | None:
         segs.append(next(g for g in m.groups() if g is not None).strip())
         return f"\x00{len(segs) - 1}\x00"
 
+    text = _EMPTY_HEADING.sub("", text.rstrip())  # "# Answer" and nothing after it: no answer there
     body = _MARKER.sub("", _SEG.sub(hold, text).replace("**", ""))
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", body) if s.strip()]
     passed = 0
@@ -150,6 +179,18 @@ def conclusion_value(text: str, question: str | None = None) -> str | None:
             continue
         return _slot_value(s, segs)
     return None
+
+
+def _last_value(text: str) -> str | None:
+    """The last value written in `text` ("So $(a_1)^9=-1$" -> -1), for a phrase that names it the answer."""
+    segs: list[str] = []
+
+    def hold(m: re.Match) -> str:
+        segs.append(next(g for g in m.groups() if g is not None).strip())
+        return f"\x00{len(segs) - 1}\x00"
+
+    runs = list(_RUN.finditer(_SEG.sub(hold, text).replace("**", "")))
+    return _run_value(runs[-1][0], segs) or None if runs else None
 
 
 def _restates(sentence: str, segs: list[str], question: str | None) -> bool:
@@ -201,8 +242,10 @@ def _run_value(run: str, segs: list[str]) -> str:
 def _slot_value(sentence: str, segs: list[str]) -> str | None:
     s = sentence.rstrip(".!").strip()
     parts = _CLAUSE.split(s)
+    cued = len(parts) > 1 and _HAS_VALUE.search(parts[-1]) is not None or _CUE.match(s) is not None
     s = parts[-1] if _HAS_VALUE.search(parts[-1]) else s  # "..., so the total is 8": the conclusion
-    cut = next((m.start() for m in _TRAILING.finditer(s) if _has_number(s[:m.start()], segs)), None)
+    cut = next((m.start() for m in _TRAILING.finditer(s) if _has_number(s[:m.start()], segs)
+                and not (m[0].rstrip().endswith("which") and _WHICH_IS.match(s, m.end()))), None)
     s = s[:cut] if cut is not None else s
     slots = []
     for m in _RUN.finditer(s):
@@ -211,10 +254,13 @@ def _slot_value(sentence: str, segs: list[str]) -> str | None:
         if alone or _VERB.search(before) or "=" in m[0] or any("=" in segs[int(k)] for k in
                                                             re.findall(r"\x00(\d+)\x00", m[0])):
             slots.append(m)
+    runs = list(_RUN.finditer(s))
+    if not slots and cued and len(runs) == 1:
+        slots = runs  # "So Mikka could order 28 different pizzas": a conclusion with one number in it
     if not slots:
         return None
     m, tail = slots[-1], s[slots[-1].end():]
-    if _HAS_VALUE.search(tail) or _RELATION.search(tail) or len(tail.split()) > 8:
+    if _has_number(tail, segs) or re.search(r"[,;]\s*\w", tail) or _RELATION.search(tail) or len(tail.split()) > 8:
         return None
     if len(slots) > 1 and re.fullmatch(r"\s*(?:,|and|,\s*and|&)\s*", s[slots[-2].end():m.start()]) and \
             _run_value(slots[-2][0], segs) != _run_value(m[0], segs):
