@@ -127,6 +127,13 @@ def _closing_letter(text: str, letters: str) -> tuple[int, str] | None:
     return hits[-1]
 
 
+def _loose(s: str) -> str:
+    """An option's text with the ways of writing it set aside: `10^{-4} eV` = `10^-4 eV`,
+    `6.3 \\times 10^{-7} M` = `6.3x10^-7 M`, `\\text{Red}` = `red`."""
+    s = re.sub(r"\\(?:times|cdot)|[\u00d7*]", "x", s.lower())
+    return re.sub(r"[\s{}$\\~]|text|mathrm", "", s)
+
+
 def _option_letter(content: str, letters: str, options: list[str] | None) -> str | None:
     """The letter of the one option whose text `content` is (normalised, or the same number)."""
     if not options:
@@ -134,11 +141,12 @@ def _option_letter(content: str, letters: str, options: list[str] | None) -> str
     from critiquelab.grading import _as_float, close, normalize
 
     mine = normalize(_unwrap(content)).lower()
-    value = _as_float(mine)
+    value, key = _as_float(mine), _loose(mine)
     same = set()
     for letter, option in zip(letters, options, strict=False):
         theirs = normalize(option).lower()
-        if mine == theirs or (value is not None and (v := _as_float(theirs)) is not None and close(v, value)):
+        if mine == theirs or key == _loose(theirs) or (value is not None and (v := _as_float(theirs)) is not None
+                                                       and close(v, value)):
             same.add(letter)
     return same.pop() if len(same) == 1 else None
 

@@ -111,7 +111,8 @@ def extract_answer(text: str, question: str | None = None, fallback: str = FALLB
 # ---------------------------------------------------------------------------------------------
 # the conclusion fallback: a value a concluding sentence gives, or nothing
 
-_SEG = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# math segments; a `$` that a space follows or precedes is a price ("gets $5. Greg found $20"), not math
+_SEG = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _MARKER = re.compile(r"^[ \t]*(?:\d+[.)]|step\s*\d+\s*[:.)]|[-*\u2022]|#+)[ \t]+", re.IGNORECASE | re.MULTILINE)
 _PLAIN = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _WORDS_10 = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
@@ -135,6 +136,9 @@ _VERB = re.compile(r"(?:(?<![\w\\])(?:is|are|was|were|be|equals?|becomes?|gives?
                    re.IGNORECASE)
 _RELATION = re.compile(r"\b(?:more|less|than|times|fewer|greater|smaller|larger|bigger|higher|lower|multiples?|"
                        r"factors?|divisors?|divisible|before|after|apart|away|ratio|out)\b", re.IGNORECASE)
+_RELATION_BEFORE = re.compile(r"\b(?:multiples?|factors?|divisors?|divisible\s+by|more|less|fewer|greater|smaller|larger|"
+                              r"than|times|out|at\s+(?:least|most)|up\s+to|except)(?:\s+(?:of|than|by))?(?:\s+(?:the|a|an))?"
+                              r"\s*\\?\$?\s*$", re.IGNORECASE)
 _TRAILING = re.compile(r",?\s+(?:which|since|because|where|when|if|that|who|given\s+that|assuming)\b", re.IGNORECASE)
 _WHICH_IS = re.compile(r"\s+(?:is|equals?|gives|simplifies\s+to|makes)\s+(?:just\s+|exactly\s+|simply\s+)?(?:\x00|-?\d)")
 _CLAUSE = re.compile(r"[;,]\s*(?:and\s+)?(?:so|thus|hence|therefore)\b|\s(?:so|thus|hence|therefore),?\s",
@@ -177,7 +181,11 @@ def conclusion_value(text: str, question: str | None = None) -> str | None:
         if _restates(s, segs, question):
             passed += 1
             continue
-        return _slot_value(s, segs)
+        value = _slot_value(s, segs)
+        if value is None and question and _numbers(s, segs) <= set(_NUMBER.findall(question)):
+            passed += 1  # "That is less than the market price of $400.": the question's numbers, no result
+            continue
+        return value
     return None
 
 
@@ -193,6 +201,22 @@ def _last_value(text: str) -> str | None:
     return _run_value(runs[-1][0], segs) or None if runs else None
 
 
+def _numbers(sentence: str, segs: list[str]) -> set[str]:
+    return set(_NUMBER.findall(re.sub(r"\x00(\d+)\x00", lambda m: f" {segs[int(m[1])]} ", sentence)))
+
+
+def _anchored(number: str, sentence: str, question: str) -> bool:
+    """`number` stands beside the same word in the sentence and in the question ("costs $400")."""
+    def near(text: str) -> set[str]:
+        words = set()
+        for m in re.finditer(rf"(?<![\d.]){re.escape(number)}(?![\d]|\.\d)", text):
+            before = re.findall(r"[a-z]+", text[max(0, m.start() - 30):m.start()].lower())
+            after = re.findall(r"[a-z]+", text[m.end():m.end() + 30].lower())
+            words |= set(before[-1:]) | set(after[:1])
+        return words
+    return bool(near(sentence) & near(question))
+
+
 def _restates(sentence: str, segs: list[str], question: str | None) -> bool:
     """A question, an announcement of what is to be found, or (given the question, and with no
     "so" / "therefore" / ... in front) a sentence of two or more numbers, all from the question,
@@ -204,8 +228,10 @@ def _restates(sentence: str, segs: list[str], question: str | None) -> bool:
         return False
     plain = re.sub(r"\x00(\d+)\x00", lambda m: f" {segs[int(m[1])]} ", s).lower()
     nums = set(_NUMBER.findall(plain))
-    if len(nums) < 2 or not nums <= set(_NUMBER.findall(question)):
-        return False  # a conclusion may well name one number the question holds
+    if not nums or not nums <= set(_NUMBER.findall(question)):
+        return False
+    if len(nums) == 1 and not _anchored(next(iter(nums)), plain, question):
+        return False  # a conclusion may well name a number the question holds, just not as a given
     words = _WORD.findall(plain)
     asked = set(_WORD.findall(question.lower()))
     return len(words) >= 3 and sum(w in asked for w in words) >= 0.6 * len(words)
@@ -254,7 +280,8 @@ def _slot_value(sentence: str, segs: list[str]) -> str | None:
         if alone or _VERB.search(before) or "=" in m[0] or any("=" in segs[int(k)] for k in
                                                             re.findall(r"\x00(\d+)\x00", m[0])):
             slots.append(m)
-    runs = list(_RUN.finditer(s))
+    slots = [m for m in slots if not _RELATION_BEFORE.search(s[:m.start()])]
+    runs = [m for m in _RUN.finditer(s) if not _RELATION_BEFORE.search(s[:m.start()])]
     if not slots and cued and len(runs) == 1:
         slots = runs  # "So Mikka could order 28 different pizzas": a conclusion with one number in it
     if not slots:
@@ -549,6 +576,17 @@ _PERCENT = re.compile(r"%|\\text\{\s*percent\s*\}|\bpercent\b")
 _ASSIGNED = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=([^=]+)$")  # x=5, E_1=1.39\times10^{-10}
 
 
+def _named_value(s: str) -> str | None:
+    """The right side of `name = value` when the left names something (no digits outside its
+    subscripts, nothing but one `=`): `x = 5`, `E_1 = 2C`, `f(x) = x+1`, `\\langle E\\rangle = ...`."""
+    parts = s.split("=")
+    if len(parts) != 2 or not parts[0].strip() or not parts[1].strip() or s.count("\\") and "\\begin" in s:
+        return None
+    if re.search(r"\d", re.sub(r"_\{[^{}]*\}|_\w", "", parts[0])) or re.search(r"[<>]|\\[lg]eq?\b", parts[0]):
+        return None
+    return parts[1].strip()
+
+
 def close(reference: float, value: float) -> bool:
     if reference == 0:
         return abs(value) <= ZERO_TOL
@@ -556,6 +594,8 @@ def close(reference: float, value: float) -> bool:
 
 
 def equivalent(reference: str, answer: str) -> tuple[bool, str]:
+    if "=" in answer and "=" not in reference and (side := _named_value(answer)) is not None:
+        answer = side  # "\\langle E \\rangle = \\frac{E_1+2E_2}{3}" against the expression: its value
     ref, ans = normalize(reference), normalize(answer)
     if ref == ans:
         return True, "exact"
