@@ -473,6 +473,48 @@ def main() -> None:
 
 
 SMOL_LABELS = """
+smol-gsm8k-788 no_answer fallback cut off mid-expression ("1/2 * 30")
+smol-gsm8k-861 wrong fallback "The difference is 3 - 1 = 2 more badges."
+smol-gsm8k-82 no_answer fallback cut off
+smol-gsm8k-530 wrong marker "The final answer is 8 hours."
+smol-gsm8k-1047 no_answer fallback cut off ("This is ")
+smol-gsm8k-995 wrong marker "#### 44"
+smol-gsm8k-829 no_answer fallback cut off
+smol-gsm8k-621 no_answer fallback cut off
+smol-gsm8k-976 no_answer fallback cut off after "6"
+smol-gsm8k-733 no_answer fallback cut off
+smol-gsm8k-1194 no_answer fallback cut off
+smol-gsm8k-447 wrong fallback a loop of additions ending "= 218 points."
+smol-test/algebra/694.json wrong marker "The answer is 7:3."
+smol-test/number_theory/516.json no_answer fallback cut off in a run of digits
+smol-test/precalculus/43.json no_answer fallback cut off
+smol-test/algebra/170.json no_answer fallback cut off
+smol-test/algebra/1265.json wrong marker
+smol-test/algebra/276.json no_answer fallback cut off in a loop
+smol-test/intermediate_algebra/1797.json no_answer fallback cut off
+smol-test/algebra/661.json wrong marker
+smol-test/number_theory/72.json wrong marker
+smol-test/number_theory/533.json no_answer fallback cut off
+smol-minerva_math-75 no_answer fallback cut off
+smol-minerva_math-158 no_answer fallback cut off in a fraction
+smol-minerva_math-50 no_answer fallback cut off
+smol-minerva_math-37 no_answer fallback cut off
+smol-olympiadbench-2636 no_answer fallback cut off
+smol-olympiadbench-2831 no_answer fallback cut off
+smol-olympiadbench-2969 no_answer fallback cut off
+smol-olympiadbench-2095 no_answer fallback cut off
+smol-gpqa_diamond-recZWeueB7lSPR6wN-p0 wrong choice "The correct answer is (C) ..."
+smol-gpqa_diamond-rechgQucGlrnt8KRV-p0 wrong choice "The correct answer is D) ..."
+smol-gpqa_diamond-recWPMm91mGDLXONm-p0 no_answer choice a reagent list, no option named
+smol-gpqa_diamond-recypVp2NmPlBKVTp-p0 wrong choice "(A)" alone
+smol-gpqa_diamond-rec32C1ZEapBnCC0E-p0 wrong choice "The correct answer is D. 0.6."
+smol-gpqa_diamond-recL9MFV5zmdlle5T-p0 no_answer choice one sentence starting with the article "A"
+smol-gpqa_diamond-recrs0kUo7Ua1xhKO-p0 no_answer choice cut off
+smol-gpqa_diamond-recmI7EiLv72PxmYK-p0 no_answer choice "The correct answer is:" and then all the options, cut off
+smol-gpqa_diamond-recihePFulRgNKsIn-p0 wrong option_text "The correct answer is A = H3O+, B = CH3COOH": option D's text
+smol-gpqa_diamond-recpJmTOXx6T48nDJ-p0 wrong choice "The correct answer is D) -3.80 kcal"
+smol-gpqa_diamond-recPSTGXK3P39yNYT-p0 wrong option_text the last line "A) 1": option A with its own text
+smol-gpqa_diamond-rec5rjeLsEq5Fg7Oj-p0 wrong choice "The correct answer is (D)."
 """
 
 if __name__ == "__main__":

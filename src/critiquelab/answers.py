@@ -51,7 +51,7 @@ _TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}")
 _LETTER_IN_BOX = re.compile(r"\(([A-Za-z])\)(?:\s.*)?|([A-Za-z])(?:[.:)](?:\s.*)?)?", re.DOTALL)
 _OPTION = r"(?:\([A-Za-z]\)|[A-Z])"
 _JOINED = re.compile(rf"{_OPTION}(?:\s*(?:,|and|or|&|/)\s*{_OPTION})+")
-_ANSWER_IS = re.compile(r"\b(?:answer|choice|option)\s*(?:is|:)\s*:?\s*(?:option\s+)?", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"\b(?:answer|choice|option)[ \t]*(?:is|:)[ \t]*:?[ \t]*(?:option[ \t]+)?", re.IGNORECASE)
 _STRIP = "*$#_ \t`"
 
 
@@ -81,7 +81,7 @@ def _phrase_letter(rest: str, letters: str) -> str | None:
     s = _TEXT.sub(r"\1", rest.split("\n", 1)[0]).lstrip(_STRIP + ":")
     if _JOINED.fullmatch(s.rstrip(_STRIP + ".")):
         return SEVERAL
-    m = re.match(r"\(([A-Za-z])\)|([A-Z])(?![\w'])", s)
+    m = re.match(r"\(([A-Za-z])\)|([A-Z])(?![\w'])(?!\s*=)", s)  # "A = H3O+, B = HCl" names no option
     letter = (m[1] or m[2]).upper() if m else None
     return letter if letter and letter in letters else None
 
@@ -94,6 +94,13 @@ def _final_line_letter(text: str, letters: str) -> str | None:
     m = re.fullmatch(r"\(([A-Za-z])\)\.?|([A-Z])[.)]?", lines[-1].strip(_STRIP))
     letter = (m[1] or m[2]).upper() if m else None
     return letter if letter and letter in letters else None
+
+
+def _final_line_option(text: str, letters: str, options: list[str] | None) -> str | None:
+    """The last line when it is an option with its own text: `A) 1`, `(C) Red` (with the options known)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip(_STRIP)]
+    m = re.fullmatch(r"\(?([A-Z])[).:]\s+(.+)", lines[-1].strip(_STRIP)) if lines and options else None
+    return m[1] if m and m[1] in letters and _option_letter(m[2], letters, options) == m[1] else None
 
 
 def _boxes(text: str) -> list[tuple[int, str]]:
@@ -157,7 +164,7 @@ def read_choice(text: str, letters: str = LETTERS, options: list[str] | None = N
     read as its letter (`option_text` True)."""
     if not text:
         return None, "no_answer", False
-    last = _final_line_letter(text, letters)
+    last = _final_line_letter(text, letters) or _final_line_option(text, letters, options)
     if last:
         return last, "", False
     found = []  # (position, letter / SEVERAL / None, read from option text)

@@ -48,8 +48,9 @@ class Grade:
 
 
 _NUM = r"-?\d[\d,]*(?:\.\d+)?"
-_ANSWER_IS = re.compile(r"(?:answer is|(?:correct|right) (?:option|choice) is|final answer:)[:\s*]*\$?([^\n$]+?)\$?\s*\**\s*(?:\.\s*)?$",
-                        re.IGNORECASE | re.MULTILINE)
+# the answer a phrase gives, to the end of its sentence ("... is 54. Wait, ..." stops at 54)
+_ANSWER_IS = re.compile(r"(?:answer is|(?:correct|right) (?:option|choice) is|final answer:)[:\s*]*\$?([^\n$]+?)\$?\s*\**\s*"
+                        r"(?:\.(?=\s)|\.?\s*$)", re.IGNORECASE | re.MULTILINE)
 _HEADING = re.compile(r"^#+[ \t]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*\n\s*\$?([^\n$]+?)\$?[ \t]*$",  # PRM800K's
                       re.IGNORECASE | re.MULTILINE)
 _HASH_COLON = re.compile(r"^#+[ \t]*(?:final[ \t]+)?answer\b[ \t]*:?[ \t]*\$?([^\n$]+?)\$?[ \t]*$", re.I | re.M)
@@ -182,10 +183,10 @@ def conclusion_value(text: str, question: str | None = None) -> str | None:
             passed += 1
             continue
         value = _slot_value(s, segs)
-        if value is None and question and _numbers(s, segs) <= set(_NUMBER.findall(question)):
-            passed += 1  # "That is less than the market price of $400.": the question's numbers, no result
+        if value is _NO_SLOT and s[-1] in ".!?":
+            passed += 1  # a statement that concludes nothing ("Greg found $20 and split it ...", "a multiple of 6")
             continue
-        return value
+        return None if value is _NO_SLOT else value
     return None
 
 
@@ -265,7 +266,12 @@ def _run_value(run: str, segs: list[str]) -> str:
     return value.replace("\u00d7", "\\times ").replace("\u00f7", "/")
 
 
-def _slot_value(sentence: str, segs: list[str]) -> str | None:
+_NO_SLOT = object()  # a sentence where no value is concluded at all (not one that names several)
+
+
+def _slot_value(sentence: str, segs: list[str]):
+    """The value `sentence` concludes, None when what it concludes is unreadable (several values,
+    a relation), _NO_SLOT when it concludes none."""
     s = sentence.rstrip(".!").strip()
     parts = _CLAUSE.split(s)
     cued = len(parts) > 1 and _HAS_VALUE.search(parts[-1]) is not None or _CUE.match(s) is not None
@@ -285,7 +291,7 @@ def _slot_value(sentence: str, segs: list[str]) -> str | None:
     if not slots and cued and len(runs) == 1:
         slots = runs  # "So Mikka could order 28 different pizzas": a conclusion with one number in it
     if not slots:
-        return None
+        return _NO_SLOT
     m, tail = slots[-1], s[slots[-1].end():]
     if _has_number(tail, segs) or re.search(r"[,;]\s*\w", tail) or _RELATION.search(tail) or len(tail.split()) > 8:
         return None
