@@ -8,7 +8,8 @@ correct exactly when the label is `right`. Side by side:
 - before: the grader at cf35938 (before issue 34), for the record.
 The fallback is measured on the real outputs (PRMBench's solutions and SmolLM2-135M's answers,
 not the hand-written rows): how often each `eval.answer_fallback` mode decides (an answer read
-without a final-answer marker), and how often its grade then agrees with the label.
+without a final-answer marker), and how often its grade then agrees with the label; the grader at
+cf35938 beside them (its last-number fallback, on the math rows).
 
     .venv/bin/python benchmarks/grading_agreement.py   # writes benchmarks/results/grading_agreement.json
 """
@@ -83,6 +84,15 @@ def main() -> None:
                           "decided_false_right": sum(g.correct and r["label"] != "right" for r, g in decided),
                           "decided_false_wrong": sum(not g.correct and r["label"] == "right" for r, g in decided),
                           "agreement_all_real": round(agreement(real, [g.correct for g in grades]), 4)}
+    old_grading, _ = old_modules()
+    old = [(r, old_grading.grade(r["response"], r["reference"])) for r in real if r["answer_type"] == "math"]
+    decided = [(r, g) for r, g in old if g.fallback]
+    fallback[f"before_{BEFORE}"] = {"real_rows": len(old), "decided": len(decided),
+                                    "decided_agree": sum(g.correct == (r["label"] == "right") for r, g in decided),
+                                    "decided_false_right": sum(g.correct and r["label"] != "right" for r, g in decided),
+                                    "decided_false_wrong": sum(not g.correct and r["label"] == "right" for r, g in decided),
+                                    "agreement_all_real": round(agreement([r for r, _ in old], [g.correct for _, g in old]),
+                                                                4)}
     result = {"rows": len(rows), "labels": {k: sum(r["label"] == k for r in rows) for k in ("right", "wrong", "no_answer")},
               "agreement": table, "fallback_on_real_outputs": fallback, "default_fallback": FALLBACK,
               "disagreements_ours": [{"id": r["id"], "kind": r["kind"], "label": r["label"],

@@ -1,7 +1,7 @@
 """Answer types: what a benchmark's answers are, and how a response is graded against one.
 
-- `math`: a final answer (boxed, "The answer is X", ...) compared by equivalence (grading.py,
-  unchanged: published results depend on it).
+- `math`: a final answer (boxed, "The answer is X", ..., else the fallback, `eval.answer_fallback`)
+  compared by equivalence (grading.py).
 - `choice`: an option letter. The answer the model gave last counts: a boxed letter
   (`\\boxed{C}`, `\\boxed{(C)}`, `\\boxed{\\text{C}}`), "the answer is (C)" / "Answer: C", a
   final line that is only the option (`C`, `(C)`, `**C.**`), or a letter in parentheses that
@@ -113,6 +113,7 @@ def _boxes(text: str) -> list[tuple[int, str]]:
 _CLOSING_AFTER_VERB = re.compile(r"(?<![\w\\])(?:is|are|be|was|would\s+be|must\s+be|:)\s*(?:\*\*|\$|\\textbf\{)?\s*"
                                  r"\(([A-Z])\)")
 _CLOSING_LAST = re.compile(r"(?<![\w\\])(?:is|are|be|was)\b(?P<text>[^()\n]{1,160}?)\(([A-Z])\)[\s*}$]*[.!]?[\s*]*$")
+_PAREN_LETTER = re.compile(r"\([A-Z]\)")
 _OR_ANOTHER = re.compile(r"\s*(?:,|and|or|&|/)\s*(?:\([A-Z]\)|[A-Z]\b)")
 _NEGATED = re.compile(r"\b(?:not|n't|never|neither|nor)\b", re.IGNORECASE)
 
@@ -123,6 +124,8 @@ def _closing_letter(text: str, letters: str) -> tuple[int, str] | None:
     cut = max(tail.rfind("\n"), *(tail.rfind(p, 0, len(tail) - 1) for p in (". ", "! ", "? ")))
     start = cut + 1 if cut >= 0 else 0
     sentence = tail[start:]
+    if not _PAREN_LETTER.search(sentence):
+        return None
     hits = [(m.start(1), SEVERAL if _OR_ANOTHER.match(sentence, m.end()) else m[1])
             for m in _CLOSING_AFTER_VERB.finditer(sentence)]
     m = _CLOSING_LAST.search(sentence)
