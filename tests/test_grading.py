@@ -226,6 +226,14 @@ def test_the_fallback_reads_only_a_conclusion(text, reference, correct, reason):
     assert (g.correct, g.reason) == (correct, reason), g
 
 
+@pytest.mark.parametrize("text", ["Step 1: 14 + 19 = 33\nStep 2: 33 * 2", "Step 1: 22 - 3 = 19\nStep 2: 19 - 8 =",
+                                  "Step 1: 21 - 4 = 17\nStep 2: 17 - 12 = 5\nThe an"])
+def test_a_cut_off_world_solution_has_no_answer(text):
+    """Cut off by max_new_tokens: an expression never worked out, or the final line begun, is no
+    answer (the fallback never computes one for the model, nor guesses the last step's value)."""
+    assert extract(text) == (None, False)
+
+
 def test_the_fallback_passes_over_a_restated_question():
     question = ("A hand-painted wallpaper costs $400 at the market. A DIY will saves 20% after considering the materials "
                 "cost. If Ethan made his own hand-painted wallpaper, how much was the total cost?")

@@ -299,6 +299,9 @@ def _slot_value(sentence: str, segs: list[str]):
             _run_value(slots[-2][0], segs) != _run_value(m[0], segs):
         return None  # "$a=10$ and $b=2$": several values side by side, no one conclusion
     value = _run_value(m[0], segs)
+    if "\x00" not in m[0] and "=" not in m[0] and len(re.findall(r"\d+(?:\.\d+)?", m[0].replace(",", ""))) > 1 \
+            and re.search(r"\d\s*(?:[-+*\u00d7\u00f7^]|\\times|\\cdot)\s*\d", m[0]):
+        return None  # "Step 2: 33 * 2" (cut off before "= 66"): an expression the response never worked out
     if "align" in value or "&" in value or value.count("(") != value.count(")"):
         return None  # a display of several lines, or a value cut out of a longer one
     if re.match(r"\s*(?:%|\\%|percent\b)", tail):
