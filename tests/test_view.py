@@ -173,10 +173,16 @@ def test_a_run_directory_and_the_reports_links(tiny_world, tiny_model, tmp_path)
     assert [t["id"] for t in page.tabs] == ["critic/base", "eval/base/world", "critiques/default"]
     assert [len(t["rows"]) for t in page.tabs] == [16, 8, 10]
     write_report(run)
-    assert "view.html" not in (run / "report.html").read_text()  # no page yet: no links to one
+    # no page yet: no links to one, and both reports give the command that writes it
+    hint = f"critiquelab view {run} --out {run / 'view.html'}"
+    md, html_text = (run / "report.md").read_text(), (run / "report.html").read_text()
+    assert 'href="view.html' not in html_text and "](view.html" not in md
+    assert f"No sample page yet: `{hint}` writes one" in md and f"<code>{hint}</code>" in html_text
+    assert f"then `critiquelab report {run}` links its cards" in md
     write_view([run], run / "view.html")
     write_report(run)
     html_text = (run / "report.html").read_text()
+    assert "No sample page yet" not in html_text and "No sample page yet" not in (run / "report.md").read_text()
     assert '<a href="view.html#tab=eval/base/world">base (world)</a>' in html_text
     assert '<a href="view.html#tab=critic/base">base</a>' in html_text
     kinds = json.loads((run / "critic" / "base" / "critic.json").read_text())["metrics"]["recall_by_kind"]
