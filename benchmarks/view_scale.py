@@ -4,8 +4,8 @@
 Builds a solutions file and a critique store of `--rows` synthetic rows (one solution per question,
 as in WebInstruct-CFT's 50K) with the lengths of the paper's data: a question of about 60 tokens, an
 answer of about 300 written as steps, a GPT-4o-style critique of about 450 that goes over each step
-and ends `Conclusion: right/wrong [END]` (about 56% right / 44% wrong, a fifth of the verdicts
-disagreeing with the label). The text is not a few templates repeated (which gzip would squeeze to
+and ends `Conclusion: right/wrong [END]`: 45% of the answers right, the teacher's verdicts 56% right /
+44% wrong, a fifth of them disagreeing with the label (../shared/PAPER.md). The text is not a few templates repeated (which gzip would squeeze to
 nothing): each row strings together sentences of GSM8K's train answers and questions with their
 numbers drawn anew, so the page compresses about as real math text does. Without the shared
 benchmarks folder a random word list stands in (recorded in the JSON).
@@ -14,10 +14,12 @@ Then `critiquelab view SOLUTIONS STORE --out page.html` (timed), and `--rounds` 
 headless Chromium each (file:// only, no network), measured from Python through selenium:
 - open: `driver.get` to the page's data decoded and its first page of 50 cards rendered and painted
   (`body[data-ready]`, then one animation frame), in a new browser, then once more in the same one;
-- filter: a click on a facet chip (verdict: wrong) or on a cell of the confusion table, to the card
-  count updated and painted; the two alternate which goes first from round to round;
-- search (not part of the target): typing a word, to the count updated (the search index is built on
-  first use, after a 150 ms debounce).
+- filter: a click on a facet chip (verdict: wrong) or on a cell of the confusion table (wrong verdicts
+  of right answers), to the counts updated and the first page of matching cards shown with their texts
+  (`body[data-drawn]`) and painted; the two alternate which goes first from round to round;
+- search (not part of the target): typing a word into the search box, to the count updated: the
+  first search reads every text block (from the box's focus on) and builds its index, after the
+  box's 150 ms debounce.
 Prints the median, min and max of each and writes JSON with the page's size broken down, the host's
 load (os.getloadavg) before and after, Chromium's version and critiquelab's provenance.
 
@@ -111,8 +113,9 @@ def rows(n: int, seed: int = 0) -> tuple[list[dict], list[dict], dict]:
         sols.append({"id": sid, "problem_id": f"webinstruct-{i:05d}", "question": text.question(), "answer": answer,
                      "solution": solution, "source": "synthetic", "correct": correct, "key": f"k{i}",
                      "first_error_step": first, "error_kind": None if correct else rng.choice(KINDS)})
-        # the teacher: agrees with the label 80% of the time
-        says_right = correct if rng.random() < 0.8 else not correct
+        # the teacher: passes 28% of the wrong answers and fails 10% of the right ones (56% right verdicts,
+        # a fifth of them disagreeing with the label)
+        says_right = rng.random() < (0.9 if correct else 0.282)
         blame = first if first is not None and not says_right else rng.randint(1, steps) if not says_right else None
         lines = ["Let me check the solution step by step."]
         for k in range(1, steps + 1):
@@ -162,6 +165,7 @@ def chromium(profile: str):
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
 
+BLOCK = re.compile(r'<script (?:id="payload"|class="t") type="application/octet-stream">([A-Za-z0-9+/=]*)</script>')
 PAINTED = "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => setTimeout(done, 0));"
 
 
@@ -184,6 +188,7 @@ def open_page(driver, url: str) -> float:
     wait(driver, "document.body && document.body.dataset.ready")
     assert driver.execute_script("return document.body.dataset.ready") == "1", "the page could not read its data"
     assert driver.execute_script("return document.querySelectorAll('#cards .card').length") == 50
+    assert driver.execute_script("return document.querySelectorAll('#cards .loading').length") == 0
     driver.execute_async_script(PAINTED)
     return time.perf_counter() - t0
 
@@ -193,7 +198,7 @@ def click_and_wait(driver, css: str) -> tuple[float, int]:
     element = driver.find_element("css selector", css)
     t0 = time.perf_counter()
     element.click()
-    wait(driver, f"+document.getElementById('count').dataset.n !== {before}")
+    wait(driver, f"+document.getElementById('count').dataset.n !== {before} && document.body.dataset.drawn === '1'")
     driver.execute_async_script(PAINTED)
     return time.perf_counter() - t0, count(driver)
 
@@ -211,9 +216,23 @@ def search(driver, word: str) -> tuple[float, int]:
     box = driver.find_element("id", "search")
     t0 = time.perf_counter()
     box.send_keys(word)
-    wait(driver, f"+document.getElementById('count').dataset.n !== {before}")
+    wait(driver, f"+document.getElementById('count').dataset.n !== {before} && document.body.dataset.drawn === '1'")
     driver.execute_async_script(PAINTED)
     return time.perf_counter() - t0, count(driver)
+
+
+def page_size(html_text: str, inputs: list[Path]) -> dict:
+    """What the page's bytes are: the cards' structure and the texts' blocks, each gzip + base64."""
+    blocks = BLOCK.findall(html_text)
+    packed = [base64.b64decode(b) for b in blocks]
+    raw = [gzip.decompress(b) for b in packed]
+    page_bytes = len(html_text.encode())
+    return {"page_bytes": page_bytes, "base64_bytes": sum(map(len, blocks)), "gzip_bytes": sum(map(len, packed)),
+            "json_bytes": sum(map(len, raw)), "structure_gzip_bytes": len(packed[0]), "structure_json_bytes": len(raw[0]),
+            "text_blocks": len(blocks) - 1, "template_and_tags_bytes": page_bytes - sum(map(len, blocks)),
+            "inputs_bytes": sum(p.stat().st_size for p in inputs),
+            "inputs_gzip_bytes": sum(len(gzip.compress(p.read_bytes(), 6)) for p in inputs),
+            "json_over_gzip": round(sum(map(len, raw)) / sum(map(len, packed)), 2)}
 
 
 def summary(xs: list[float]) -> dict:
@@ -252,17 +271,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "critiquelab.cli", "view", str(tmp / "solutions.jsonl"),
                         str(tmp / "critique" / "critiques.jsonl"), "--out", str(page)], check=True)
         write_s = time.perf_counter() - t0
-        html_text = page.read_text(encoding="utf-8")
-        blob = re.search(r'<script id="payload" type="application/octet-stream">([A-Za-z0-9+/=]*)</script>', html_text)[1]
-        packed = base64.b64decode(blob)
-        raw_json = gzip.decompress(packed)
-        inputs_bytes = (tmp / "solutions.jsonl").stat().st_size + (tmp / "critique" / "critiques.jsonl").stat().st_size
-        size = {"page_bytes": len(html_text.encode()), "base64_bytes": len(blob), "gzip_bytes": len(packed),
-                "json_bytes": len(raw_json), "template_bytes": len(html_text.encode()) - len(blob),
-                "inputs_bytes": inputs_bytes,
-                "inputs_gzip_bytes": len(gzip.compress((tmp / "solutions.jsonl").read_bytes(), 6))
-                + len(gzip.compress((tmp / "critique" / "critiques.jsonl").read_bytes(), 6)),
-                "json_over_gzip": round(len(raw_json) / len(packed), 2)}
+        size = page_size(page.read_text(encoding="utf-8"), [tmp / "solutions.jsonl", tmp / "critique" / "critiques.jsonl"])
         wrong = sum(r["verdict"] == "wrong" for r in crits)
         false_alarms = sum(r["verdict"] == "wrong" and s["correct"] for r, s in zip(crits, sols, strict=True))
         word = "altogether"
