@@ -27,7 +27,7 @@ from pathlib import Path
 
 from critiquelab.config import CritiqueConfig, SampleConfig
 from critiquelab.critique import run_critique
-from critiquelab.io import read_json, read_jsonl
+from critiquelab.io import read_json
 from critiquelab.sample import run_sample
 from critiquelab.sources import benchmarks_dir
 from critiquelab.view import collect, write_view
@@ -61,7 +61,7 @@ def two_teachers(world: Path, work: Path) -> tuple[Path, Path, Path]:
 
 def prmbench_output(run: Path, work: Path) -> Path:
     cells = [c for c in read_json(run / "cells.json") if c.get("method") == "cft" and c.get("model_dir")]
-    critic = Path(cells[0]["model_dir"]) if cells else run / "models" / "cft-s0"
+    critic = run / cells[0]["model_dir"] if cells else run / "models" / "cft-s0"  # (relative to the run)
     out = work / "prmbench"
     if not (out / "critic.json").is_file():
         cli("eval-critic", "--critic", str(critic), "--benchmark", "prmbench", "--out", str(out),
@@ -78,7 +78,8 @@ def browser(profile: str):
     for flag in [*FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_window_size(1400, 900)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # the page's viewport itself 1400x900
+                           {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
     return driver
 
 
@@ -129,12 +130,11 @@ def main() -> None:
     write_view([sols, store, noisy], work / "teachers.html")
 
     critic_tab = next(t["id"] for t in collect([run]).tabs if t["kind"] == "critic")
-    # a solution both teachers call wrong while the label says so: its two critiques side by side
+    # a wrong solution the exact checker calls wrong and the noisy teacher right: the two critiques side by side
     page = collect([sols, store, noisy])
     rows = page.tabs[0]["rows"]
-    wrong = {r["s"] for r in rows if r["w"] == "checker" and r["v"] == "wrong"}
-    both = next(r["s"] for r in rows if r["w"] != "checker" and r["v"] == "wrong" and r["s"] in wrong)
-    assert {r["s"] for r in rows} and read_jsonl(sols)
+    caught = {r["s"] for r in rows if r["w"] == "checker" and r["v"] == "wrong" and page.solutions[r["s"]]["l"] is False}
+    both = next(r["s"] for r in rows if r["w"] != "checker" and r["v"] == "right" and r["s"] in caught)
 
     profile = tempfile.mkdtemp(prefix="view-shots-chromium-")
     driver = browser(profile)
