@@ -96,15 +96,17 @@ def test_bbeh_without_an_answer_is_a_format_failure():
     assert extract_bbeh("\\boxed{No}, on reflection the answer is: Yes") == "Yes"  # the last one given
 
 
-def test_math_is_the_grader_it_always_was():
+def test_math_is_grading_grade_and_keeps_its_record_fields():
     from critiquelab.evaluate import _graded, summarize
     from critiquelab.grading import grade
 
-    for text, ref in [("so \\boxed{\\frac{1}{2}}", "0.5"), ("The total is 7 apples", "7"), ("nothing", "3")]:
+    for text, ref in [("so \\boxed{\\frac{1}{2}}", "0.5"), ("The total is 7 apples.", "7"), ("nothing", "3")]:
         assert grade_as("math", text, ref) == grade(text, ref)
-    row = _graded({"id": "q", "question": "?", "answer": "7"}, "The total is 7 apples")
+    row = _graded({"id": "q", "question": "?", "answer": "7"}, "The total is 7 apples.")
     assert list(row) == ["id", "reference", "response", "extracted", "correct", "reason", "fallback"]
-    assert list(summarize([row])) == ["accuracy", "n", "correct", "ci95", "no_answer", "fallback"]
+    assert row["fallback"] and row["correct"]
+    # the published keys, and how many of the fallback's answers were right
+    assert list(summarize([row])) == ["accuracy", "n", "correct", "ci95", "no_answer", "fallback", "fallback_correct"]
 
 
 def test_answer_types_are_the_ones_config_allows():
@@ -260,3 +262,108 @@ def test_a_hub_benchmark_offline_is_one_line(tmp_path, monkeypatch, capsys):
                  "eval.backend=openai", "eval.base_url=http://127.0.0.1:9/v1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not loadable offline (HF_HUB_OFFLINE=1)" in err and not out.exists()
+
+
+# Issue 34, kind 5: the letter a closing sentence gives, after a verb (each was no_answer before)
+CLOSING = [
+    ("PFA+DSG fixes protein-protein contacts, and the peaks that vanish are artefacts at open chromatin. Therefore, "
+     "the correct statement is (B).", "B", ""),
+    ("The two periods give a ratio of 3:5 for the radii, so the ratio is (D) 3 over 5.", "D", ""),
+    ("Antimony sits below arsenic in group 15. The symbol is (B) Sb.", "B", ""),
+    ("Classical electrodynamics has the divergent self-energy of a point charge. The theory that never needs it is "
+     "**Superstring Theory (A)**.", "A", ""),
+    ("An ester, a vinyl group and the ring give 6 degrees of unsaturation, so the formula is **C11H12O2 (C)**.", "C", ""),
+    ("Normalising, the particle is found between x=1 and x=3 with a = 0.85, so the value of a would be (B) 0.85.", "B", ""),
+    ("Product 3 therefore has 11 carbon atoms, which is (D).", "D", ""),
+    ("It is heading from the cytosol to the extracellular space, option (C).", "C", ""),
+    ("After the alkylations E has a symmetric skeleton. So the number of signals is (B) or (D).", None,
+     "several_answers"),
+]
+
+
+@pytest.mark.parametrize(("text", "letter", "reason"), CLOSING)
+def test_a_closing_sentence_gives_its_letter(text, letter, reason):
+    assert extract_choice(text, "ABCD") == (letter, reason)
+
+
+@pytest.mark.parametrize("text", [
+    "Metathesis gives several products. Option (A) is ruled out because ethene is not counted.",
+    "The coupling has negative mass dimension, so the answer is not (B).",
+    "Option (C) is incorrect because the spin is wrong.",
+    "We compare (A) with (C) first.",
+])
+def test_a_letter_the_closing_sentence_does_not_give_is_no_answer(text):
+    assert extract_choice(text, "ABCD") == (None, "no_answer")
+
+
+# kind 6: an option's text instead of its letter: read as that option when it matches exactly one,
+# marked option_text (counted with the format failures); lm-eval-harness's flexible-extract also
+# maps option text to its letter, simple-evals' GPQA scores it 0
+OPTIONS = ["\\frac{1}{4}", "1/2", "6.3x10^-7 M", "Superstring Theory"]
+
+
+@pytest.mark.parametrize(("text", "letter"), [
+    ("So the probability is \\boxed{\\frac{1}{4}}", "A"), ("\\boxed{0.25}", "A"), ("\\boxed{\\dfrac{1}{2}}", "B"),
+    ("[Ca2+] = sqrt(0.02 / 5e10) = \\boxed{6.3 \\times 10^{-7}\\text{ M}}", "C"),
+    ("\\boxed{\\text{Superstring Theory}}", "D"), ("Only one is finite at all energies. The answer is superstring theory.", "D"),
+])
+def test_option_text_reads_as_its_letter(text, letter):
+    g = grade_as("choice", text, letter, "ABCD", options=OPTIONS)
+    assert g.correct and g.extracted == letter and g.option_text
+
+
+def test_option_text_that_matches_no_option_or_several_is_no_answer():
+    assert grade_as("choice", "\\boxed{4}", "A", "ABCD", options=OPTIONS).reason == "no_answer"
+    twice = grade_as("choice", "\\boxed{3}", "A", "ABCD", options=["3", "3.0", "4", "5"])
+    assert twice.reason == "no_answer" and not twice.option_text
+    wrong = grade_as("choice", "\\boxed{1/2}", "A", "ABCD", options=OPTIONS)
+    assert not wrong.correct and wrong.extracted == "B" and wrong.option_text
+    assert grade_as("choice", "\\boxed{0.25}", "A", "ABCD").reason == "no_answer"  # no options known: unread
+
+
+def test_option_text_is_counted_with_the_format_failures():
+    from critiquelab.evaluate import _graded, summarize
+
+    row = {"id": "q-p0", "question": "?", "answer": "A", "answer_type": "choice", "letters": "ABCD", "options": OPTIONS}
+    items = [_graded(row, "\\boxed{\\frac{1}{4}}"), _graded(row, "\\boxed{A}"), _graded(row, "no idea")]
+    assert [r["option_text"] for r in items] == [True, False, False]
+    s = summarize(items)
+    assert (s["correct"], s["option_text"], s["no_answer"], s["format_failures"]) == (2, 1, 1, 2)
+
+
+# kind 7: a change of mind: the last answer counts
+@pytest.mark.parametrize(("text", "letter"), [
+    ("At first sight the peaks are random, so the answer is (A). Hmm, wait: PFA alone fixes DNA-protein contacts. "
+     "Therefore, the answer is (D).", "D"),
+    ("\\boxed{D}\n\nOn reflection QED needs renormalization too; the answer is (C).", "C"),
+    ("So the answer is (A). But I used the wrong temperatures; redoing the ratio, it is (D) ~12.6.", "D"),
+    ("The answer is (C).\nActually no: checking the sign again, the answer is (B).", "B"),
+])
+def test_after_a_change_of_mind_the_last_answer_counts(text, letter):
+    assert extract_choice(text, "ABCD") == (letter, "")
+
+
+def test_the_fallback_setting_is_validated_like_the_others():
+    from dataclasses import fields
+
+    from critiquelab.config import ConfigError
+    from critiquelab.grading import FALLBACK, FALLBACKS
+
+    (f,) = [f for f in fields(EvalConfig) if f.name == "answer_fallback"]
+    assert f.metadata["one_of"] == FALLBACKS and f.default == FALLBACK
+    assert EvalConfig(answer_fallback="off").answer_fallback == "off"
+    with pytest.raises(ConfigError, match="answer_fallback='sometimes': use one of conclusion, last_number, off"):
+        EvalConfig(answer_fallback="sometimes")
+
+
+def test_the_summary_line_counts_the_fallback_apart():
+    from critiquelab.evaluate import _graded, summarize, summary_line
+
+    row = {"id": "q", "question": "How many?", "answer": "7"}
+    items = [_graded(row, "So she has 7 apples."), _graded(row, "She has 8 apples."), _graded(row, "\\boxed{7}"),
+             _graded(row, "So she has 7 apples.", fallback="off")]
+    assert [r["fallback"] for r in items] == [True, True, False, False]
+    s = summarize(items)
+    assert (s["correct"], s["fallback"], s["fallback_correct"], s["no_answer"]) == (2, 2, 1, 1)
+    line = summary_line({"benchmarks": {"gsm8k": s}}, "out")
+    assert line == "gsm8k 50.0% (n=4, 2 by fallback, 1 of them right); details in out"

@@ -117,7 +117,12 @@ def test_a_cell_fine_tunes_with_two_processes_through_accelerate(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CRITIQUELAB_CACHE": str(tmp_path / "cache")}
     r = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd],
                        capture_output=True, text=True, timeout=900, env=env)
-    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
+    if r.returncode != 0:  # what failed, from the cell's own record and log (the run dir goes with tmp_path)
+        cells = tmp_path / "run" / "cells.json"
+        errors = [c.get("error") for c in read_json(cells) if c["status"] != "ok"] if cells.is_file() else []
+        logs = sorted((tmp_path / "run" / "logs").glob("*.log"))
+        pytest.fail(f"exit {r.returncode}; cell errors {errors}; stderr {r.stderr[-2000:]}; "
+                    + "".join(f"\n--- {p.name}:\n{p.read_text()[-4000:]}" for p in logs))
     log = read_json(tmp_path / "run" / "models" / "cft-s0" / "train_log.json")
     assert log["world_size"] == 2 and log["global_batch"] == 4
     assert {c["name"]: c["status"] for c in read_json(tmp_path / "run" / "cells.json")} == {"base": "ok", "cft-s0": "ok"}

@@ -4,7 +4,6 @@ page's embedding and the output guard. The page in a browser: tests/test_view_br
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import re
@@ -16,18 +15,13 @@ from conftest import checker_critiqued
 from critiquelab.config import BuildConfig, CriticConfig, CritiqueConfig, EvalConfig
 from critiquelab.critique import run_critique
 from critiquelab.io import UserError, read_jsonl
-from critiquelab.view import GENERATOR, collect, render, split_steps, write_view
+from critiquelab.view import GENERATOR, collect, decode, pack, render, split_steps, unpack, write_view
 from view_pages import PAYLOADS, payload_store, run_dir, two_teachers
 
 
 def _rows(page, tab_id):
     tab = next(t for t in page.tabs if t["id"] == tab_id)
     return tab["rows"]
-
-
-def _decoded(html_text: str) -> dict:
-    blob = re.search(r'<script id="payload" type="application/octet-stream">([A-Za-z0-9+/=]*)</script>', html_text)[1]
-    return json.loads(gzip.decompress(base64.b64decode(blob)))
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +167,16 @@ def test_a_run_directory_and_the_reports_links(tiny_world, tiny_model, tmp_path)
     assert [t["id"] for t in page.tabs] == ["critic/base", "eval/base/world", "critiques/default"]
     assert [len(t["rows"]) for t in page.tabs] == [16, 8, 10]
     write_report(run)
-    assert "view.html" not in (run / "report.html").read_text()  # no page yet: no links to one
+    # no page yet: no links to one, and both reports give the command that writes it
+    hint = f"critiquelab view {run} --out {run / 'view.html'}"
+    md, html_text = (run / "report.md").read_text(), (run / "report.html").read_text()
+    assert 'href="view.html' not in html_text and "](view.html" not in md
+    assert f"No sample page yet: `{hint}` writes one" in md and f"<code>{hint}</code>" in html_text
+    assert f"then `critiquelab report {run}` links its cards" in md
     write_view([run], run / "view.html")
     write_report(run)
     html_text = (run / "report.html").read_text()
+    assert "No sample page yet" not in html_text and "No sample page yet" not in (run / "report.md").read_text()
     assert '<a href="view.html#tab=eval/base/world">base (world)</a>' in html_text
     assert '<a href="view.html#tab=critic/base">base</a>' in html_text
     kinds = json.loads((run / "critic" / "base" / "critic.json").read_text())["metrics"]["recall_by_kind"]
@@ -191,14 +191,34 @@ def test_the_page_holds_its_data_as_base64_and_runs_only_its_own_script(critique
     page = collect([sols, bad])
     text = render(page)
     assert GENERATOR in text[:400]
-    assert _decoded(text) == json.loads(json.dumps(page.data()))
+    assert decode(text) == json.loads(json.dumps(page.data()))
     for payload in PAYLOADS.values():  # no model text outside the base64 blob
         assert payload[:40] not in text
     assert "pwned" not in text and "<script>window" not in text
     script = re.search(r"<script>(.*?)</script>", text, re.S)[1]
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    assert f"script-src 'sha256-{digest}'" in text and text.count("<script") == 2  # the payload tag and ours
+    blocks = re.findall(r'<script (?:id="payload"|class="t") type="application/octet-stream">[A-Za-z0-9+/=]*</script>',
+                        text)
+    assert f"script-src 'sha256-{digest}'" in text and text.count("<script") == len(blocks) + 1  # data blocks and ours
     assert "connect-src" not in text and "default-src 'none'" in text  # nothing may be fetched
+
+
+def test_the_texts_in_blocks_in_the_order_of_the_cards(critiqued):
+    sols, store, store2 = critiqued
+    page = collect([sols, store, store2])
+    data = json.loads(json.dumps(page.data()))
+    structure, chunks = pack(data, 500)
+    assert unpack(structure, chunks) == data and decode(render(page, 500)) == data
+    assert len(chunks) > 8 and structure["X"] == [sum(map(len, chunks[:k])) for k in range(len(chunks))]
+    assert all(sum(map(len, c[:-1])) < 500 <= sum(map(len, c)) for c in chunks[:-1])  # about 500 characters each
+    # the structure holds no text, only numbers; the first card's texts are the first ones
+    assert "Conclusion:" not in json.dumps(structure) and "Conclusion:" in json.dumps(chunks)
+    first = structure["T"][0]["rows"][0]
+    sol = structure["S"][first["s"]]
+    ids = [structure["P"][sol["p"]]["q"], *[i for _, i in sol["steps"]], sol["post"], first["c"]]
+    assert sorted(i for i in ids if i is not None) == list(range(len([i for i in ids if i is not None])))
+    texts = [t for c in chunks for t in c]
+    assert texts[first["c"]] == data["T"][0]["rows"][0]["c"]
 
 
 def test_bad_inputs_and_the_output_guard(critiqued, tmp_path, capsys):
@@ -224,7 +244,7 @@ def test_bad_inputs_and_the_output_guard(critiqued, tmp_path, capsys):
     assert "view: " in capsys.readouterr().out and GENERATOR in out.read_text()
     first = out.read_text()
     assert main(["view", str(sols), "--out", str(out)]) == 0  # its own page is replaced
-    assert out.read_text() != first and len(_decoded(out.read_text())["T"][0]["rows"]) == 30
+    assert out.read_text() != first and len(decode(out.read_text())["T"][0]["rows"]) == 30
     assert main(["view", str(sols), "--out", str(tmp_path)]) == 2  # a directory
     with pytest.raises(UserError, match="nothing to show|expected"):
         empty = tmp_path / "empty"

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from critiquelab.view import collect, write_view
+from critiquelab.view import collect, render, write_view
 from view_pages import PAYLOADS, payload_store, run_dir, two_teachers
 
 pytestmark = pytest.mark.browser
@@ -73,7 +73,9 @@ def pages(tiny_world, tmp_path_factory):
     write_view([sols, store, store2], root / "two.html")
     bad, where = payload_store(sols, store, root / "bad")
     write_view([sols, bad], root / "bad.html")
-    return {"two": root / "two.html", "bad": root / "bad.html", "page": collect([sols, store, store2]),
+    page = collect([sols, store, store2])
+    (root / "lazy.html").write_text(render(page, chunk_chars=300), encoding="utf-8")  # texts in ~100 blocks
+    return {"two": root / "two.html", "bad": root / "bad.html", "lazy": root / "lazy.html", "page": page,
             "where": where}
 
 
@@ -186,3 +188,56 @@ def test_model_text_is_shown_as_text_and_never_runs(browser, pages, name):
                        "#cards textarea, #cards a').length") == 0
     # the card's solution and question are the real ones, untouched by what the critique holds
     assert js(browser, "return document.querySelector('#cards .card .id').textContent") == pages["where"][name]
+
+
+def drawn(driver) -> None:
+    """Wait until the cards of the current state show their texts (blocks read as needed)."""
+    deadline = time.monotonic() + 20
+    while js(driver, "return document.body.dataset.drawn") != "1":
+        assert time.monotonic() < deadline, "the cards' texts were not read"
+        time.sleep(0.05)
+    assert js(driver, "return document.querySelectorAll('.loading').length") == 0
+
+
+def test_texts_read_block_by_block_as_cards_need_them(browser, pages):
+    """A page whose texts are in many blocks: opening reads only the first page's, a filter, the next
+    page and side by side read theirs, the search reads them all; each card shows its own texts."""
+    page = pages["page"]
+    rows = page.tabs[0]["rows"]
+    blocks = "return [...document.getElementsByClassName('t')].map(b => b.textContent === '')"
+
+    def texts_match():  # each card's critique and question are its row's
+        cards = js(browser, "return [...document.querySelectorAll('#cards .card')].map(c => [+c.dataset.row, "
+                            "c.querySelector('.crit').textContent, c.querySelector('.q').textContent])")
+        assert cards
+        for i, crit, q in cards:
+            assert crit == rows[i]["c"] and q == page.problems[page.solutions[rows[i]["s"]]["p"]]["q"]
+
+    open_page(browser, pages["lazy"].as_uri())
+    read = js(browser, blocks)
+    assert len(read) > 50 and 0 < sum(read) < len(read)  # only the blocks of the first page (50 of 80 cards)
+    texts_match()
+    browser.find_element("xpath", "//div[@id='pager1']/button[contains(., 'next')]").click()
+    drawn(browser)
+    texts_match()
+    browser.find_element("css selector", '#confusion td[data-verdict="wrong"][data-label="right"]').click()
+    drawn(browser)
+    texts_match()
+    assert count(browser) == sum(r["v"] == "wrong" and page.solutions[r["s"]]["l"] is True for r in rows)
+    browser.find_element("css selector", "#cards .card .cmp-sol").click()
+    drawn(browser)
+    shown = js(browser, "return [...document.querySelectorAll('#compare .col .crit')].map(c => c.textContent)")
+    sol = rows[int(js(browser, "return document.querySelector('#cards .card').dataset.row"))]["s"]
+    assert sorted(shown) == sorted(r["c"] for r in rows if r["s"] == sol)
+    browser.find_element("css selector", "#compare .close").click()
+    question = page.problems[page.solutions[rows[-1]["s"]]["p"]]["q"]
+    browser.find_element("id", "search").send_keys(question[:40])
+    deadline = time.monotonic() + 20
+    while "q=" not in browser.current_url:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    drawn(browser)
+    assert all(js(browser, blocks))  # the search read every block
+    expected = sum(r["v"] == "wrong" and page.solutions[r["s"]]["l"] is True
+                   and question[:40].lower() in page.problems[page.solutions[r["s"]]["p"]]["q"].lower() for r in rows)
+    assert count(browser) == expected

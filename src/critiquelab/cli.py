@@ -332,8 +332,8 @@ def _grade(args):
     from critiquelab.io import check_rows, read_jsonl
 
     rows = read_jsonl(args.responses, what="responses to grade")
-    check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)})
-    grades = [grading.grade(r["response"], str(r["reference"])) for r in rows]
+    check_rows(rows, args.responses, {"response": str, "reference": (str, int, float)}, optional={"question": str})
+    grades = [grading.grade(r["response"], str(r["reference"]), r.get("question")) for r in rows]
     for g in grades:
         print(f"{g.correct}\t{g.reason}\t{g.extracted}")
     return grading.summary_line(grades)

@@ -285,6 +285,9 @@ class EvalConfig(_Checked):
     choice_permutations: int = spec(1, at_least=1)  # GPQA: each item under k option orders (mean and spread)
     choice_prompt: str = spec("boxed", one_of=("boxed", "official"))  # GPQA: ours (a boxed letter) | official
     hf_fields: dict[str, str] = field(default_factory=dict)  # hf:DATASET benchmarks: ours -> column (question, ...)
+    # math answers without a final-answer marker (grading.py): conclusion (a value the concluding
+    # sentence gives; never one restating the question) | last_number (the old rule) | off
+    answer_fallback: str = spec("conclusion", one_of=("conclusion", "last_number", "off"))
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Inputs: a model dir and benchmark names (`world` is the synthetic test split). Outputs in
 `out_dir`: `<benchmark>.jsonl` (one row per item: id, response, extracted answer, correct,
-reason), `results.json` (accuracy, n, 95% Wilson interval, format failures, sampling settings)
-and `results.md`. Items are appended as they are graded, so a rerun after an interruption
+reason, fallback), `results.json` (accuracy, n, 95% Wilson interval, format failures, the answers
+the fallback read and how many of them were right, sampling settings) and `results.md`. Items are appended as they are graded, so a rerun after an interruption
 only generates what is missing. `eval.data_parallel` / `eval.tensor_parallel` spread the generation
 over GPUs (docs/generation-at-scale.md).
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from critiquelab.answers import FORMAT_FAILURES, grade_as
 from critiquelab.config import DEFAULT_SYSTEM_PROMPT, EvalConfig
+from critiquelab.grading import FALLBACK
 from critiquelab.io import (
     UserError,
     atomic_write,
@@ -114,12 +115,14 @@ def summarize(items: list[dict]) -> dict:
     lo, hi = wilson_ci(k, n)
     out = {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi],
            "no_answer": sum(r["reason"] == "no_answer" for r in items),
-           "fallback": sum(bool(r.get("fallback")) for r in items)}
+           "fallback": sum(bool(r.get("fallback")) for r in items),
+           "fallback_correct": sum(bool(r.get("fallback")) and bool(r["correct"]) for r in items)}
     kind = items[0].get("answer_type", "math") if items else "math"
     if kind != "math":  # math's results keep their published keys
         out["answer_type"] = kind
         out["several_answers"] = sum(r["reason"] == "several_answers" for r in items)
-        out["format_failures"] = sum(r["reason"] in FORMAT_FAILURES for r in items)
+        out["option_text"] = sum(bool(r.get("option_text")) for r in items)
+        out["format_failures"] = sum(r["reason"] in FORMAT_FAILURES or bool(r.get("option_text")) for r in items)
     if any(r.get("permutation") for r in items):
         out.update(_permutation_spread(items))
     return out
@@ -138,14 +141,17 @@ def _permutation_spread(items: list[dict]) -> dict:
                              "std": float(np.std(acc))}}
 
 
-def _graded(row: dict, response: str) -> dict:
-    """An item's record; a math row keeps exactly the fields published results have."""
+def _graded(row: dict, response: str, fallback: str = FALLBACK) -> dict:
+    """An item's record; a math row keeps exactly the fields published results have. `fallback`:
+    eval.answer_fallback (math answers without a final-answer marker)."""
     kind = row.get("answer_type", "math")
-    g = grade_as(kind, response, row.get("answer"), row.get("letters") or LETTERS)
+    g = grade_as(kind, response, row.get("answer"), row.get("letters") or LETTERS, options=row.get("options"),
+                 question=row.get("question"), fallback=fallback)
     rec = {"id": row["id"], "reference": row.get("answer"), "response": response, "extracted": g.extracted,
            "correct": g.correct, "reason": g.reason, "fallback": g.fallback}
     if kind != "math":
-        rec.update(answer_type=kind, **{k: row[k] for k in ("question_id", "permutation") if k in row})
+        rec.update(answer_type=kind, option_text=g.option_text,
+                   **{k: row[k] for k in ("question_id", "permutation") if k in row})
     return rec
 
 
@@ -182,7 +188,8 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
             for name, rows in sets.items():
                 task = progress.add_task(name, total=len(rows))
                 items = generate_resumable(out_dir / benchmark_file_name(name), rows, factory,
-                                           lambda r: conversation(r["question"], cfg.prompt, bench_dir), _graded,
+                                           lambda r: conversation(r["question"], cfg.prompt, bench_dir),
+                                           partial(_graded, fallback=cfg.answer_fallback),
                                            sampling, chunk=max(cfg.batch_size * 4, 1), settings=settings,
                                            on_batch=lambda n, t=task: progress.advance(t, n), stats=stats,
                                            data_parallel=parallel, tensor_parallel=cfg.tensor_parallel)
@@ -204,7 +211,17 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
     return summary
 
 
+def _fallback_note(r: dict) -> str:
+    """How many of a benchmark's answers the fallback read (no final-answer marker), and how many
+    of those graded right; and for choice, how many were an option's text ("" when none)."""
+    notes = [f"{r['fallback']} by fallback, {r.get('fallback_correct', 0)} of them right"] if r.get("fallback") else []
+    notes += [f"{r['option_text']} from option text"] if r.get("option_text") else []
+    return "".join(f", {n}" for n in notes)
+
+
 def summary_line(summary: dict, out: str | Path) -> str:
-    """`eval`'s one-line summary of `run_eval`'s result: each benchmark's accuracy and size."""
-    accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']})" for b, r in summary["benchmarks"].items())
+    """`eval`'s one-line summary of `run_eval`'s result: each benchmark's accuracy and size, and
+    the answers the fallback read, counted apart."""
+    accs = ", ".join(f"{b} {100 * r['accuracy']:.1f}% (n={r['n']}{_fallback_note(r)})"
+                     for b, r in summary["benchmarks"].items())
     return f"{accs}{fit_note(summary)}; details in {out}"

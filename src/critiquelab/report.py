@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlencode
@@ -317,9 +318,15 @@ def section_accuracy(d: Run) -> list[tuple]:
 
 
 def section_samples(d: Run) -> list[tuple]:
-    """Links to each method's answers and each critic's critiques in the run's sample page."""
+    """Links to each method's answers and each critic's critiques in the run's sample page, or,
+    before there is one, the command that writes it."""
     if not (d.run_dir / VIEW).is_file():
-        return []
+        run = shlex.quote(str(d.run_dir))
+        page = shlex.quote(str(d.run_dir / VIEW))
+        return [("h", 2, "Samples"),
+                ("p", f"No sample page yet: `critiquelab view {run} --out {page}` writes one (every critique, "
+                      "verdict and answer of the run, card by card, in one HTML file that opens from disk); "
+                      f"then `critiquelab report {run}` links its cards from here.")]
     methods = sorted({(r["cell"], r["benchmark"]) for r in d.runs}, key=lambda x: (x[1], x[0]))
     return [("h", 2, "Samples"),
             ("p", f"Card by card in `{VIEW}` (`critiquelab view`), each method's answers: "

@@ -125,7 +125,8 @@ def collect_runs(run_dir: Path, cells: list[dict]) -> list[dict]:
         for bench, r in benches.items():
             runs.append({"method": c["method"], "seed": c["seed"], "benchmark": bench, "accuracy": r["accuracy"],
                          "n": r["n"], "ci95": r["ci95"], "no_answer": r["no_answer"],
-                         "format_failures": r["no_answer"] + r.get("fallback", 0) + r.get("several_answers", 0),
+                         "format_failures": r["no_answer"] + r.get("fallback", 0) + r.get("several_answers", 0)
+                         + r.get("option_text", 0),
                          **{k: c.get(k) for k in GROUP}, "cell": c["name"]})
     runs.sort(key=lambda r: (method_rank(r["method"]), r["method"], str(group_of(r)), r["seed"] or 0, r["benchmark"]))
     return runs

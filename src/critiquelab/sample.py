@@ -49,7 +49,7 @@ def _row(problem: dict, j: int, solution: str, source: str, extra: dict | None =
     row = {"id": f"{problem['id']}-{gen}-s{j}" if gen else f"{problem['id']}-s{j}", "problem_id": problem["id"],
            **({"generator": gen} if gen else {}), "question": problem["question"],
            "answer": problem.get("answer"), "solution": solution, "source": source,
-           "correct": grade(solution, problem["answer"]).correct if problem.get("answer") is not None else None}
+           "correct": grade(solution, problem["answer"], problem.get("question")).correct if problem.get("answer") is not None else None}
     for k in _CARRY:
         if k in problem:
             row["reference_solution" if k == "solution" else k] = problem[k]

@@ -156,7 +156,8 @@ def _permuted(row: dict, j: int, prompt: str) -> dict:
         question = f"{row['question']}\n\n" + "\n".join(
             f"({a}) {o}" for a, o in zip(letters, options, strict=True)) + f"\n\n{BOXED_LETTER}"
     return {"id": f"{row['id']}-p{j}", "question": question, "answer": letters[order.index(0)],
-            "answer_type": "choice", "letters": letters, "question_id": row["id"], "permutation": j}
+            "answer_type": "choice", "letters": letters, "options": options, "question_id": row["id"],
+            "permutation": j}
 
 
 class Bench(NamedTuple):
@@ -315,7 +316,10 @@ def _hub_row(r: dict, i: int, name: str, cols: dict, answer_type: str) -> dict:
         raise UserError(f"{name} (row {i}): {problem}, which eval.answer_type={answer_type} needs; set "
                         "eval.answer_type to the type of these answers (math, choice, bbeh)")
     row = {"id": f"{name}-{r[cols['id']] if 'id' in cols else i}", "question": question, "answer": answer}
-    return row if answer_type == "math" else {**row, "answer_type": answer_type, "letters": letters}
+    if answer_type == "math":
+        return row
+    options = {"options": [str(o) for o in r[cols["choices"]]]} if "choices" in cols else {}
+    return {**row, "answer_type": answer_type, "letters": letters, **options}
 
 
 def _check_type_fits(name: str, own: str, asked: str | None) -> None:

@@ -12,9 +12,13 @@ Inputs (each PATH a file or an output directory; several are joined by solution 
 - an experiment's run directory: every critic, every method's evaluation, every critique and refine store.
 
 The page (template `templates/view.html`) holds its data as gzip-compressed JSON in base64 (no `</script>`
-can occur in it), decompressed by the browser's DecompressionStream; model text is only ever set as
-text, never parsed as HTML. It needs no server and loads nothing: a Content-Security-Policy allows only
-its own script (by hash) and no connection.
+can occur in it), decompressed by the browser's DecompressionStream: the cards' structure (ids, labels,
+verdicts, who wrote what: all the filters need) in one block, read on opening, and the texts (questions,
+solutions, critiques, refinements) in blocks of about 64 KB, in the order of the cards, each read when a
+card on screen needs it (all of them before the first search). So a page of 50K critiqued solutions
+opens in about the time its file takes to read. Model text is only ever set as text, never parsed as
+HTML. It needs no server and loads nothing: a Content-Security-Policy allows only its own script (by
+hash) and no connection.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from critiquelab.critic import named_step
 from critiquelab.critique import parse_verdict
 from critiquelab.io import UserError, atomic_write, check_output_file, read_json, read_jsonl, read_marker
 
-__all__ = ["GENERATOR", "Page", "collect", "split_steps", "render", "write_view", "summary_line"]
+__all__ = ["GENERATOR", "Page", "collect", "decode", "pack", "unpack", "split_steps", "render", "write_view",
+           "summary_line"]
 
 GENERATOR = '<meta name="generator" content="critiquelab view">'  # what marks a page as ours
 KINDS = "a run directory, solutions, a critique or refine store, a built dataset, judgements, eval items"
@@ -455,15 +460,113 @@ def _template() -> str:
     return resources.files("critiquelab").joinpath("templates/view.html").read_text(encoding="utf-8")
 
 
-def render(page: Page) -> str:
-    """The page: the template with the data as gzip + base64 (a deterministic gzip: mtime 0) and a
+CHUNK_CHARS = 64 * 1024  # the texts' blocks: each read whole when a card needs one of its texts
+
+
+def pack(data: dict, chunk_chars: int = CHUNK_CHARS) -> tuple[dict, list[list[str]]]:
+    """`data` with each text (a question, a solution's steps, a critique, a refined solution) replaced
+    by its number, and the texts in blocks of about `chunk_chars` characters, numbered in the order
+    the cards show them (tab by tab, row by row), so a page of cards needs a block or two; the
+    structure gets `X`, the number of each block's first text."""
+    texts: list[str] = []
+    starts: list[int] = [0]
+    size = 0
+
+    def ref(text):
+        nonlocal size
+        if text is None:
+            return None
+        texts.append(text)
+        size += len(text)
+        if size >= chunk_chars:
+            starts.append(len(texts))
+            size = 0
+        return len(texts) - 1
+
+    problems: list = [None] * len(data["P"])
+    solutions: list = [None] * len(data["S"])
+
+    def problem(i):
+        if problems[i] is None:
+            problems[i] = {**data["P"][i], "q": ref(data["P"][i]["q"])}
+
+    def solution(i):
+        if solutions[i] is None:
+            s = data["S"][i]
+            problem(s["p"])
+            solutions[i] = {**s, "pre": ref(s["pre"] or None), "steps": [[n, ref(t)] for n, t in s["steps"]],
+                            "post": ref(s["post"] or None)}
+
+    tabs = []
+    for t in data["T"]:
+        rows = []
+        for r in t["rows"]:
+            solution(r["s"])
+            row = {**r, "c": ref(r.get("c"))} if "c" in r else dict(r)
+            if "r" in r:
+                row["r"] = ref(r["r"])
+            rows.append(row)
+        tabs.append({**t, "rows": rows})
+    for i in range(len(solutions)):
+        solution(i)
+    for i in range(len(problems)):
+        problem(i)
+    if starts[-1] == len(texts) and len(starts) > 1:
+        starts.pop()
+    chunks = [texts[a:b] for a, b in zip(starts, [*starts[1:], len(texts)], strict=True)]
+    return {**data, "P": problems, "S": solutions, "T": tabs, "X": starts[:len(chunks)]}, chunks
+
+
+def unpack(structure: dict, chunks: list[list[str]]) -> dict:
+    """`pack`'s inverse: the data with its texts back in place."""
+    texts = [t for chunk in chunks for t in chunk]
+
+    def text(i, empty=None):
+        return empty if i is None else texts[i]
+
+    out = {k: v for k, v in structure.items() if k != "X"}
+    out["P"] = [{**p, "q": text(p["q"])} for p in structure["P"]]
+    out["S"] = [{**s, "pre": text(s["pre"], ""), "steps": [[n, text(i)] for n, i in s["steps"]],
+                 "post": text(s["post"], "")} for s in structure["S"]]
+    out["T"] = []
+    for t in structure["T"]:
+        rows = []
+        for r in t["rows"]:
+            row = dict(r)
+            for k in ("c", "r"):
+                if k in r:
+                    row[k] = text(r[k])
+            rows.append(row)
+        out["T"].append({**t, "rows": rows})
+    return out
+
+
+def _blob(obj) -> str:
+    """gzip (deterministic: mtime 0) + base64 of the JSON of `obj`: no `<` or `&` can occur in it."""
+    return base64.b64encode(gzip.compress(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(),
+                                          6, mtime=0)).decode()
+
+
+_BLOCK = re.compile(r'<script (?:id="payload"|class="t") type="application/octet-stream">([A-Za-z0-9+/=]*)</script>')
+
+
+def decode(text: str) -> dict:
+    """The data a page holds (what `Page.data()` gave), read back from its HTML."""
+    blocks = [json.loads(gzip.decompress(base64.b64decode(b))) for b in _BLOCK.findall(text)]
+    return unpack(blocks[0], blocks[1:])
+
+
+def render(page: Page, chunk_chars: int = CHUNK_CHARS) -> str:
+    """The page: the template with the cards' structure and the texts' blocks as gzip + base64, and a
     CSP that runs only the template's own script (its sha256)."""
     tpl = _template()
     script = re.search(r"<script>(.*?)</script>", tpl, re.S)[1]
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    blob = gzip.compress(json.dumps(page.data(), ensure_ascii=False, separators=(",", ":")).encode(), 6, mtime=0)
+    structure, chunks = pack(page.data(), chunk_chars)
     fills = {"__TITLE__": html.escape(page.title), "__SCRIPT_HASH__": f"'sha256-{digest}'",
-             "__DATA__": base64.b64encode(blob).decode()}
+             "__DATA__": _blob(structure),
+             "__TEXTS__": "\n".join(f'<script class="t" type="application/octet-stream">{_blob(c)}</script>'
+                                    for c in chunks)}
     return re.sub("|".join(fills), lambda m: fills[m[0]], tpl)
 
 
