@@ -51,7 +51,7 @@ test-slurm: $(STAMP)  ## opt-in: the Slurm executor against a real single-node S
 	$(PY) -m pytest -q -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts checks
 
 .PHONY: check-browser
 check-browser: $(STAMP)  ## opt-in, not in `make test`: the view page in headless Chromium (apt-get install chromium chromium-driver)
