@@ -385,11 +385,11 @@ def check_eval(evals: dict, fresh: set, tok) -> None:
     for label in evals:
         d = WORK / f"eval-{label}"
         res = read_json(d / "results.json")
-        items = read_jsonl(d / "world.jsonl") + read_jsonl(d / "gsm8k.jsonl")
+        gsm = read_jsonl(d / "gsm8k.jsonl")
+        items = read_jsonl(d / "world.jsonl") + gsm
         if label in fresh:
             check_stops(f"eval-{label}", f"; {res.get('ran_to_max_new_tokens', 0)} generations ran to max_new_tokens",
                         tok, [r["response"] for r in items], EVAL_GEN)
-        gsm = read_jsonl(d / "gsm8k.jsonl")
         extracted = sum(r.get("extracted") not in (None, "") for r in gsm)
         check(f"eval-{label}: answers extracted from real prose", extracted >= len(gsm) // 2,
               f"{extracted} of {len(gsm)} GSM8K answers extracted; accuracy world "

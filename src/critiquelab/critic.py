@@ -39,7 +39,7 @@ from critiquelab.io import (
     stable_hash,
     write_json,
 )
-from critiquelab.llm import Sampling, fit_note, generate_resumable
+from critiquelab.llm import Sampling, fit_counts, fit_note, generate_resumable
 from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 
 __all__ = ["read_judged", "run_judge", "judge", "judge_settings", "judge_summary_line", "critic_metrics", "named_step", "best_of_n",
@@ -233,9 +233,7 @@ def run_eval_critic(critic: str | Path, solutions_path: str | Path, out_dir: str
         judgements = run_judge(critic, solutions, out_dir / "judgements.jsonl", cfg, vllm=vllm, stats=stats)
         result = {"critic": str(critic), "solutions": str(Path(solutions_path).resolve()), "config": asdict(cfg),
                   "metrics": critic_metrics(solutions, judgements),
-                  "generation": {"truncated_prompts": stats.get("truncated", 0),
-                                 "shortened_generations": stats.get("shortened", 0),
-                                 "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}}
+                  "generation": fit_counts(stats)}
         if grouped:
             result["best_of_n"] = best_of_n(solutions, judgements)
             plots.best_of_n(result["best_of_n"], out_dir / "best_of_n.png", f"critic: {Path(str(critic)).name}")

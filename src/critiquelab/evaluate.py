@@ -40,6 +40,7 @@ from critiquelab.llm import (
     VLLMBackend,
     check_model,
     check_parallel,
+    fit_counts,
     fit_note,
     generate_resumable,
 )
@@ -196,9 +197,7 @@ def run_eval(model_dir: str | Path, out_dir: str | Path, cfg: EvalConfig, *, wor
                 results[name] = summarize(items)
         summary = {"model": str(model_dir), "backend": stats.get("backend", f"{cfg.backend} (all items cached)"),
                    "benchmarks": results, "prompt": cfg.prompt, "sampling": sampling.to_dict(), "config": asdict(cfg),
-                   "seconds": round(time.time() - t0, 1), "truncated_prompts": stats.get("truncated", 0),
-                   "shortened_generations": stats.get("shortened", 0),
-                   "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}
+                   "seconds": round(time.time() - t0, 1), **fit_counts(stats)}
         write_json(out_dir / "results.json", summary)
         typed = any("answer_type" in r for r in results.values())  # math alone: the table as it always was
         lines = ["| benchmark | accuracy | 95% CI | n | no answer |" + (" several answers |" if typed else ""),

@@ -144,6 +144,6 @@ def note(*models: str | Path | None) -> str:
     """For a stage's summary line: the converted directory each GGUF model among `models` ran as."""
     seen = []
     for m in models:
-        if m and find_gguf(m) is not None and (d := resolve(m)) not in seen:
+        if m and (d := resolve(m)) is not None and d not in seen:
             seen.append(d)
     return "".join(f"; model {Path(d).name} in {Path(d).parent} (converted from GGUF)" for d in seen)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Sampling", "Backend", "HFBackend", "OpenAIBackend", "VLLMBackend", "check_model", "load_tokenizer",
            "load_causal_lm", "check_endpoint", "is_local_url", "generate_resumable", "chunk_sampling", "item_seed",
-           "fit_context", "Fitted", "fit_note",
+           "fit_context", "Fitted", "fit_note", "fit_counts",
            "check_parallel", "gpu_shares", "shard_files", "merge_shards", "run_shards", "openai_client", "retrying",
            "chat", "BadResponse"]
 
@@ -308,14 +308,15 @@ class HFBackend(_LocalModel):
             kwargs = {"do_sample": False} if greedy else {
                 "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            limit = min(fit.new_tokens[i] for i in idx)
             with torch.inference_mode():
                 seqs = self.model.generate(
-                    **batch, max_new_tokens=min(fit.new_tokens[i] for i in idx), use_cache=True,
+                    **batch, max_new_tokens=limit, use_cache=True,
                     pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
                     **kwargs)
             new = seqs[:, batch["input_ids"].shape[1]:]
-            self.ran_to_max += int((~(new == self.tokenizer.eos_token_id).any(dim=1)).sum()) \
-                if new.shape[1] >= min(fit.new_tokens[i] for i in idx) else 0
+            if new.shape[1] >= limit:  # (a batch that stopped early: every row ended its turn)
+                self.ran_to_max += int((~(new == self.tokenizer.eos_token_id).any(dim=1)).sum())
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, t in zip(idx, texts, strict=True):
                 out[i] = _cut_at_stop(t, sampling.stop)
@@ -505,6 +506,13 @@ def generate_resumable(path: Path, rows: list, backend, conversation, record, sa
     return [done[k] for k in keys]
 
 
+def fit_counts(stats: dict) -> dict:
+    """The generation counts a stage's results record, from `generate_resumable`'s `stats`: prompts
+    cut and generations shortened to fit the context, and generations that ran to max_new_tokens."""
+    return {"truncated_prompts": stats.get("truncated", 0), "shortened_generations": stats.get("shortened", 0),
+            "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}
+
+
 def fit_note(stats: dict) -> str:
     """What a stage's summary line adds when generations did not fit the context, and how many ran to
     their token limit without the end-of-turn token (a real model's sign that max_new_tokens is too low;
@@ -524,7 +532,7 @@ def _fit_counts(model) -> list[int]:
 def _add_stats(stats: dict, name: str, counts: list[int]) -> None:
     stats.update(backend=name, truncated=stats.get("truncated", 0) + counts[0],
                  shortened=stats.get("shortened", 0) + counts[1],
-                 ran_to_max=stats.get("ran_to_max", 0) + (counts[2] if len(counts) > 2 else 0))
+                 ran_to_max=stats.get("ran_to_max", 0) + counts[2])
 
 
 def _warn_fit(path: Path, stats: dict, sampling: Sampling, context: int | None) -> None:

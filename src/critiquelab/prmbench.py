@@ -33,7 +33,7 @@ from critiquelab.config import CriticConfig
 from critiquelab.critic import critic_metrics, judge_settings, named_step, run_judge
 from critiquelab.evaluate import check_backend
 from critiquelab.io import UserError, check_rows, output_dir, read_jsonl, stable_hash, write_json, write_jsonl
-from critiquelab.llm import fit_note
+from critiquelab.llm import fit_counts, fit_note
 from critiquelab.sources import PRMBENCH, benchmarks_dir
 from critiquelab.stats import balanced_accuracy, bootstrap, wilson_ci
 
@@ -168,9 +168,7 @@ def run_prmbench(critic: str | Path, out_dir: str | Path, cfg: CriticConfig | No
                   "benchmark_dir": str((benchmarks_dir(bench_dir) / PRMBENCH).resolve()), "config": asdict(cfg),
                   "data": data, "prmbench": prmbench_metrics(items, judgements),
                   "metrics": critic_metrics(items, judgements),
-                  "generation": {"truncated_prompts": stats.get("truncated", 0),
-                                 "shortened_generations": stats.get("shortened", 0),
-                                 "ran_to_max_new_tokens": stats.get("ran_to_max", 0)}}
+                  "generation": fit_counts(stats)}
         write_json(out / "critic.json", result)
     return result
 

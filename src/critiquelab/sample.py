@@ -34,7 +34,7 @@ from critiquelab.io import (
     stable_hash,
     write_jsonl,
 )
-from critiquelab.llm import Sampling, check_model, check_parallel, fit_note, generate_resumable
+from critiquelab.llm import Sampling, check_model, check_parallel, fit_counts, fit_note, generate_resumable
 from critiquelab.logs import progress_bar
 from critiquelab.sources import load_problems
 from critiquelab.world import check, noisy_solution
@@ -236,8 +236,7 @@ def run_sample(problems_path: str | Path | None, out_path: str | Path, cfg: Samp
     write_jsonl(out, rows)
     if not imported:
         store.path.unlink(missing_ok=True)
-        return {**_summary(rows, problems), "truncated_prompts": fit.get("truncated", 0),
-                "shortened_generations": fit.get("shortened", 0), "ran_to_max_new_tokens": fit.get("ran_to_max", 0)}
+        return {**_summary(rows, problems), **fit_counts(fit)}
     return _summary(rows, problems)
 
 
